@@ -1,0 +1,43 @@
+"""rfmi_core: point-wise mutual information of a rectified-flow model with its prompt (RFMI, Wang et al. 2025).
+
+Headless by design: this package never imports ComfyUI. Units are nats. Time follows the paper (t = 0 noise, t = 1
+data); ComfyUI's σ is 1 − t (see ``conventions``).
+"""
+
+from .analytic import GaussianChannel, GaussianMixture, gaussian_velocity
+from .conventions import (
+    cfg_velocity,
+    denoised_from_velocity,
+    sigma_from_t,
+    t_from_sigma,
+    velocity_from_denoised,
+    velocity_from_model_output,
+)
+from .density import TruncatedRatioDensity
+from .estimate import estimate_mi, estimate_mi_draws
+from .sampler import sample_with_mi
+from .select import top_k
+from .trajectory import SCORES, VELOCITIES, MIResult, TrajectoryMI
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GaussianChannel",
+    "GaussianMixture",
+    "gaussian_velocity",
+    "cfg_velocity",
+    "denoised_from_velocity",
+    "sigma_from_t",
+    "t_from_sigma",
+    "velocity_from_denoised",
+    "velocity_from_model_output",
+    "TruncatedRatioDensity",
+    "estimate_mi",
+    "estimate_mi_draws",
+    "sample_with_mi",
+    "top_k",
+    "SCORES",
+    "VELOCITIES",
+    "MIResult",
+    "TrajectoryMI",
+]

@@ -1,0 +1,129 @@
+"""Exact velocity fields with known mutual information, for tests and demos.
+
+For data x1 ~ N(μ, Σ) on the path x_t = t·x1 + (1 − t)·x0, x_t ~ N(tμ, C_t) with C_t = t²Σ + (1 − t)²I, and the
+marginal velocity E[x1 − x0 | x_t] is linear in x_t:
+
+    u_t(x) = μ + (tΣ − (1 − t)I)·C_t⁻¹·(x − tμ).
+
+- ``GaussianChannel``: Y ~ N(0, I), X = A·Y + N(0, Σ_n). u(·|y) uses μ = A·y, Σ = Σ_n; u(·|∅) uses μ = 0,
+  Σ = AAᵀ + Σ_n. I(X; Y) = ½·log det Σ_X / det Σ_{X|Y}.
+- ``GaussianMixture``: Y ~ Categorical(π), X | Y = k ~ N(μ_k, s_k²I). u(·|k) is the component's Gaussian velocity and
+  u(·|∅) = Σ_k p(k | x_t)·u(·|k). I(X; Y) = H(Y) − H(Y|X), estimated by Monte Carlo from the exact densities.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = ["gaussian_velocity", "GaussianChannel", "GaussianMixture"]
+
+
+def gaussian_velocity(x: Tensor, t: Tensor, mean: Tensor, cov: Tensor) -> Tensor:
+    """u_t(x) = μ + (tΣ − (1 − t)I)·C_t⁻¹·(x − tμ) for x1 ~ N(μ, Σ).
+
+    x [B, D], t [B], mean [B, D] or [D], cov [D, D]; float64 internally, returns x's dtype.
+    """
+    batch, dim = x.shape
+    x64, t64 = x.double(), t.double().reshape(batch, 1, 1)
+    mean = mean.double().expand(batch, dim)
+    eye = torch.eye(dim, dtype=torch.float64, device=x.device)
+    cov = cov.double().to(x.device)
+    c_t = t64**2 * cov + (1 - t64) ** 2 * eye  # [B, D, D]
+    centred = (x64 - t64[:, :, 0] * mean).unsqueeze(-1)
+    gain = t64 * cov - (1 - t64) * eye
+    return (mean + (gain @ torch.linalg.solve(c_t, centred)).squeeze(-1)).to(x.dtype)
+
+
+class GaussianChannel:
+    """Y ~ N(0, I_dy); X = A·Y + N(0, Σ_n). Conditions are y [B, dy]; ``None`` means ∅ (unconditional)."""
+
+    def __init__(self, mixing: Tensor, noise_cov: Tensor):
+        self.mixing = mixing.double()
+        self.noise_cov = noise_cov.double()
+        self.marginal_cov = self.mixing @ self.mixing.T + self.noise_cov
+        self.dim_x, self.dim_y = self.mixing.shape
+
+    @classmethod
+    def random(cls, dim_x: int = 4, dim_y: int = 2, noise_scale: float = 0.5, seed: int = 0) -> "GaussianChannel":
+        g = torch.Generator().manual_seed(seed)
+        mixing = torch.randn(dim_x, dim_y, generator=g, dtype=torch.float64) / math.sqrt(dim_y)
+        root = torch.randn(dim_x, dim_x, generator=g, dtype=torch.float64) / math.sqrt(dim_x)
+        noise_cov = noise_scale**2 * (0.5 * root @ root.T + 0.5 * torch.eye(dim_x, dtype=torch.float64))
+        return cls(mixing, noise_cov)
+
+    @property
+    def true_mi(self) -> float:
+        """½·log det Σ_X / det Σ_{X|Y}, nats."""
+        return 0.5 * float(torch.logdet(self.marginal_cov) - torch.logdet(self.noise_cov))
+
+    def sample_condition(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        return torch.randn(n, self.dim_y, generator=generator, dtype=torch.float64).float()
+
+    def sample_data(self, y: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        root = torch.linalg.cholesky(self.noise_cov)
+        eps = torch.randn(y.shape[0], self.dim_x, generator=generator, dtype=torch.float64)
+        return (y.double() @ self.mixing.T + eps @ root.T).float()
+
+    def velocity(self, x: Tensor, t: Tensor, y: Tensor | None) -> Tensor:
+        if y is None:
+            return gaussian_velocity(x, t, torch.zeros(self.dim_x, dtype=torch.float64), self.marginal_cov)
+        return gaussian_velocity(x, t, y.double().to(x.device) @ self.mixing.T.to(x.device), self.noise_cov)
+
+
+class GaussianMixture:
+    """Y ~ Categorical(π); X | Y = k ~ N(μ_k, s_k²·I). Conditions are labels [B] (long); ``None`` means ∅."""
+
+    def __init__(self, means: Tensor, scales: Tensor, weights: Tensor):
+        self.means = means.double()  # [K, D]
+        self.scales = scales.double()  # [K]
+        self.weights = weights.double() / weights.double().sum()  # [K]
+        self.num_components, self.dim_x = self.means.shape
+
+    @classmethod
+    def random(cls, num_components: int = 3, dim_x: int = 4, spread: float = 1.5, seed: int = 0) -> "GaussianMixture":
+        g = torch.Generator().manual_seed(seed)
+        means = spread * torch.randn(num_components, dim_x, generator=g, dtype=torch.float64)
+        scales = 0.5 + 0.5 * torch.rand(num_components, generator=g, dtype=torch.float64)
+        weights = 1.0 + torch.rand(num_components, generator=g, dtype=torch.float64)
+        return cls(means, scales, weights)
+
+    def sample_condition(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        return torch.multinomial(self.weights, n, replacement=True, generator=generator)
+
+    def sample_data(self, labels: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        eps = torch.randn(labels.shape[0], self.dim_x, generator=generator, dtype=torch.float64)
+        return (self.means[labels] + self.scales[labels, None] * eps).float()
+
+    def log_component_densities(self, x: Tensor, t: Tensor | float = 1.0) -> Tensor:
+        """log N(x; t·μ_k, (t²s_k² + (1 − t)²)·I) for every k: [B, K] (t = 1 gives the data densities)."""
+        x = x.double()
+        t = torch.as_tensor(t, dtype=torch.float64).reshape(-1, 1)
+        var = t**2 * self.scales**2 + (1 - t) ** 2  # [B or 1, K]
+        sq = ((x[:, None, :] - t[:, :, None] * self.means[None]) ** 2).sum(-1)  # [B, K]
+        return -0.5 * sq / var - 0.5 * self.dim_x * torch.log(2 * math.pi * var)
+
+    def velocity(self, x: Tensor, t: Tensor, labels: Tensor | None) -> Tensor:
+        eye = torch.eye(self.dim_x, dtype=torch.float64)
+        per_component = torch.stack(
+            [gaussian_velocity(x, t, self.means[k], self.scales[k] ** 2 * eye).double() for k in range(self.num_components)],
+            dim=1,
+        )  # [B, K, D]
+        if labels is not None:
+            return per_component[torch.arange(x.shape[0]), labels.long()].to(x.dtype)
+        log_post = self.log_component_densities(x, t) + torch.log(self.weights)
+        posterior = torch.softmax(log_post, dim=1)  # p(k | x_t)
+        return (posterior[:, :, None] * per_component).sum(1).to(x.dtype)
+
+    def monte_carlo_mi(self, n: int = 200_000, seed: int = 1) -> tuple[float, float]:
+        """(I(X; Y), its standard error) = E[log p(x|y) − log p(x)] over n exact samples, nats."""
+        g = torch.Generator().manual_seed(seed)
+        labels = self.sample_condition(n, g)
+        x = self.sample_data(labels, g).double()
+        log_comp = self.log_component_densities(x)
+        log_joint = log_comp[torch.arange(n), labels]
+        log_marginal = torch.logsumexp(log_comp + torch.log(self.weights), dim=1)
+        pmi = log_joint - log_marginal
+        return float(pmi.mean()), float(pmi.std() / math.sqrt(n))

@@ -1,0 +1,103 @@
+"""Point-wise MI of samples that already exist, by importance-sampled time (paper Prop. 3.3).
+
+    I(x1; y) = E_{t ~ q, ε ~ N(0, I)} [ r(t)/q(t) · u_t(x_t|y)·(u_t(x_t|y) − u_t(x_t|∅)) ],   x_t = t·x1 + (1 − t)·ε
+
+with r(t) = t/(1 − t) and q the truncated density of ``density.TruncatedRatioDensity``. Each draw gets its own t and ε;
+draws are stratified in the CDF by default (t_j = F⁻¹((j + U_j)/n_t)), which keeps the estimate unbiased and lowers
+its variance.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+from .checks import require_batched, require_choice
+from .conventions import cfg_velocity
+from .density import TruncatedRatioDensity
+from .progress import progress_bar
+from .trajectory import VELOCITIES
+
+__all__ = ["estimate_mi", "estimate_mi_draws", "draw_times"]
+
+
+def draw_times(density: TruncatedRatioDensity, n_t: int, batch: int, generator: torch.Generator | None,
+               stratified: bool = True) -> Tensor:
+    """[n_t, B] float64 times: n_t draws per image from q (stratified over the n_t draws when asked)."""
+    device = generator.device if generator is not None else torch.device("cpu")
+    uniform = torch.rand((n_t, batch), generator=generator, dtype=torch.float64, device=device).cpu()
+    if stratified:
+        uniform = (torch.arange(n_t, dtype=torch.float64).unsqueeze(1) + uniform) / n_t
+    return torch.from_numpy(density.icdf(uniform.numpy()))
+
+
+@torch.no_grad()
+def estimate_mi_draws(
+    velocity: Callable[[Tensor, Tensor, Any], Tensor],
+    x1: Tensor,
+    cond: Any,
+    uncond: Any,
+    n_t: int = 64,
+    t_eps: float = 0.99,
+    generator: torch.Generator | None = None,
+    mi_velocity: str = "cfg",
+    cfg: float = 1.0,
+    draws_per_call: int = 1,
+    stratified: bool = True,
+    progress: bool = False,
+) -> Tensor:
+    """The n_t importance-weighted integrand draws per sample, float32 [B, n_t]; their mean is the MI in nats.
+
+    ``velocity(x_t, t, c)`` returns the paper velocity for a batch; ``draws_per_call`` draws are batched into one call
+    (batch B·draws_per_call) when memory allows. With ``mi_velocity="cfg"`` u_cfg = u_∅ + cfg·(u_y − u_∅) stands in for
+    u_y (cfg = 1 gives u_y).
+    """
+    require_batched("x1", x1)
+    require_choice("mi_velocity", mi_velocity, VELOCITIES)
+    if n_t < 1 or draws_per_call < 1:
+        raise ValueError(f"n_t and draws_per_call must be positive; got n_t={n_t}, draws_per_call={draws_per_call}")
+    density = TruncatedRatioDensity(t_eps)
+    batch, device = x1.shape[0], x1.device
+    times = draw_times(density, n_t, batch, generator, stratified)  # [n_t, B]
+    weights = torch.from_numpy(density.importance_weight(times.numpy())).to(torch.float32)
+    noise_device = generator.device if generator is not None else torch.device("cpu")
+    draws = torch.empty((batch, n_t), dtype=torch.float32)
+    x1 = x1.float()
+    chunks = range(0, n_t, draws_per_call)
+    for start in progress_bar(chunks, enabled=progress, desc="scoring"):
+        stop = min(start + draws_per_call, n_t)
+        k = stop - start
+        t = times[start:stop].reshape(-1).to(device=device, dtype=torch.float32)  # draw-major: [k·B]
+        eps = torch.randn((k * batch, *x1.shape[1:]), generator=generator, device=noise_device).to(device)
+        x_data = x1.repeat(k, *[1] * (x1.ndim - 1))
+        t_b = t.reshape([-1] + [1] * (x1.ndim - 1))
+        x_t = t_b * x_data + (1 - t_b) * eps
+        u_y = velocity(x_t, t, _repeat_condition(cond, k)).float()
+        u_0 = velocity(x_t, t, _repeat_condition(uncond, k)).float()
+        u = cfg_velocity(u_y, u_0, cfg) if mi_velocity == "cfg" else u_y
+        integrand = (u * (u - u_0)).flatten(1).sum(dim=1).reshape(k, batch).cpu()
+        draws[:, start:stop] = (weights[start:stop] * integrand).T
+    return draws
+
+
+def estimate_mi(
+    velocity: Callable[[Tensor, Tensor, Any], Tensor],
+    x1: Tensor,
+    cond: Any,
+    uncond: Any,
+    n_t: int = 64,
+    t_eps: float = 0.99,
+    generator: torch.Generator | None = None,
+    **options: Any,
+) -> Tensor:
+    """Point-wise MI per sample, float32 [B], in nats (the mean of ``estimate_mi_draws``; same options)."""
+    return estimate_mi_draws(velocity, x1, cond, uncond, n_t, t_eps, generator, **options).mean(dim=1)
+
+
+def _repeat_condition(condition: Any, k: int) -> Any:
+    """A per-sample condition tensor [B, ...] tiled k times (draw-major) to match a batch of k·B; others unchanged."""
+    if k == 1 or not isinstance(condition, Tensor) or condition.ndim == 0:
+        return condition
+    return condition.repeat(k, *[1] * (condition.ndim - 1))

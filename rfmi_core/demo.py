@@ -1,0 +1,66 @@
+"""Analytic demo: RFMI against closed-form mutual information, on exact velocity fields (CPU, seconds).
+
+    python -m rfmi_core.demo [--images 2000] [--steps 100] [--seed 0]
+
+Prints, for a jointly Gaussian channel (closed-form MI) and a Gaussian mixture whose component is the label
+(MI from exact densities), the mean point-wise MI read along Euler trajectories (Algorithm 2) and estimated on exact
+samples by importance-sampled t (Prop. 3.3), each ± its standard error, in nats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import torch
+
+from .analytic import GaussianChannel, GaussianMixture
+from .estimate import estimate_mi
+from .sampler import sample_with_mi
+
+
+def _mean_se(values: torch.Tensor) -> tuple[float, float]:
+    return float(values.mean()), float(values.std() / math.sqrt(values.numel()))
+
+
+def run_case(name: str, field, truth: float, truth_se: float, images: int, steps: int, n_t: int, seed: int) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    conditions = field.sample_condition(images, g)
+    noise = torch.randn(images, field.dim_x, generator=g)
+    tau = torch.linspace(1, 0, steps + 1)
+    rows = {"case": name, "truth": (truth, truth_se)}
+    for grid_name, sigmas in [("linear", tau), ("shift 3", 3 * tau / (1 + 2 * tau))]:
+        _, result = sample_with_mi(field.velocity, noise, sigmas, conditions, None, mi_velocity="cond")
+        rows[f"trajectory, {grid_name} grid"] = _mean_se(result.mi)
+    data = field.sample_data(conditions, g)
+    rows["estimate_mi (exact samples)"] = _mean_se(
+        estimate_mi(field.velocity, data, conditions, None, n_t=n_t, generator=g, mi_velocity="cond"))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--n-t", type=int, default=8, help="importance-sampled times per image for estimate_mi")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    channel = GaussianChannel.random(dim_x=4, dim_y=2, noise_scale=0.5, seed=0)
+    mixture = GaussianMixture.random(num_components=3, dim_x=4, seed=0)
+    cases = [
+        run_case("Gaussian channel, dim X = 4, dim Y = 2", channel, channel.true_mi, 0.0, args.images, args.steps,
+                 args.n_t, args.seed),
+        run_case("Gaussian mixture, 3 components, dim X = 4", mixture, *mixture.monte_carlo_mi(), args.images,
+                 args.steps, args.n_t, args.seed),
+    ]
+    print(f"RFMI vs ground-truth MI (nats), {args.images} images, {args.steps} Euler steps, velocity 'cond'")
+    for case in cases:
+        truth, truth_se = case.pop("truth")
+        print(f"\n{case.pop('case')}: true MI {truth:.4f}" + (f" ± {truth_se:.4f} (Monte Carlo)" if truth_se else " (closed form)"))
+        for label, (mean, se) in case.items():
+            z = (mean - truth) / math.hypot(se, truth_se)
+            print(f"  {label:<30} {mean:.4f} ± {se:.4f}   ({z:+.1f} s.e.)")
+
+
+if __name__ == "__main__":
+    main()

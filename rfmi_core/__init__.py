@@ -14,8 +14,9 @@ from .conventions import (
     velocity_from_model_output,
 )
 from .density import TruncatedRatioDensity
-from .estimate import estimate_mi, estimate_mi_draws
+from .estimate import estimate_mi, estimate_mi_draws, estimate_mi_draws_from_pairs
 from .sampler import sample_with_mi
+from .scores import ScoredCandidates
 from .select import top_k
 from .trajectory import SCORES, VELOCITIES, MIResult, TrajectoryMI
 
@@ -34,7 +35,9 @@ __all__ = [
     "TruncatedRatioDensity",
     "estimate_mi",
     "estimate_mi_draws",
+    "estimate_mi_draws_from_pairs",
     "sample_with_mi",
+    "ScoredCandidates",
     "top_k",
     "SCORES",
     "VELOCITIES",

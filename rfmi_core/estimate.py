@@ -14,13 +14,13 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from .checks import require_batched, require_choice
+from .checks import require_batched, require_choice, require_same_shape
 from .conventions import cfg_velocity
 from .density import TruncatedRatioDensity
 from .progress import progress_bar
 from .trajectory import VELOCITIES
 
-__all__ = ["estimate_mi", "estimate_mi_draws", "draw_times"]
+__all__ = ["estimate_mi", "estimate_mi_draws", "estimate_mi_draws_from_pairs", "draw_times", "VelocityPairFn"]
 
 
 def draw_times(density: TruncatedRatioDensity, n_t: int, batch: int, generator: torch.Generator | None,
@@ -33,12 +33,14 @@ def draw_times(density: TruncatedRatioDensity, n_t: int, batch: int, generator: 
     return torch.from_numpy(density.icdf(uniform.numpy()))
 
 
+VelocityPairFn = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
+"""velocity_pair(x_t [N, ...], t [N]) -> (u_y, u_∅), both [N, ...]: one call may batch the two (as CFG does)."""
+
+
 @torch.no_grad()
-def estimate_mi_draws(
-    velocity: Callable[[Tensor, Tensor, Any], Tensor],
+def estimate_mi_draws_from_pairs(
+    velocity_pair: VelocityPairFn,
     x1: Tensor,
-    cond: Any,
-    uncond: Any,
     n_t: int = 64,
     t_eps: float = 0.99,
     generator: torch.Generator | None = None,
@@ -50,9 +52,8 @@ def estimate_mi_draws(
 ) -> Tensor:
     """The n_t importance-weighted integrand draws per sample, float32 [B, n_t]; their mean is the MI in nats.
 
-    ``velocity(x_t, t, c)`` returns the paper velocity for a batch; ``draws_per_call`` draws are batched into one call
-    (batch B·draws_per_call) when memory allows. With ``mi_velocity="cfg"`` u_cfg = u_∅ + cfg·(u_y − u_∅) stands in for
-    u_y (cfg = 1 gives u_y).
+    ``draws_per_call`` draws are stacked draw-major into one call of batch B·draws_per_call (image b of draw j is row
+    j·B + b). With ``mi_velocity="cfg"`` u_cfg = u_∅ + cfg·(u_y − u_∅) stands in for u_y (cfg = 1 gives u_y).
     """
     require_batched("x1", x1)
     require_choice("mi_velocity", mi_velocity, VELOCITIES)
@@ -65,21 +66,41 @@ def estimate_mi_draws(
     noise_device = generator.device if generator is not None else torch.device("cpu")
     draws = torch.empty((batch, n_t), dtype=torch.float32)
     x1 = x1.float()
-    chunks = range(0, n_t, draws_per_call)
-    for start in progress_bar(chunks, enabled=progress, desc="scoring"):
-        stop = min(start + draws_per_call, n_t)
-        k = stop - start
-        t = times[start:stop].reshape(-1).to(device=device, dtype=torch.float32)  # draw-major: [k·B]
+    for start in progress_bar(range(0, n_t, draws_per_call), enabled=progress, desc="scoring"):
+        k = min(draws_per_call, n_t - start)
+        t = times[start : start + k].reshape(-1).to(device=device, dtype=torch.float32)  # [k·B], draw-major
         eps = torch.randn((k * batch, *x1.shape[1:]), generator=generator, device=noise_device).to(device)
-        x_data = x1.repeat(k, *[1] * (x1.ndim - 1))
         t_b = t.reshape([-1] + [1] * (x1.ndim - 1))
-        x_t = t_b * x_data + (1 - t_b) * eps
-        u_y = velocity(x_t, t, _repeat_condition(cond, k)).float()
-        u_0 = velocity(x_t, t, _repeat_condition(uncond, k)).float()
+        x_t = t_b * x1.repeat(k, *[1] * (x1.ndim - 1)) + (1 - t_b) * eps
+        u_y, u_0 = (u.float() for u in velocity_pair(x_t, t))
+        require_same_shape("u_cond", u_y, "x_t", x_t)
+        require_same_shape("u_uncond", u_0, "x_t", x_t)
         u = cfg_velocity(u_y, u_0, cfg) if mi_velocity == "cfg" else u_y
         integrand = (u * (u - u_0)).flatten(1).sum(dim=1).reshape(k, batch).cpu()
-        draws[:, start:stop] = (weights[start:stop] * integrand).T
+        draws[:, start : start + k] = (weights[start : start + k] * integrand).T
     return draws
+
+
+def estimate_mi_draws(
+    velocity: Callable[[Tensor, Tensor, Any], Tensor],
+    x1: Tensor,
+    cond: Any,
+    uncond: Any,
+    n_t: int = 64,
+    t_eps: float = 0.99,
+    generator: torch.Generator | None = None,
+    **options: Any,
+) -> Tensor:
+    """``estimate_mi_draws_from_pairs`` for a velocity(x_t, t, condition) called once with ``cond``, once with ``uncond``.
+
+    A per-sample condition tensor [B, ...] is tiled to match the stacked draws; any other condition is passed as is.
+    """
+
+    def pair(x_t: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        k = x_t.shape[0] // x1.shape[0]
+        return velocity(x_t, t, _repeat_condition(cond, k)), velocity(x_t, t, _repeat_condition(uncond, k))
+
+    return estimate_mi_draws_from_pairs(pair, x1, n_t, t_eps, generator, **options)
 
 
 def estimate_mi(

@@ -1,0 +1,85 @@
+"""Best-of-N by MI: N candidates for one prompt, ranked by point-wise MI; the top k go on (paper Algorithm 1)."""
+
+from __future__ import annotations
+
+import torch
+
+import comfy.model_management
+import comfy.sample
+import comfy.utils
+import latent_preview
+from comfy_api.latest import io
+
+from ..rfmi_core import ScoredCandidates, top_k
+from .sampling import sample_scored
+from .sockets import CATEGORY, Scores, ksampler_inputs, rfmi_option_inputs
+
+
+def candidate_noise(latent: torch.Tensor, seeds: list[int]) -> torch.Tensor:
+    """The noise of each candidate: the stock KSampler's noise for its seed on a batch-1 latent, stacked."""
+    return torch.cat([comfy.sample.prepare_noise(latent[:1], seed) for seed in seeds])
+
+
+class RFMIBestOfN(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="RFMIBestOfN",
+            display_name="Best-of-N by MI",
+            category=CATEGORY,
+            description="Samples N candidates for one prompt, in chunks of batch_size, and keeps the k with the highest "
+                        "point-wise MI. Candidate j is the image KSampler gives for seed + j on a batch-1 latent "
+                        "(replay it with RFMI Sampler or KSampler at that seed; batched kernels may differ in the last bits).",
+            inputs=ksampler_inputs() + [
+                io.Int.Input("n", default=8, min=1, max=4096, tooltip="Number of candidates."),
+                io.Int.Input("k", default=1, min=1, max=4096, tooltip="How many of the best to output."),
+                io.Int.Input("batch_size", default=4, min=1, max=512, tooltip="Candidates sampled together."),
+            ] + rfmi_option_inputs(),
+            outputs=[
+                io.Latent.Output(display_name="best"),
+                io.Float.Output(display_name="best_mi", is_output_list=True),
+                Scores.Output(display_name="all_scores", tooltip="All N candidates with latents and MI, for ranking and export."),
+            ],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def validate_inputs(cls, n, k, **_) -> bool | str:
+        if isinstance(n, int) and isinstance(k, int) and k > n:
+            return f"k ({k}) cannot exceed the number of candidates n ({n})"
+        return True
+
+    @classmethod
+    def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, n, k,
+                batch_size, velocity, score) -> io.NodeOutput:
+        latent = comfy.sample.fix_empty_latent_channels(model, latent_image["samples"])
+        if latent.shape[0] != 1:
+            raise ValueError(f"Best-of-N makes its own batch: give it a latent of batch size 1 (got {latent.shape[0]}); "
+                             "n sets the number of candidates")
+        progress = comfy.utils.ProgressBar(n * steps)
+        preview = latent_preview.prepare_callback(model, steps)
+        parts = []
+        for start in range(0, n, batch_size):
+            comfy.model_management.throw_exception_if_processing_interrupted()
+            seeds = [seed + j for j in range(start, min(start + batch_size, n))]
+
+            def on_step(step, x0, x, total_steps, done=start):
+                preview(step, x0, x, total_steps)
+                progress.update_absolute(done * steps + (step + 1) * len(seeds), n * steps)
+
+            chunk = {**latent_image, "samples": latent.expand(len(seeds), *latent.shape[1:]).clone()}
+            samples, result = sample_scored(
+                model, candidate_noise(latent, seeds), chunk, seed=seeds[0], steps=steps, cfg=cfg,
+                sampler_name=sampler_name, scheduler=scheduler, positive=positive, negative=negative,
+                velocity=velocity, score=score, callback=on_step,
+            )
+            parts.append(ScoredCandidates(mi=result.mi.cpu(), seeds=seeds, batch_index=[0] * len(seeds),
+                                          result=result, latents=samples.cpu()))
+        scores = ScoredCandidates.concat(parts)
+        scores.settings = dict(sampler_name=sampler_name, scheduler=scheduler, steps=steps, cfg=cfg, velocity=velocity,
+                               score=score, seed=seed, n=n)
+        best = scores.select(top_k(scores.mi, k))
+        out_latent = {key: v for key, v in latent_image.items() if key not in ("samples", "batch_index", "noise_mask")}
+        best_mi = [float(v) for v in best.mi]
+        return io.NodeOutput({**out_latent, "samples": best.latents}, best_mi, scores,
+                             ui={"rfmi_mi": [float(v) for v in scores.mi], "rfmi_best": best.seeds})

@@ -1,0 +1,22 @@
+"""The pack's V3 extension: the list of RFMI nodes ComfyUI registers."""
+
+from __future__ import annotations
+
+from comfy_api.latest import ComfyExtension, io
+
+from .best_of_n import RFMIBestOfN
+from .heatmap import RFMIHeatmap
+from .prompt_list import RFMIPromptList
+from .rfmi_sampler import RFMISampler
+from .score_latent import RFMIScoreLatent
+
+NODES: list[type[io.ComfyNode]] = [RFMISampler, RFMIBestOfN, RFMIScoreLatent, RFMIHeatmap, RFMIPromptList]
+
+
+class RFMIExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return list(NODES)
+
+
+async def comfy_entrypoint() -> RFMIExtension:
+    return RFMIExtension()

@@ -1,0 +1,53 @@
+"""RFMI Sampler: the stock KSampler, plus each image's point-wise MI with its prompt (paper Algorithm 2)."""
+
+from __future__ import annotations
+
+import comfy.sample
+import latent_preview
+from comfy_api.latest import io
+
+from ..rfmi_core import ScoredCandidates
+from .sampling import sample_scored
+from .sockets import CATEGORY, Scores, ksampler_inputs, rfmi_option_inputs
+
+
+class RFMISampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        inputs = ksampler_inputs()
+        inputs.insert(inputs.index(next(i for i in inputs if i.id == "latent_image")) + 1,
+                      io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01))
+        return io.Schema(
+            node_id="RFMISampler",
+            display_name="RFMI Sampler",
+            category=CATEGORY,
+            description="Samples exactly like KSampler and reads each image's point-wise mutual information with its "
+                        "prompt (nats) from the sampler's own cond/uncond evaluations, at no extra model cost.",
+            inputs=inputs + rfmi_option_inputs(),
+            outputs=[
+                io.Latent.Output(display_name="LATENT"),
+                io.Float.Output(display_name="mi", is_output_list=True, tooltip="Point-wise MI per image, nats."),
+                Scores.Output(display_name="scores"),
+            ],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, denoise,
+                velocity, score) -> io.NodeOutput:
+        latent = comfy.sample.fix_empty_latent_channels(model, latent_image["samples"])
+        batch_index = latent_image.get("batch_index")
+        noise = comfy.sample.prepare_noise(latent, seed, batch_index)
+        samples, result = sample_scored(
+            model, noise, latent_image, seed=seed, steps=steps, cfg=cfg, sampler_name=sampler_name,
+            scheduler=scheduler, positive=positive, negative=negative, denoise=denoise, velocity=velocity, score=score,
+            callback=latent_preview.prepare_callback(model, steps),
+        )
+        n = samples.shape[0]
+        scores = ScoredCandidates(
+            mi=result.mi.cpu(), seeds=[seed] * n, batch_index=list(batch_index) if batch_index else list(range(n)),
+            result=result, settings=dict(sampler_name=sampler_name, scheduler=scheduler, steps=steps, cfg=cfg,
+                                         denoise=denoise, velocity=velocity, score=score),
+        )
+        mi = [float(v) for v in scores.mi]
+        return io.NodeOutput({**latent_image, "samples": samples}, mi, scores, ui={"rfmi_mi": mi})

@@ -1,0 +1,114 @@
+"""Score by MI: point-wise MI of latents that already exist, by importance-sampled time (paper Prop. 3.3).
+
+The velocities come from ComfyUI's own CFG path (conditioning processing, model loading, latent format): a custom
+sampler function receives the processed latent and calls the model at the drawn noise levels; a post-CFG tap reads
+u_y and u_∅ of each call.
+"""
+
+from __future__ import annotations
+
+import torch
+
+import comfy.model_management
+import comfy.sample
+import comfy.samplers
+import comfy.utils
+from comfy_api.latest import io
+
+from ..rfmi_core import VELOCITIES, ScoredCandidates, estimate_mi_draws_from_pairs, velocity_from_denoised
+from .model_checks import require_flow_model
+from .sockets import CATEGORY, MAX_SEED, Scores
+
+
+class _PairTap:
+    """Post-CFG hook that keeps the cond/uncond velocities of the latest model call."""
+
+    def __init__(self):
+        self.pair = None
+
+    def __call__(self, args: dict) -> torch.Tensor:
+        x, sigma = args["input"].detach(), args["sigma"].detach()
+        self.pair = (velocity_from_denoised(x, args["cond_denoised"].detach(), sigma),
+                     velocity_from_denoised(x, args["uncond_denoised"].detach(), sigma))
+        return args["denoised"]
+
+
+def score_latents(model, latent: dict, positive, negative, *, seed: int, n_t: int, t_eps: float, cfg: float,
+                  velocity: str, draws_per_call: int) -> torch.Tensor:
+    """[B, n_t] importance-weighted draws per latent (their mean is the MI), through ComfyUI's sampling machinery."""
+    require_flow_model(model)
+    tap = _PairTap()
+    patched = model.clone()
+    patched.set_model_sampler_post_cfg_function(tap, disable_cfg1_optimization=True)
+    latent_image = comfy.sample.fix_empty_latent_channels(patched, latent["samples"])
+    progress = comfy.utils.ProgressBar(n_t)
+    draws = {}
+
+    def scoring_sampler(model_k, noise, sigmas, extra_args=None, callback=None, disable=None):
+        x1 = model_k.latent_image  # in the model's latent space (process_in applied by the guider)
+        calls = 0
+
+        def velocity_pair(x_t, t):
+            nonlocal calls
+            comfy.model_management.throw_exception_if_processing_interrupted()
+            model_k(x_t, (1 - t).to(x_t.device), **extra_args)
+            calls += 1
+            progress.update_absolute(min(calls * draws_per_call, n_t), n_t)
+            return tap.pair
+
+        generator = torch.Generator().manual_seed(seed)
+        draws["value"] = estimate_mi_draws_from_pairs(velocity_pair, x1, n_t=n_t, t_eps=t_eps, generator=generator,
+                                                      mi_velocity=velocity, cfg=cfg, draws_per_call=draws_per_call)
+        return x1
+
+    comfy.sample.sample_custom(
+        patched, torch.zeros_like(latent_image), cfg, comfy.samplers.KSAMPLER(scoring_sampler),
+        torch.tensor([1.0, 0.0]), positive, negative, latent_image, seed=seed,
+        disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED,
+    )
+    return draws["value"]
+
+
+class RFMIScoreLatent(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="RFMIScoreLatent",
+            display_name="Score by MI",
+            category=CATEGORY,
+            description="Point-wise MI (nats) of latents that already exist — loaded, VAE-encoded or from any sampler — "
+                        "with the given prompt, by importance-sampled noise levels. Seeded and reproducible.",
+            inputs=[
+                io.Model.Input("model"),
+                io.Conditioning.Input("positive"),
+                io.Conditioning.Input("negative", tooltip="The ∅ of the MI: an empty-prompt encoding."),
+                io.Latent.Input("latent"),
+                io.Int.Input("seed", default=0, min=0, max=MAX_SEED, tooltip="Seeds the noise levels and the noise."),
+                io.Int.Input("n_t", default=32, min=1, max=4096, tooltip="Noise levels drawn per latent."),
+                io.Float.Input("t_eps", default=0.99, min=0.5, max=0.9999, step=0.0001, round=0.0001,
+                               tooltip="The sampling density ∝ t/(1−t) is held constant above this t."),
+                io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01,
+                               tooltip="Scale of u_cfg when velocity is cfg (1.0 gives u_y, the paper's Prop. 3.3)."),
+                io.Combo.Input("velocity", options=list(VELOCITIES), default="cfg"),
+                io.Int.Input("draws_per_call", default=1, min=1, max=256,
+                             tooltip="Noise levels batched into one model call (more is faster, uses more memory)."),
+            ],
+            outputs=[
+                io.Float.Output(display_name="mi", is_output_list=True),
+                Scores.Output(display_name="scores"),
+            ],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, model, positive, negative, latent, seed, n_t, t_eps, cfg, velocity, draws_per_call) -> io.NodeOutput:
+        draws = score_latents(model, latent, positive, negative, seed=seed, n_t=n_t, t_eps=t_eps, cfg=cfg,
+                              velocity=velocity, draws_per_call=draws_per_call)
+        n = draws.shape[0]
+        mi = draws.mean(dim=1)
+        se = draws.std(dim=1) / n_t**0.5 if n_t > 1 else torch.full((n,), float("nan"))
+        scores = ScoredCandidates(mi=mi, seeds=[seed] * n, batch_index=list(range(n)), mi_standard_error=se,
+                                  latents=latent["samples"].cpu(),
+                                  settings=dict(n_t=n_t, t_eps=t_eps, cfg=cfg, velocity=velocity, estimator="prop3.3"))
+        values = [float(v) for v in mi]
+        return io.NodeOutput(values, scores, ui={"rfmi_mi": values})

@@ -1,0 +1,73 @@
+"""Reads u_y and u_∅ inside ComfyUI's own sampler and feeds them to ``TrajectoryMI`` (paper Algorithm 2).
+
+The tap is a post-CFG function on a clone of the model: it sees every evaluation's cond/uncond denoised estimates and
+returns the sampler's own result unchanged, so the latents are those of the stock KSampler. Samplers that evaluate the
+model several times per step (heun, dpmpp_2s, ...) or move the grid (uni_pc) are attributed by the sampler callback:
+the last evaluation before callback(i) is step i, at its own σ; its Δt runs to the σ of the next committed step (or
+to the schedule's final σ). Evaluations after the last callback are dropped, never double-counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..rfmi_core import MIResult, TrajectoryMI, velocity_from_denoised
+
+
+@dataclass
+class _Evaluation:
+    sigma: torch.Tensor  # [B]
+    x: torch.Tensor
+    u_cond: torch.Tensor
+    u_uncond: torch.Tensor
+    cfg_scale: float
+
+
+class TrajectoryTap:
+    def __init__(self, velocity: str = "cfg", score: str = "rfmi", keep_map: bool = True):
+        self.accumulator = TrajectoryMI(velocity=velocity, score=score, keep_map=keep_map)
+        self._latest: _Evaluation | None = None
+        self._committed: _Evaluation | None = None
+        self._final_sigma: float = 0.0
+
+    def attach(self, model):
+        """A clone of ``model`` whose sampler reports to this tap; the uncond pass is forced even at cfg = 1."""
+        patched = model.clone()
+        patched.set_model_sampler_post_cfg_function(self.post_cfg, disable_cfg1_optimization=True)
+        return patched
+
+    def post_cfg(self, args: dict) -> torch.Tensor:
+        if args["uncond"] is None:  # cannot happen with disable_cfg1_optimization, but a zero uncond would lie
+            raise RuntimeError("RFMI needs the unconditional pass; connect a negative (empty-prompt) conditioning")
+        x, sigma = args["input"].detach(), args["sigma"].detach()
+        self._latest = _Evaluation(
+            sigma=sigma.detach().float().flatten().clone(),
+            x=x,
+            u_cond=velocity_from_denoised(x, args["cond_denoised"].detach(), sigma),
+            u_uncond=velocity_from_denoised(x, args["uncond_denoised"].detach(), sigma),
+            cfg_scale=float(args["cond_scale"]),
+        )
+        sample_sigmas = args["model_options"].get("transformer_options", {}).get("sample_sigmas")
+        if sample_sigmas is not None:
+            self._final_sigma = float(sample_sigmas[-1])
+        return args["denoised"]
+
+    def on_step(self, step: int) -> None:
+        """The sampler's callback for step ``step``: commits the newest evaluation as that step."""
+        if self._latest is None:
+            return
+        if self._committed is not None:
+            self._add(self._committed, sigma_next=self._latest.sigma)
+        self._committed, self._latest = self._latest, None
+
+    def finish(self) -> MIResult:
+        if self._committed is not None:
+            self._add(self._committed, sigma_next=self._final_sigma)
+            self._committed = None
+        return self.accumulator.result()
+
+    def _add(self, step: _Evaluation, sigma_next) -> None:
+        self.accumulator.add_step(step.sigma.clamp(0, 1), torch.as_tensor(sigma_next).float().clamp(0, 1), step.x,
+                                  step.u_cond, step.u_uncond, step.cfg_scale)

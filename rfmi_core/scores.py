@@ -1,0 +1,76 @@
+"""Scored candidates: what travels between the RFMI nodes (the ``RFMI_SCORES`` socket) and into a fine-tune set."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+from torch import Tensor
+
+from .select import top_k
+from .trajectory import MIResult
+
+__all__ = ["ScoredCandidates"]
+
+
+@dataclass
+class ScoredCandidates:
+    """N candidates with their point-wise MI (nats) and how each was made.
+
+    Candidate j was sampled from ``seeds[j]`` at position ``batch_index[j]`` of a batch drawn from that seed
+    (``comfy.sample.prepare_noise``); Best-of-N always samples candidate j from seed + j at batch index 0.
+    """
+
+    mi: Tensor  # [N] float32
+    seeds: list[int]
+    batch_index: list[int]
+    result: MIResult | None = None  # per-step trace and per-position map, when read along a trajectory
+    latents: Tensor | None = None  # [N, ...] in VAE space, when kept (Best-of-N keeps all N)
+    mi_standard_error: Tensor | None = None  # [N], for importance-sampled estimates
+    settings: dict = field(default_factory=dict)  # sampler, scheduler, steps, cfg, velocity, score, ...
+
+    def __post_init__(self):
+        n = self.mi.shape[0]
+        if self.mi.ndim != 1:
+            raise ValueError(f"mi must be one value per candidate, shape [N]; got {tuple(self.mi.shape)}")
+        for name in ("seeds", "batch_index"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"{name} must hold one entry per candidate ({n}); got {len(getattr(self, name))}")
+        if self.latents is not None and self.latents.shape[0] != n:
+            raise ValueError(f"latents must hold one latent per candidate ({n}); got {self.latents.shape[0]}")
+
+    def __len__(self) -> int:
+        return self.mi.shape[0]
+
+    def ranking(self) -> Tensor:
+        """All candidate indices, highest MI first (ties by index)."""
+        return top_k(self.mi, len(self))
+
+    def select(self, index: Tensor | list[int]) -> "ScoredCandidates":
+        """The given candidates, in that order."""
+        index = torch.as_tensor(index, dtype=torch.long).flatten()
+        pick = lambda t: None if t is None else t.index_select(0, index.to(t.device))  # noqa: E731
+        return replace(
+            self,
+            mi=pick(self.mi),
+            seeds=[self.seeds[i] for i in index.tolist()],
+            batch_index=[self.batch_index[i] for i in index.tolist()],
+            result=None if self.result is None else self.result.select(index),
+            latents=pick(self.latents),
+            mi_standard_error=pick(self.mi_standard_error),
+        )
+
+    @staticmethod
+    def concat(parts: "list[ScoredCandidates]") -> "ScoredCandidates":
+        if not parts:
+            raise ValueError("parts must hold at least one ScoredCandidates to concatenate")
+        cat = lambda name: None if getattr(parts[0], name) is None else torch.cat([getattr(p, name) for p in parts])  # noqa: E731
+        return ScoredCandidates(
+            mi=cat("mi"),
+            seeds=[s for p in parts for s in p.seeds],
+            batch_index=[b for p in parts for b in p.batch_index],
+            result=None if parts[0].result is None else MIResult.concat([p.result for p in parts]),
+            latents=cat("latents"),
+            mi_standard_error=cat("mi_standard_error"),
+            settings=dict(parts[0].settings),
+        )

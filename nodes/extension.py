@@ -18,5 +18,3 @@ class RFMIExtension(ComfyExtension):
         return list(NODES)
 
 
-async def comfy_entrypoint() -> RFMIExtension:
-    return RFMIExtension()

@@ -31,7 +31,8 @@ def require_flow_model(model) -> None:
     """Only rectified-flow (CONST) models have the velocity the estimator reads: SD3/SD3.5, FLUX, AuraFlow, ..."""
     require_in_process(model)
     sampling = model.get_model_object("model_sampling")
-    if not isinstance(sampling, comfy.model_sampling.CONST):
+    # IMG_TO_IMG_FLOW (newer ComfyUI) is CONST too but never noises the latent: no trajectory to read MI from.
+    if not isinstance(sampling, comfy.model_sampling.CONST) or model_type_name(model).startswith("IMG_TO_IMG"):
         raise RFMIModelError(
             f"RFMI needs a rectified-flow model (SD3/SD3.5, FLUX or another FLOW model), but this MODEL is of type "
             f"{model_type_name(model)} ({type(sampling).__name__}). eps- and v-prediction models (SD1.5, SDXL) are not "

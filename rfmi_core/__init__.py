@@ -14,6 +14,7 @@ from .conventions import (
     velocity_from_model_output,
 )
 from .density import TruncatedRatioDensity
+from .finetune_set import CandidateRecord, FinetuneSet, FinetuneSetError
 from .estimate import estimate_mi, estimate_mi_draws, estimate_mi_draws_from_pairs
 from .sampler import sample_with_mi
 from .scores import ScoredCandidates
@@ -33,6 +34,9 @@ __all__ = [
     "velocity_from_denoised",
     "velocity_from_model_output",
     "TruncatedRatioDensity",
+    "CandidateRecord",
+    "FinetuneSet",
+    "FinetuneSetError",
     "estimate_mi",
     "estimate_mi_draws",
     "estimate_mi_draws_from_pairs",

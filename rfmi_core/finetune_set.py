@@ -1,0 +1,357 @@
+"""The fine-tune set of RFMI FT (paper Algorithm 1): each prompt's highest-MI candidates, ready to train a LoRA on.
+
+A set is a folder that several writers may append to at once (one ComfyUI per GPU, machines sharing a folder):
+
+    <set>/set.json                                   format, version, top_k (written once)
+    <set>/manifest/<writer>-<seq>.jsonl              one segment per append: a JSON record per candidate
+    <set>/latents/<writer>-<seq>.safetensors         that append's latents, stacked: "latents" [n, ...]
+    <set>/conditioning/<key>.safetensors             each prompt's conditioning, stored once per (model, text)
+
+Every file is written to a temporary name, flushed, fsynced and renamed into place, and a segment is renamed only after
+its latents are in place: a crash or interrupt leaves at most an orphan temporary file, never a half record, and
+the previous state stays readable. No writer ever touches another's files, so concurrent appends cannot lose records.
+Readers merge all segments, drop duplicates (same prompt, negative, seed, batch index, model and settings), validate
+every record against its shard and keep the top-k per prompt (an artist's picks first, then by MI).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import Tensor
+
+__all__ = [
+    "FORMAT",
+    "SCHEMA_VERSION",
+    "FinetuneSetError",
+    "CandidateRecord",
+    "FinetuneSet",
+    "conditioning_key",
+]
+
+FORMAT = "rfmi-finetune-set"
+SCHEMA_VERSION = 1
+_TMP_PREFIX = ".tmp-"
+
+
+class FinetuneSetError(ValueError):
+    """A fine-tune set that cannot be read or written as asked; the message names the file and what to do."""
+
+
+def _digest(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def conditioning_key(model: str, text: str) -> str:
+    """The file stem a prompt's conditioning is stored under: one per (model identity, prompt text)."""
+    return _digest("conditioning", model, text)
+
+
+@dataclass
+class CandidateRecord:
+    """One kept candidate. ``latent_shard``/``latent_row`` locate its latent; the conditioning keys its prompt's."""
+
+    prompt: str
+    negative: str
+    seed: int
+    batch_index: int
+    candidate_index: int
+    mi: float
+    score: str
+    velocity: str
+    model: str
+    sampler: dict
+    latent_shape: list[int]
+    picked: bool = False
+    time: float = field(default_factory=time.time)
+    writer: str = ""
+    latent_shard: str = ""
+    latent_row: int = -1
+    prompt_conditioning: str = ""
+    negative_conditioning: str = ""
+    schema_version: int = SCHEMA_VERSION
+    id: str = ""
+
+    def identity(self) -> str:
+        """Equal for the same candidate written twice: prompt, negative, seed, batch index, model and settings."""
+        return _digest(self.prompt, self.negative, self.seed, self.batch_index, self.model, self.sampler,
+                       self.score, self.velocity)
+
+    @classmethod
+    def from_json(cls, data: dict, where: str) -> "CandidateRecord":
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise FinetuneSetError(f"{where}: record schema version {data.get('schema_version')!r}, this reader knows "
+                                   f"{SCHEMA_VERSION}; update ComfyUI-RFMI to read it")
+        missing = [f for f in cls.__dataclass_fields__ if f not in data]
+        if missing:
+            raise FinetuneSetError(f"{where}: record lacks {', '.join(missing)}; the file is damaged or not an RFMI set")
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.parent / f"{_TMP_PREFIX}{uuid.uuid4().hex}-{path.name}"
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _atomic_save_tensors(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str] | None = None) -> None:
+    tmp = path.parent / f"{_TMP_PREFIX}{uuid.uuid4().hex}-{path.name}"
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _default_writer_id() -> str:
+    host = "".join(c if c.isalnum() or c in "-_" else "_" for c in socket.gethostname())[:32] or "host"
+    return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+class FinetuneSet:
+    """A fine-tune set folder: ``FinetuneSet.open(path, create=True)`` then ``append(...)`` or ``records()``."""
+
+    def __init__(self, root: Path, top_k: int, writer_id: str):
+        self.root = root
+        self.top_k = top_k
+        self.writer_id = writer_id
+        self._sequence = 0
+        self._known_ids: set[str] = set()
+        self._scanned_segments: set[str] = set()
+
+    # --- opening -------------------------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, create: bool = False, top_k: int = 1,
+             writer_id: str | None = None) -> "FinetuneSet":
+        """Opens the set at ``path``; with ``create`` makes it (top_k kept per prompt) when absent."""
+        root = Path(path)
+        header = root / "set.json"
+        if not header.exists():
+            if not create:
+                raise FinetuneSetError(f"{root} is not a fine-tune set (no set.json); create it with create=True")
+            if top_k < 1:
+                raise FinetuneSetError(f"top_k must be ≥ 1 (candidates kept per prompt); got {top_k}")
+            for sub in ("manifest", "latents", "conditioning"):
+                (root / sub).mkdir(parents=True, exist_ok=True)
+            body = json.dumps({"format": FORMAT, "version": SCHEMA_VERSION, "top_k": top_k}, indent=1).encode()
+            try:  # exclusive create: of two writers creating at once, one header wins and both use it
+                fd = os.open(header, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(body)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            except FileExistsError:
+                pass
+        info = cls._read_header(header)
+        return cls(root, int(info["top_k"]), writer_id or _default_writer_id())
+
+    @staticmethod
+    def _read_header(header: Path) -> dict:
+        try:
+            info = json.loads(header.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as error:
+            raise FinetuneSetError(f"{header} cannot be read ({error}); restore it from a copy") from error
+        if info.get("format") != FORMAT:
+            raise FinetuneSetError(f"{header} is not an RFMI fine-tune set header (format {info.get('format')!r})")
+        if info.get("version") != SCHEMA_VERSION:
+            raise FinetuneSetError(f"{header}: set version {info.get('version')!r}, this reader knows {SCHEMA_VERSION}; "
+                                   "update ComfyUI-RFMI")
+        return info
+
+    # --- writing -------------------------------------------------------------------------------------------------
+    def append(self, records: list[CandidateRecord], latents: Tensor,
+               conditioning: dict[str, dict[str, Tensor]]) -> list[str]:
+        """Adds ``records`` (row i of ``latents`` is record i's latent) and any conditioning not yet stored.
+
+        ``conditioning`` maps each record's prompt and negative text to its tensors (e.g. {"cross_attn": [1, L, D],
+        "pooled_output": [1, P]}). Returns the new record ids; records already in the set are skipped.
+        """
+        if len(records) != latents.shape[0]:
+            raise FinetuneSetError(f"records ({len(records)}) and latents ({latents.shape[0]}) must pair one to one")
+        if not records:
+            return []
+        existing = self._refresh_known_ids()
+        fresh = [(i, r) for i, r in enumerate(records) if r.identity() not in existing]
+        fresh = list({r.identity(): (i, r) for i, r in fresh}.values())  # duplicates within this call, too
+        if not fresh:
+            return []
+        for text in {t for _, r in fresh for t in (r.prompt, r.negative)}:
+            if text not in conditioning:
+                raise FinetuneSetError(f"no conditioning given for the text {text!r}; pass the prompt's and the "
+                                       "negative's conditioning tensors")
+        self._sequence += 1
+        stem = f"{self.writer_id}-{self._sequence:06d}-{uuid.uuid4().hex[:6]}"
+        shard = f"latents/{stem}.safetensors"
+        rows = torch.stack([latents[i] for i, _ in fresh])
+        model = fresh[0][1].model
+        for text in {t for _, r in fresh for t in (r.prompt, r.negative)}:
+            self._store_conditioning(model, text, conditioning[text])
+        _atomic_save_tensors(self.root / shard, {"latents": rows}, {"format": FORMAT, "writer": self.writer_id})
+        lines, ids = [], []
+        for row, (_, record) in enumerate(fresh):
+            if list(record.latent_shape) != list(latents.shape[1:]):
+                raise FinetuneSetError(f"record latent_shape {record.latent_shape} differs from the latent's "
+                                       f"{list(latents.shape[1:])}")
+            record.writer, record.latent_shard, record.latent_row = self.writer_id, shard, row
+            record.prompt_conditioning = conditioning_key(record.model, record.prompt)
+            record.negative_conditioning = conditioning_key(record.model, record.negative)
+            record.id = record.identity()
+            ids.append(record.id)
+            lines.append(json.dumps(asdict(record), sort_keys=True))
+        _atomic_write_bytes(self.root / "manifest" / f"{stem}.jsonl", ("\n".join(lines) + "\n").encode("utf-8"))
+        self._known_ids.update(ids)
+        return ids
+
+    def _segments(self) -> list[Path]:
+        return sorted(p for p in (self.root / "manifest").glob("*.jsonl") if not p.name.startswith(_TMP_PREFIX))
+
+    def _refresh_known_ids(self) -> set[str]:
+        """Ids of every record in the set, reading only the segments added since the last call."""
+        for segment in self._segments():
+            if segment.name not in self._scanned_segments:
+                for line in segment.read_text(encoding="utf-8").splitlines():
+                    if line.strip():
+                        self._known_ids.add(json.loads(line).get("id", ""))
+                self._scanned_segments.add(segment.name)
+        return self._known_ids
+
+    def _store_conditioning(self, model: str, text: str, tensors: dict[str, Tensor]) -> None:
+        path = self.root / "conditioning" / f"{conditioning_key(model, text)}.safetensors"
+        if path.exists():
+            return
+        if not tensors:
+            raise FinetuneSetError(f"the conditioning of {text!r} is empty")
+        _atomic_save_tensors(path, tensors, {"format": FORMAT, "model": model, "text": text})
+
+    # --- reading -------------------------------------------------------------------------------------------------
+    def _all_records(self, validate: bool = True) -> list[CandidateRecord]:
+        records: list[CandidateRecord] = []
+        seen: set[str] = set()
+        segments = self._segments()
+        shard_rows: dict[str, tuple[int, list[int]]] = {}
+        for segment in segments:
+            for number, line in enumerate(segment.read_text(encoding="utf-8").splitlines(), start=1):
+                if not line.strip():
+                    continue
+                where = f"{segment}:{number}"
+                try:
+                    record = CandidateRecord.from_json(json.loads(line), where)
+                except json.JSONDecodeError as error:
+                    raise FinetuneSetError(f"{where} is not valid JSON ({error}); the segment is damaged") from error
+                if record.id in seen:
+                    continue
+                seen.add(record.id)
+                if validate:
+                    self._validate(record, where, shard_rows)
+                records.append(record)
+        return sorted(records, key=lambda r: (r.time, r.id))
+
+    def _validate(self, record: CandidateRecord, where: str, cache: dict) -> None:
+        if record.latent_shard not in cache:
+            path = self.root / record.latent_shard
+            if not path.is_file():
+                raise FinetuneSetError(f"{where}: its latent shard {path} is missing; restore the file or delete the "
+                                       "segment that names it")
+            try:
+                with safe_open(str(path), framework="pt") as handle:
+                    shape = list(handle.get_slice("latents").get_shape())
+            except (SafetensorError, OSError, KeyError, ValueError) as error:
+                raise FinetuneSetError(f"{path} is not a readable latent shard ({error}); restore it") from error
+            cache[record.latent_shard] = (shape[0], shape[1:])
+        rows, shape = cache[record.latent_shard]
+        if not 0 <= record.latent_row < rows or list(record.latent_shape) != list(shape):
+            raise FinetuneSetError(f"{where}: row {record.latent_row} of shape {record.latent_shape} does not fit "
+                                   f"{record.latent_shard} ({rows} rows of {shape})")
+        for key in (record.prompt_conditioning, record.negative_conditioning):
+            if not (self.root / "conditioning" / f"{key}.safetensors").is_file():
+                raise FinetuneSetError(f"{where}: conditioning file conditioning/{key}.safetensors is missing")
+
+    def records(self, selected: bool = True) -> list[CandidateRecord]:
+        """All valid records (duplicates dropped), or with ``selected`` only each prompt's top-k: picks, then by MI."""
+        records = self._all_records(validate=True)
+        if not selected:
+            return records
+        groups: dict[tuple[str, str], list[CandidateRecord]] = {}
+        for record in records:
+            groups.setdefault((record.model, record.prompt), []).append(record)
+        kept = []
+        for group in groups.values():
+            ranked = sorted(group, key=lambda r: (not r.picked, -r.mi, r.time, r.id))
+            kept += ranked[: max(self.top_k, sum(r.picked for r in group))]
+        return sorted(kept, key=lambda r: (r.time, r.id))
+
+    def load_latents(self, records: Iterable[CandidateRecord]) -> Tensor:
+        """The latents of ``records``, stacked in their order."""
+        rows = []
+        for record in records:
+            with safe_open(str(self.root / record.latent_shard), framework="pt") as handle:
+                rows.append(handle.get_slice("latents")[record.latent_row : record.latent_row + 1][0])
+        if not rows:
+            raise FinetuneSetError("no records to load latents for")
+        return torch.stack(rows)
+
+    def load_conditioning(self, key: str) -> dict[str, Tensor]:
+        path = self.root / "conditioning" / f"{key}.safetensors"
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                return {name: handle.get_tensor(name) for name in handle.keys()}
+        except (SafetensorError, OSError) as error:
+            raise FinetuneSetError(f"{path} is missing or unreadable ({error}); restore it") from error
+
+    def summary(self) -> dict:
+        """Size, prompts and MI range of the selected records."""
+        kept = self.records()
+        mi = [r.mi for r in kept]
+        return {"records": len(kept), "prompts": len({(r.model, r.prompt) for r in kept}),
+                "mi_min": min(mi) if mi else None, "mi_max": max(mi) if mi else None,
+                "all_records": len(self._all_records(validate=False))}
+
+    def training_data(self) -> "FinetuneSetData":
+        """The selected records as training examples: (latent, prompt conditioning, negative conditioning)."""
+        return FinetuneSetData(self, self.records())
+
+
+class FinetuneSetData:
+    """``data[i] -> (latent [C, ...], cond: dict, uncond: dict)``; each conditioning tensor keeps its batch dim of 1."""
+
+    def __init__(self, finetune_set: FinetuneSet, records: list[CandidateRecord]):
+        if not records:
+            raise FinetuneSetError(f"{finetune_set.root} holds no records to train on; export some candidates first")
+        self.records = records
+        self.latents = finetune_set.load_latents(records)
+        keys = {k for r in records for k in (r.prompt_conditioning, r.negative_conditioning)}
+        self.conditioning = {k: finetune_set.load_conditioning(k) for k in keys}
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
+        record = self.records[index]
+        return (self.latents[index], self.conditioning[record.prompt_conditioning],
+                self.conditioning[record.negative_conditioning])

@@ -1,0 +1,160 @@
+"""The fine-tune set format: round trip, append and dedupe, top-k, crash safety, validation, concurrent writers."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from rfmi_core import CandidateRecord, FinetuneSet, FinetuneSetError
+
+SHAPE = [16, 4, 4]
+
+
+def record(prompt="a red cube", seed=0, mi=1.0, **extra) -> CandidateRecord:
+    fields = dict(prompt=prompt, negative="", seed=seed, batch_index=0, candidate_index=seed, mi=mi, score="rfmi",
+                  velocity="cfg", model="tiny-sd3", sampler={"sampler_name": "euler", "steps": 4, "cfg": 4.5},
+                  latent_shape=SHAPE)
+    fields.update(extra)
+    return CandidateRecord(**fields)
+
+
+def conditioning(*texts):
+    out = {}
+    for text in texts:
+        g = torch.Generator().manual_seed(len(text))
+        out[text] = {"cross_attn": torch.randn(1, 7, 64, generator=g), "pooled_output": torch.randn(1, 32, generator=g)}
+    return out
+
+
+def latents(n, seed=0):
+    return torch.randn(n, *SHAPE, generator=torch.Generator().manual_seed(seed))
+
+
+def test_round_trip_is_bitwise(tmp_path):
+    s = FinetuneSet.open(tmp_path / "set", create=True, top_k=2)
+    lat = latents(2).to(torch.bfloat16).float()
+    cond = conditioning("a red cube", "")
+    s.append([record(seed=0, mi=2.0), record(seed=1, mi=1.0)], lat, cond)
+    again = FinetuneSet.open(tmp_path / "set")
+    kept = again.records()
+    assert [r.seed for r in kept] == [0, 1] and kept[0].mi == 2.0 and kept[0].sampler["cfg"] == 4.5
+    assert torch.equal(again.load_latents(kept), lat)
+    loaded = again.load_conditioning(kept[0].prompt_conditioning)
+    assert set(loaded) == {"cross_attn", "pooled_output"}
+    assert all(torch.equal(loaded[k], cond["a red cube"][k]) for k in loaded)
+    latent, c, u = again.training_data()[1]
+    assert torch.equal(latent, lat[1]) and torch.equal(c["pooled_output"], cond["a red cube"]["pooled_output"])
+    assert torch.equal(u["cross_attn"], cond[""]["cross_attn"])
+
+
+def test_appends_accumulate_dedupe_and_keep_top_k_per_prompt(tmp_path):
+    s = FinetuneSet.open(tmp_path / "set", create=True, top_k=1)
+    cond = conditioning("a red cube", "two cats", "")
+    assert len(s.append([record(seed=0, mi=1.0)], latents(1), cond)) == 1
+    assert s.append([record(seed=0, mi=1.0)], latents(1), cond) == []  # the same candidate again: skipped
+    other = FinetuneSet.open(tmp_path / "set", writer_id="second-run")
+    other.append([record(seed=5, mi=3.0), record(prompt="two cats", seed=1, mi=0.5)], latents(2, 1), cond)
+    kept = FinetuneSet.open(tmp_path / "set").records()
+    assert sorted((r.prompt, r.seed) for r in kept) == [("a red cube", 5), ("two cats", 1)]
+    summary = s.summary()
+    assert summary == {"records": 2, "prompts": 2, "mi_min": 0.5, "mi_max": 3.0, "all_records": 3}
+
+
+def test_an_artists_picks_stay_whatever_their_mi(tmp_path):
+    s = FinetuneSet.open(tmp_path / "set", create=True, top_k=1)
+    s.append([record(seed=0, mi=5.0), record(seed=1, mi=0.1, picked=True)], latents(2), conditioning("a red cube", ""))
+    assert [r.seed for r in s.records()] == [1]
+
+
+def test_a_write_killed_midway_leaves_the_previous_set_readable(tmp_path):
+    root = tmp_path / "set"
+    s = FinetuneSet.open(root, create=True, top_k=5)
+    s.append([record(seed=0)], latents(1), conditioning("a red cube", ""))
+    script = textwrap.dedent(f"""
+        import os, torch, rfmi_core.finetune_set as fs
+        from rfmi_core import FinetuneSet, CandidateRecord
+        real = fs._atomic_write_bytes
+        def die_midway(path, data):          # the manifest's temporary file is written, then the process dies
+            tmp = path.parent / (fs._TMP_PREFIX + "dying-" + path.name)
+            tmp.write_bytes(data[: len(data) // 2])
+            os._exit(9)
+        fs._atomic_write_bytes = die_midway
+        s = FinetuneSet.open({str(root)!r})
+        rec = CandidateRecord(prompt="a red cube", negative="", seed=7, batch_index=0, candidate_index=7, mi=9.0,
+                              score="rfmi", velocity="cfg", model="tiny-sd3", sampler={{}}, latent_shape={SHAPE})
+        s.append([rec], torch.zeros(1, *{SHAPE}), {{"a red cube": {{"c": torch.zeros(1)}}, "": {{"c": torch.zeros(1)}}}})
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 9, done.stderr
+    kept = FinetuneSet.open(root).records()
+    assert [r.seed for r in kept] == [0]
+
+
+def test_missing_or_corrupt_files_give_named_errors(tmp_path):
+    s = FinetuneSet.open(tmp_path / "set", create=True)
+    s.append([record()], latents(1), conditioning("a red cube", ""))
+    shard = tmp_path / "set" / s.records()[0].latent_shard
+    shard.write_bytes(b"not a safetensors file")
+    with pytest.raises(FinetuneSetError, match=f"{shard.name} is not a readable latent shard"):
+        s.records()
+    shard.unlink()
+    with pytest.raises(FinetuneSetError, match=f"latent shard .*{shard.name} is missing"):
+        s.records()
+
+
+def test_wrong_versions_and_foreign_folders_are_refused(tmp_path):
+    with pytest.raises(FinetuneSetError, match="not a fine-tune set"):
+        FinetuneSet.open(tmp_path)
+    s = FinetuneSet.open(tmp_path / "set", create=True)
+    s.append([record()], latents(1), conditioning("a red cube", ""))
+    segment = next((tmp_path / "set" / "manifest").glob("*.jsonl"))
+    data = json.loads(segment.read_text())
+    data["schema_version"] = 99
+    segment.write_text(json.dumps(data) + "\n")
+    with pytest.raises(FinetuneSetError, match="schema version 99"):
+        s.records()
+    (tmp_path / "set" / "set.json").write_text(json.dumps({"format": "rfmi-finetune-set", "version": 7, "top_k": 1}))
+    with pytest.raises(FinetuneSetError, match="set version 7"):
+        FinetuneSet.open(tmp_path / "set")
+
+
+def test_bad_appends_are_refused(tmp_path):
+    s = FinetuneSet.open(tmp_path / "set", create=True)
+    with pytest.raises(FinetuneSetError, match="pair one to one"):
+        s.append([record()], latents(2), conditioning("a red cube", ""))
+    with pytest.raises(FinetuneSetError, match="no conditioning given"):
+        s.append([record()], latents(1), conditioning("a red cube"))
+    with pytest.raises(FinetuneSetError, match="latent_shape"):
+        s.append([record(latent_shape=[3, 3])], latents(1), conditioning("a red cube", ""))
+
+
+def _writer(root: str, worker: int, count: int) -> None:
+    s = FinetuneSet.open(root, writer_id=f"worker{worker}")
+    cond = conditioning(*(f"prompt {worker}-{i}" for i in range(count)), "")
+    for i in range(count):
+        s.append([record(prompt=f"prompt {worker}-{i}", seed=i, mi=float(i))], latents(1, i), cond)
+
+
+def test_four_processes_appending_at_once_lose_nothing(tmp_path):
+    root = str(tmp_path / "set")
+    FinetuneSet.open(root, create=True, top_k=1)
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_writer, args=(root, w, 200)) for w in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=240)
+        assert w.exitcode == 0
+    kept = FinetuneSet.open(root).records(selected=False)
+    assert len(kept) == 800 and len({r.id for r in kept}) == 800
+    assert not [p for p in os.listdir(os.path.join(root, "manifest")) if p.startswith(".tmp-")]
+    finetune_set = FinetuneSet.open(root)
+    for r in kept[::97]:  # every record still points at its own latent
+        assert torch.equal(finetune_set.load_latents([r])[0], latents(1, r.seed)[0])

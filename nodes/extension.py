@@ -5,12 +5,15 @@ from __future__ import annotations
 from comfy_api.latest import ComfyExtension, io
 
 from .best_of_n import RFMIBestOfN
+from .export_set import RFMIExportFinetuneSet
 from .heatmap import RFMIHeatmap
 from .prompt_list import RFMIPromptList
 from .rfmi_sampler import RFMISampler
 from .score_latent import RFMIScoreLatent
 
-NODES: list[type[io.ComfyNode]] = [RFMISampler, RFMIBestOfN, RFMIScoreLatent, RFMIHeatmap, RFMIPromptList]
+NODES: list[type[io.ComfyNode]] = [
+    RFMISampler, RFMIBestOfN, RFMIScoreLatent, RFMIHeatmap, RFMIPromptList, RFMIExportFinetuneSet,
+]
 
 
 class RFMIExtension(ComfyExtension):

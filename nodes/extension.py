@@ -10,9 +10,10 @@ from .heatmap import RFMIHeatmap
 from .prompt_list import RFMIPromptList
 from .rfmi_sampler import RFMISampler
 from .score_latent import RFMIScoreLatent
+from .train_lora import RFMITrainLoRA
 
 NODES: list[type[io.ComfyNode]] = [
-    RFMISampler, RFMIBestOfN, RFMIScoreLatent, RFMIHeatmap, RFMIPromptList, RFMIExportFinetuneSet,
+    RFMISampler, RFMIBestOfN, RFMIScoreLatent, RFMIHeatmap, RFMIPromptList, RFMIExportFinetuneSet, RFMITrainLoRA,
 ]
 
 

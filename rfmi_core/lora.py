@@ -1,0 +1,217 @@
+"""LoRA adapters for the RFMI FT trainer, through peft, injected into a model in place and fully removable.
+
+A LoRA adapter adds a trainable low-rank update to a frozen Linear layer (Hu et al. 2021):
+
+    y = W·x + b + (α/r)·B·A·x,      A ∈ R^{r×in} ~ N(0, 1/r²) ("gaussian", as the reference mitune script), B = 0
+
+so training starts from the base model exactly. The adapters are peft's ``lora.Linear`` wrappers, put in place with
+``peft.inject_adapter_in_model``: the caller keeps calling its own module object. ``remove_lora`` puts every original
+Linear back, so the module tree, the state_dict keys and values and the ``requires_grad`` flags are as before.
+
+The exported state dict follows the generic key format ComfyUI's stock ``LoraLoaderModelOnly`` reads
+(``<prefix><module path>.lora_A.weight`` [r, in], ``.lora_B.weight`` [out, r], ``.alpha`` = α; ComfyUI applies
+W + (α/r)·B·A).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from safetensors.torch import save_file
+from torch import Tensor, nn
+
+__all__ = [
+    "DEFAULT_TARGETS",
+    "resolve_targets",
+    "inject_lora",
+    "remove_lora",
+    "has_lora",
+    "lora_parameters",
+    "lora_state_dict",
+    "save_lora",
+    "save_safetensors_atomic",
+]
+
+ADAPTER = "default"
+
+DEFAULT_TARGETS = (
+    r"joint_blocks\.\d+\.(?:context_block|x_block)\.attn\.(?:qkv|proj)"  # SD3 / SD3.5 MMDiT
+    r"|double_blocks\.\d+\.(?:img_attn|txt_attn)\.(?:qkv|proj)"  # FLUX
+)
+"""Attention qkv and output projection of every joint (MMDiT) / double (FLUX) block, matched against the whole
+module path (``re.fullmatch``); ``x_embedder.proj`` (a Conv2d), MLPs and FLUX single blocks are left out."""
+
+
+@dataclass
+class _Injection:
+    """What ``remove_lora`` needs to restore: the base parameters' requires_grad flags and whether peft added
+    the model's ``peft_config`` attribute."""
+
+    requires_grad: dict[str, bool]
+    added_peft_config: bool
+
+
+_INJECTIONS: "weakref.WeakKeyDictionary[nn.Module, _Injection]" = weakref.WeakKeyDictionary()
+
+
+def _linear_names(model: nn.Module) -> list[str]:
+    return [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+
+
+def _matches(name: str, target_modules: str | Sequence[str]) -> bool:
+    """A regex matches the whole path; a list entry matches the path itself or its dotted suffix (peft's rule)."""
+    if isinstance(target_modules, str):
+        return re.fullmatch(target_modules, name) is not None
+    return any(name == entry or name.endswith("." + entry) for entry in target_modules)
+
+
+def resolve_targets(model: nn.Module, target_modules: str | Sequence[str] = DEFAULT_TARGETS) -> list[str]:
+    """The sorted paths of the Linear modules of ``model`` that ``target_modules`` selects.
+
+    ``target_modules`` is a regex (matched against the whole path) or a list of module names (a name matches a path
+    equal to it or ending in ``.<name>``). Raises a ValueError naming ``target_modules`` when nothing matches (and
+    names a few Linear modules the model has) or when a match is not an ``nn.Linear``.
+    """
+    if isinstance(target_modules, str):
+        try:
+            re.compile(target_modules)
+        except re.error as error:
+            raise ValueError(f"target_modules is not a valid regex ({error}): {target_modules!r}") from None
+    elif not target_modules or not all(isinstance(entry, str) for entry in target_modules):
+        raise ValueError(f"target_modules must be a regex or a non-empty list of module names; got {target_modules!r}")
+    matched = [(name, module) for name, module in model.named_modules() if name and _matches(name, target_modules)]
+    not_linear = [f"{name} ({type(module).__name__})" for name, module in matched if not isinstance(module, nn.Linear)]
+    if not_linear:
+        raise ValueError(f"target_modules selects modules that are not nn.Linear: {', '.join(not_linear[:5])}; "
+                         f"LoRA here adapts Linear layers only")
+    if not matched:
+        linears = _linear_names(model)
+        shown = ", ".join(linears[:6]) + (f", … ({len(linears)} in all)" if len(linears) > 6 else "")
+        raise ValueError(f"target_modules {target_modules!r} matches no module of the model; "
+                         f"its Linear modules include: {shown or 'none'}")
+    return sorted(name for name, _ in matched)
+
+
+def has_lora(model: nn.Module) -> bool:
+    """Whether ``model`` holds peft tuner layers (adapters injected and not yet removed)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return any(isinstance(module, BaseTunerLayer) for module in model.modules())
+
+
+def inject_lora(model: nn.Module, targets: Sequence[str], rank: int, alpha: float,
+                seed: int = 0) -> dict[str, nn.Parameter]:
+    """Wrap each Linear at the paths ``targets`` in a peft LoRA layer, in place; returns the LoRA parameters by name.
+
+    A is drawn N(0, 1/r²) from a CPU generator seeded with ``seed`` (the global RNG is left as it was), B = 0. The
+    LoRA parameters are float32 (trained in full precision whatever the base dtype), on the base layer's device; all
+    other parameters are frozen until ``remove_lora`` restores their flags.
+    """
+    from peft import LoraConfig, inject_adapter_in_model
+
+    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
+        raise ValueError(f"rank must be an integer ≥ 1; got {rank!r}")
+    if not alpha > 0:
+        raise ValueError(f"alpha must be positive; got {alpha!r}")
+    if not targets:
+        raise ValueError("targets must name at least one Linear module (see resolve_targets)")
+    if has_lora(model):
+        raise ValueError("model already holds LoRA adapters; call remove_lora(model) first")
+    flags = {name: p.requires_grad for name, p in model.named_parameters()}
+    had_peft_config = "peft_config" in model.__dict__
+    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, bias="none", init_lora_weights="gaussian",
+                        target_modules="|".join(re.escape(name) for name in targets))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        inject_adapter_in_model(config, model, adapter_name=ADAPTER)
+    _INJECTIONS[model] = _Injection(flags, added_peft_config=not had_peft_config)
+    params = lora_parameters(model)
+    for p in params.values():
+        p.data = p.data.float()
+        p.requires_grad_(True)
+    return params
+
+
+def _tuner_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return [(name, module) for name, module in model.named_modules() if isinstance(module, BaseTunerLayer)]
+
+
+def remove_lora(model: nn.Module) -> int:
+    """Put every original Linear back in place of its peft wrapper; returns how many adapters were removed.
+
+    Restores the ``requires_grad`` flags from before ``inject_lora`` and drops the ``peft_config`` attribute peft
+    added, so the module tree and state_dict are exactly those of the model before injection. Safe to call twice.
+    """
+    layers = _tuner_layers(model)
+    for name, module in layers:
+        parent_name, _, child_name = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child_name, module.get_base_layer())
+    record = _INJECTIONS.pop(model, None)
+    if record is not None:
+        for name, p in model.named_parameters():
+            if name in record.requires_grad:
+                p.requires_grad_(record.requires_grad[name])
+        if record.added_peft_config:
+            model.__dict__.pop("peft_config", None)
+    return len(layers)
+
+
+def lora_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
+    """The LoRA parameters of ``model`` by their names in ``model.named_parameters()``, sorted by name."""
+    names = {f"{path}.{kind}.{ADAPTER}.weight" for path, _ in _tuner_layers(model) for kind in ("lora_A", "lora_B")}
+    return {name: p for name, p in sorted(model.named_parameters()) if name in names}
+
+
+def lora_state_dict(model: nn.Module, key_prefix: str = "diffusion_model.") -> dict[str, Tensor]:
+    """The adapters of ``model`` in ComfyUI's generic LoRA format, float32 CPU copies.
+
+    For each adapted module at path P: ``<key_prefix>P.lora_A.weight`` [r, in], ``<key_prefix>P.lora_B.weight``
+    [out, r] and ``<key_prefix>P.alpha`` (0-d, = α), so that the patched weight is W + (α/r)·B·A.
+    """
+    state: dict[str, Tensor] = {}
+    for path, module in _tuner_layers(model):
+        key = f"{key_prefix}{path}"
+        state[f"{key}.lora_A.weight"] = module.lora_A[ADAPTER].weight.detach().float().cpu().clone()
+        state[f"{key}.lora_B.weight"] = module.lora_B[ADAPTER].weight.detach().float().cpu().clone()
+        state[f"{key}.alpha"] = torch.tensor(float(module.lora_alpha[ADAPTER]))
+    return state
+
+
+def save_safetensors_atomic(tensors: dict[str, Tensor], path: str | os.PathLike, metadata: dict[str, str]) -> Path:
+    """Write ``tensors`` to ``path`` as safetensors through a temporary file in the same folder and ``os.replace``:
+    a crash leaves the previous file (or none), never a partial one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    contiguous = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(contiguous, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_lora(state_dict: dict[str, Tensor], path: str | os.PathLike, metadata: dict | None = None,
+              dtype: torch.dtype | None = None) -> Path:
+    """Save a ``lora_state_dict`` (optionally cast to ``dtype``; α stays float32) atomically as safetensors.
+
+    ``metadata`` values that are not strings are stored as JSON.
+    """
+    tensors = {k: (v.to(dtype) if dtype is not None and not k.endswith(".alpha") else v) for k, v in state_dict.items()}
+    text = {"format": "pt"}
+    text.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()})
+    return save_safetensors_atomic(tensors, path, text)

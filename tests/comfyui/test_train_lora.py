@@ -1,0 +1,112 @@
+"""Train LoRA in the real ComfyUI (tiny MMDiT): loss falls, the stock loader reproduces the trained model, resume
+equals the uninterrupted run, the model passed in is unchanged."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+import comfy.model_management
+import comfy.sd
+import comfy.utils
+import folder_paths
+import nodes as comfy_nodes
+
+from rfmi_core import FinetuneSet
+from tiny_models import sd3_conditioning, tiny_sd3
+
+
+@pytest.fixture()
+def folders(tmp_path, monkeypatch):
+    monkeypatch.setattr(folder_paths, "get_output_directory", lambda: str(tmp_path / "output"))
+    (tmp_path / "loras").mkdir()
+    monkeypatch.setitem(folder_paths.folder_names_and_paths, "loras",
+                        ([str(tmp_path / "loras")], folder_paths.supported_pt_extensions))
+    return tmp_path
+
+
+def make_set(rfmi_nodes, model, name="s"):
+    """A small fine-tune set: Best-of-N for two prompts, top-2 each."""
+    for i, prompt in enumerate(["a red cube", "two green balls"]):
+        positive, negative = sd3_conditioning(10 + i), sd3_conditioning(99)
+        scores = rfmi_nodes["RFMIBestOfN"].execute(model, 100 * i, 3, 3.0, "euler", "simple", positive, negative,
+                                                   {"samples": torch.zeros(1, 16, 8, 8)}, 4, 2, 4, "cfg", "rfmi").result[2]
+        rfmi_nodes["RFMIExportFinetuneSet"].execute(scores, positive, negative, prompt, "", name, 2, model)
+
+
+def train(rfmi_nodes, model, *, steps=30, lr=3e-3, lora="l", resume=False, save_every=0, seed=0, targets=""):
+    return rfmi_nodes["RFMITrainLoRA"].execute(model, "s", lora, steps, lr, 4, 8.0, 0, 4, 1, 1.0, "logit_normal",
+                                               False, False, save_every, resume, seed, targets).result
+
+
+def fingerprint(model):
+    net = model.model.diffusion_model
+    return ([n for n, _ in net.named_modules()], {k: v.clone() for k, v in net.state_dict().items()})
+
+
+def test_loss_falls_and_the_stock_loader_reproduces_the_trained_model(rfmi_nodes, folders):
+    with torch.inference_mode():  # as ComfyUI's executor loads models: inference tensors
+        model = tiny_sd3(seed=3)
+        make_set(rfmi_nodes, model)
+    names, weights = fingerprint(model)
+    with torch.inference_mode():
+        # every Linear of the blocks, so a tiny random model can visibly fit 4 latents in a few seconds
+        patched, curve, path = train(rfmi_nodes, model, steps=80, lr=1e-2, targets=r"joint_blocks\.\d+\..*\.(qkv|proj|fc1|fc2|adaLN_modulation\.1)")
+    assert curve.shape[0] == 1 and curve.shape[-1] == 3
+    losses = FinetuneSet  # noqa: F841 (the losses come from the checkpoint below)
+    from rfmi_core.train import load_checkpoint
+    state = load_checkpoint(folders / "output" / "rfmi_sets" / "s" / "checkpoints" / "l")
+    first, last = sum(state.losses[:20]) / 20, sum(state.losses[-20:]) / 20
+    print(f"train LoRA in ComfyUI: loss {first:.4f} (first 20 steps) -> {last:.4f} (last 20)")
+    assert last < 0.9 * first
+    # the model passed in is unchanged: module tree and weights
+    after_names, after_weights = fingerprint(model)
+    assert after_names == names and all(torch.equal(after_weights[k], weights[k]) for k in weights)
+    # the stock LoraLoaderModelOnly loads the file with no missing keys and gives the node's own patched model
+    lora = comfy.utils.load_torch_file(path, safe_load=True)
+    key_map = comfy.lora.model_lora_keys_unet(model.model, {})
+    loaded = comfy.lora.load_lora(lora, key_map)
+    assert len(loaded) == len({k.rsplit(".lora_", 1)[0].rsplit(".alpha", 1)[0] for k in lora})  # every module mapped
+    (stock,) = comfy_nodes.LoraLoaderModelOnly().load_lora_model_only(model, path.rsplit("/", 1)[1], 1.0)
+    positive, negative = sd3_conditioning(10), sd3_conditioning(99)
+    latent = {"samples": torch.zeros(1, 16, 8, 8)}
+    (a,) = comfy_nodes.common_ksampler(stock, 5, 3, 3.0, "euler", "simple", positive, negative, latent)
+    (b,) = comfy_nodes.common_ksampler(patched, 5, 3, 3.0, "euler", "simple", positive, negative, latent)
+    (base,) = comfy_nodes.common_ksampler(model, 5, 3, 3.0, "euler", "simple", positive, negative, latent)
+    torch.testing.assert_close(a["samples"], b["samples"], atol=1e-5, rtol=0)
+    assert not torch.allclose(a["samples"], base["samples"], atol=1e-4)  # the LoRA does change the output
+
+
+def test_resume_after_a_stop_equals_the_uninterrupted_run(rfmi_nodes, folders):
+    model = tiny_sd3(seed=4)
+    make_set(rfmi_nodes, model)
+    _, _, full_path = train(rfmi_nodes, model, steps=8, lora="full", save_every=1)
+    calls = []
+    original = comfy.model_management.throw_exception_if_processing_interrupted
+
+    def stop_at_step_4():
+        calls.append(1)
+        if len(calls) == 5:
+            raise comfy.model_management.InterruptProcessingException()
+        original()
+
+    comfy.model_management.throw_exception_if_processing_interrupted = stop_at_step_4
+    try:
+        with pytest.raises(comfy.model_management.InterruptProcessingException):
+            train(rfmi_nodes, model, steps=8, lora="split", save_every=0)
+    finally:
+        comfy.model_management.throw_exception_if_processing_interrupted = original
+    _, _, split_path = train(rfmi_nodes, model, steps=8, lora="split", resume=True)
+    full, split = comfy.utils.load_torch_file(full_path), comfy.utils.load_torch_file(split_path)
+    assert full.keys() == split.keys()
+    for key in full:
+        torch.testing.assert_close(split[key], full[key], atol=1e-6, rtol=0)
+
+
+def test_lora_names_that_leave_the_loras_folder_are_refused(rfmi_nodes, folders):
+    model = tiny_sd3()
+    make_set(rfmi_nodes, model)
+    with pytest.raises(ValueError, match="leave the folder"):
+        train(rfmi_nodes, model, steps=1, lora="../../evil")

@@ -15,8 +15,8 @@ from comfy.ldm.modules.diffusionmodules.mmdit import OpenAISignatureMMDITWrapper
 from rfmi_core import GaussianChannel
 
 
-def tiny_sd3(seed: int = 0):
-    """~1 M-parameter MMDiT (SD3 family), loaded by comfy.sd.load_diffusion_model_state_dict: shift 3, 16 channels."""
+def tiny_sd3_state_dict(seed: int = 0) -> dict:
+    """The weights of a ~1 M-parameter MMDiT (SD3 family): ComfyUI's detection reads it as SD3 (shift 3, 16 channels)."""
     net = OpenAISignatureMMDITWrapper(
         input_size=None, patch_size=2, in_channels=16, out_channels=16, depth=2, adm_in_channels=32,
         context_embedder_config={"target": "torch.nn.Linear", "params": {"in_features": 64, "out_features": 128}},
@@ -24,8 +24,12 @@ def tiny_sd3(seed: int = 0):
         device="cpu", dtype=torch.float32,
     )
     g = torch.Generator().manual_seed(seed)
-    state = {k: torch.randn(v.shape, generator=g) * 0.05 for k, v in net.state_dict().items()}
-    return comfy.sd.load_diffusion_model_state_dict(state)
+    return {k: (torch.randn(v.shape, generator=g) * 0.05).contiguous() for k, v in net.state_dict().items()}
+
+
+def tiny_sd3(seed: int = 0):
+    """The tiny MMDiT loaded by ComfyUI's own loader (comfy.sd.load_diffusion_model_state_dict)."""
+    return comfy.sd.load_diffusion_model_state_dict(tiny_sd3_state_dict(seed))
 
 
 def sd3_conditioning(seed: int = 0, batch: int = 1):

@@ -1,0 +1,136 @@
+"""The toy text-to-image rectified-flow model: a ~0.7 M-parameter joint-attention transformer (MMDiT-like).
+
+Image tokens (2×2 patches of a 3×16×16 image) and prompt tokens (a learned embedding of the toy tokenizer's ids)
+attend jointly in every block; the time t (paper convention: 0 noise, 1 data) and the mean prompt embedding modulate
+each block through adaLN. The network returns the paper velocity u = x1 − x0. Module names follow SD3's MMDiT
+(``joint_blocks.N.x_block.attn.qkv`` / ``.proj``) so the trainer's default LoRA targets apply unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["ToyFlowConfig", "ToyFlowTransformer"]
+
+
+@dataclass
+class ToyFlowConfig:
+    vocab_size: int = 32
+    max_tokens: int = 8
+    image_size: int = 16
+    channels: int = 3
+    patch: int = 2
+    width: int = 96
+    depth: int = 4
+    heads: int = 4
+    pad_id: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def timestep_embedding(t: Tensor, dim: int) -> Tensor:
+    """Sinusoidal features of t ∈ [0, 1] (scaled by 1000, as diffusion transformers do)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    angles = 1000.0 * t.float()[:, None] * freqs[None]
+    return torch.cat([angles.cos(), angles.sin()], dim=-1)
+
+
+class Attention(nn.Module):
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+
+    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        b, n, w = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4)
+        out = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.proj(out.transpose(1, 2).reshape(b, n, w))
+
+
+class Block(nn.Module):
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(width, elementwise_affine=False)
+        self.attn = Attention(width, heads)
+        self.norm2 = nn.LayerNorm(width, elementwise_affine=False)
+        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(approximate="tanh"), nn.Linear(4 * width, width))
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))
+        nn.init.zeros_(self.adaLN_modulation[1].weight)
+        nn.init.zeros_(self.adaLN_modulation[1].bias)
+
+    def forward(self, x: Tensor, c: Tensor, mask: Tensor | None) -> Tensor:
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.adaLN_modulation(c)[:, None].chunk(6, dim=-1)
+        x = x + gate1 * self.attn(self.norm1(x) * (1 + scale1) + shift1, mask)
+        return x + gate2 * self.mlp(self.norm2(x) * (1 + scale2) + shift2)
+
+
+class JointBlock(nn.Module):
+    """One joint-attention block over [prompt tokens; image tokens] (named like MMDiT's for LoRA targeting)."""
+
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.x_block = Block(width, heads)
+
+    def forward(self, x: Tensor, c: Tensor, mask: Tensor | None) -> Tensor:
+        return self.x_block(x, c, mask)
+
+
+class ToyFlowTransformer(nn.Module):
+    """u = net(x_t [B, 3, 16, 16], t [B], tokens [B, L]); tokens all ``pad_id`` is the empty prompt ∅."""
+
+    def __init__(self, config: ToyFlowConfig | None = None):
+        super().__init__()
+        self.config = config = config or ToyFlowConfig()
+        w, p = config.width, config.patch
+        self.num_patches = (config.image_size // p) ** 2
+        self.x_embedder = nn.Linear(config.channels * p * p, w)
+        self.pos_embed = nn.Parameter(torch.randn(1, self.num_patches, w) * 0.02)
+        self.token_embedder = nn.Embedding(config.vocab_size, w)
+        self.token_pos = nn.Parameter(torch.randn(1, config.max_tokens, w) * 0.02)
+        self.t_embedder = nn.Sequential(nn.Linear(w, w), nn.SiLU(), nn.Linear(w, w))
+        self.y_embedder = nn.Sequential(nn.Linear(w, w), nn.SiLU(), nn.Linear(w, w))
+        self.joint_blocks = nn.ModuleList([JointBlock(w, config.heads) for _ in range(config.depth)])
+        self.final_norm = nn.LayerNorm(w, elementwise_affine=False)
+        self.final_modulation = nn.Sequential(nn.SiLU(), nn.Linear(w, 2 * w))
+        self.final_linear = nn.Linear(w, config.channels * p * p)
+        for layer in (self.final_modulation[1], self.final_linear):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def patchify(self, x: Tensor) -> Tensor:
+        b, c, h, w = x.shape
+        p = self.config.patch
+        return x.reshape(b, c, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5).reshape(b, (h // p) * (w // p), c * p * p)
+
+    def unpatchify(self, tokens: Tensor) -> Tensor:
+        b = tokens.shape[0]
+        c, p, s = self.config.channels, self.config.patch, self.config.image_size // self.config.patch
+        return tokens.reshape(b, s, s, c, p, p).permute(0, 3, 1, 4, 2, 5).reshape(b, c, s * p, s * p)
+
+    def forward(self, x: Tensor, t: Tensor, tokens: Tensor) -> Tensor:
+        cfg = self.config
+        if x.shape[1:] != (cfg.channels, cfg.image_size, cfg.image_size):
+            raise ValueError(f"x must be [B, {cfg.channels}, {cfg.image_size}, {cfg.image_size}]; got {tuple(x.shape)}")
+        if tokens.ndim != 2 or tokens.shape[0] != x.shape[0]:
+            raise ValueError(f"tokens must be [B, L] with B = {x.shape[0]}; got {tuple(tokens.shape)}")
+        tokens = tokens.long()
+        present = tokens != cfg.pad_id  # [B, L]
+        text = self.token_embedder(tokens) + self.token_pos[:, : tokens.shape[1]]
+        pooled = (text * present[..., None]).sum(1) / present.sum(1, keepdim=True).clamp(min=1)
+        c = self.t_embedder(timestep_embedding(t, cfg.width)) + self.y_embedder(pooled)
+        h = torch.cat([text, self.x_embedder(self.patchify(x)) + self.pos_embed], dim=1)
+        keep = torch.cat([present, torch.ones(x.shape[0], self.num_patches, dtype=torch.bool, device=x.device)], 1)
+        mask = keep[:, None, None, :]  # image tokens never attend to padding
+        for block in self.joint_blocks:
+            h = block(h, c, mask)
+        shift, scale = self.final_modulation(c)[:, None].chunk(2, dim=-1)
+        out = self.final_linear(self.final_norm(h[:, tokens.shape[1] :]) * (1 + scale) + shift)
+        return self.unpatchify(out)

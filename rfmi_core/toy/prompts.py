@@ -1,0 +1,214 @@
+"""The toy world's language: prompt specs, their text, the fixed train / held-out splits and the tokenizer.
+
+Three categories mirror T2I-CompBench:
+
+- binding   "a red square and a blue disk"                 two objects, different colours and different shapes
+- spatial   "a red square to the left of a blue disk"      the same pairs, with left / right / above / below
+- numeracy  "three green crosses"                          one colour–shape, 1 to 4 copies
+
+The first named object is always the one whose shape comes first in ``SHAPES`` (one text per meaning). The held-out
+split is a set of new compositions of seen words and seen objects: an object pair is held out when its second colour
+sits 1 + p steps after its first (p = the shape pair's index), for binding and spatial alike, so a held-out pair never
+appears together in training; a numeracy triple is held out when count − 1 ≡ colour + shape (mod 4), one count per
+colour–shape. Every single object, colour, shape, relation and count still appears in the train split.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "COLOURS", "SHAPES", "RELATIONS", "CATEGORIES", "SPLITS", "MAX_COUNT", "PromptSpec", "prompt_text",
+    "parse_prompt", "canonical", "is_heldout", "prompt_specs", "prompts", "contrast_prompts", "PROMPT_VOCAB",
+    "PAD_ID", "MAX_TOKENS", "tokenize", "tokenize_batch", "detokenize",
+]
+
+COLOURS = ("red", "green", "blue", "yellow")
+SHAPES = ("square", "disk", "cross")
+RELATIONS = ("left", "right", "above", "below")
+CATEGORIES = ("binding", "spatial", "numeracy")
+SPLITS = ("train", "heldout")
+MAX_COUNT = 4
+
+_PLURALS = {"square": "squares", "disk": "disks", "cross": "crosses"}
+_NUMBERS = ("one", "two", "three", "four")
+_RELATION_WORDS = {"left": ("to", "the", "left", "of"), "right": ("to", "the", "right", "of"),
+                   "above": ("above",), "below": ("below",)}
+_OPPOSITE = {"left": "right", "right": "left", "above": "below", "below": "above"}
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    """What a prompt asks for. ``objects`` holds (colour, shape) pairs: two for binding and spatial, one for numeracy;
+    ``relation`` reads "objects[0] <relation> objects[1]"; ``count`` is numeracy's number of copies."""
+
+    category: str
+    objects: tuple[tuple[str, str], ...]
+    relation: str | None = None
+    count: int | None = None
+
+    def __post_init__(self):
+        if self.category not in CATEGORIES:
+            raise ValueError(f"category must be one of {CATEGORIES}; got {self.category!r}")
+        for colour, shape in self.objects:
+            if colour not in COLOURS or shape not in SHAPES:
+                raise ValueError(f"objects must be (colour, shape) pairs from {COLOURS} × {SHAPES}; "
+                                 f"got {(colour, shape)}")
+        expected = 1 if self.category == "numeracy" else 2
+        if len(self.objects) != expected:
+            raise ValueError(f"objects must hold {expected} (colour, shape) pair(s) for {self.category}; "
+                             f"got {len(self.objects)}")
+        spatial, numeracy = self.category == "spatial", self.category == "numeracy"
+        if spatial != (self.relation is not None) or (spatial and self.relation not in RELATIONS):
+            raise ValueError(f"relation must be one of {RELATIONS} for spatial prompts and None otherwise; "
+                             f"got {self.relation!r}")
+        if numeracy != (self.count is not None) or (numeracy and self.count not in range(1, MAX_COUNT + 1)):
+            raise ValueError(f"count must be 1..{MAX_COUNT} for numeracy prompts and None otherwise; "
+                             f"got {self.count!r}")
+
+    @property
+    def text(self) -> str:
+        return prompt_text(self)
+
+
+def prompt_text(spec: PromptSpec) -> str:
+    """The prompt's words, e.g. "a red square to the left of a blue disk", "three green crosses"."""
+    if spec.category == "numeracy":
+        (colour, shape), n = spec.objects[0], spec.count
+        return f"{_NUMBERS[n - 1]} {colour} {shape if n == 1 else _PLURALS[shape]}"
+    (c1, s1), (c2, s2) = spec.objects
+    link = "and" if spec.category == "binding" else " ".join(_RELATION_WORDS[spec.relation])
+    return f"a {c1} {s1} {link} a {c2} {s2}"
+
+
+def _parse_object(words: list[str], text: str) -> tuple[str, str]:
+    if len(words) != 3 or words[0] != "a" or words[1] not in COLOURS or words[2] not in SHAPES:
+        raise ValueError(f"prompt {text!r}: expected 'a <colour> <shape>', got {' '.join(words)!r}")
+    return words[1], words[2]
+
+
+def parse_prompt(text: str) -> PromptSpec:
+    """The PromptSpec of a prompt text (the inverse of ``prompt_text``; either object order is accepted)."""
+    words = text.lower().split()
+    if not words:
+        raise ValueError("prompt is empty: the empty prompt is the unconditional ∅ and asks for nothing to judge")
+    if words[0] in _NUMBERS:
+        shapes = {**{s: s for s in SHAPES}, **{p: s for s, p in _PLURALS.items()}}
+        if len(words) != 3 or words[1] not in COLOURS or words[2] not in shapes:
+            raise ValueError(f"prompt {text!r}: expected '<number> <colour> <shape(s)>'")
+        return PromptSpec("numeracy", ((words[1], shapes[words[2]]),), count=_NUMBERS.index(words[0]) + 1)
+    if len(words) == 7 and words[3] == "and":
+        return PromptSpec("binding", (_parse_object(words[:3], text), _parse_object(words[4:], text)))
+    for relation, link in _RELATION_WORDS.items():
+        if tuple(words[3:3 + len(link)]) == link and len(words) == 6 + len(link):
+            return PromptSpec("spatial", (_parse_object(words[:3], text), _parse_object(words[3 + len(link):], text)),
+                              relation=relation)
+    raise ValueError(f"prompt {text!r} is not a binding, spatial or numeracy prompt of the toy world")
+
+
+def canonical(spec: PromptSpec) -> PromptSpec:
+    """The same meaning with the object whose shape comes first in SHAPES named first (spatial flips its relation)."""
+    if spec.category == "numeracy" or SHAPES.index(spec.objects[0][1]) <= SHAPES.index(spec.objects[1][1]):
+        return spec
+    relation = _OPPOSITE[spec.relation] if spec.relation else None
+    return PromptSpec(spec.category, spec.objects[::-1], relation, spec.count)
+
+
+def _pair_heldout(first: tuple[str, str], second: tuple[str, str]) -> bool:
+    pair_index = list(itertools.combinations(range(len(SHAPES)), 2)).index(
+        (SHAPES.index(first[1]), SHAPES.index(second[1])))
+    return (COLOURS.index(second[0]) - COLOURS.index(first[0])) % len(COLOURS) == 1 + pair_index
+
+
+def is_heldout(spec: PromptSpec) -> bool:
+    """Whether a canonical prompt belongs to the held-out split (see the module docstring for the rule)."""
+    if spec.category == "numeracy":
+        (colour, shape), n = spec.objects[0], spec.count
+        return n - 1 == (COLOURS.index(colour) + SHAPES.index(shape)) % MAX_COUNT
+    return _pair_heldout(*spec.objects)
+
+
+@lru_cache(maxsize=None)
+def _all_specs(category: str) -> tuple[PromptSpec, ...]:
+    if category == "numeracy":
+        return tuple(PromptSpec("numeracy", ((c, s),), count=n)
+                     for c in COLOURS for s in SHAPES for n in range(1, MAX_COUNT + 1))
+    pairs = [((c1, s1), (c2, s2)) for s1, s2 in itertools.combinations(SHAPES, 2)
+             for c1 in COLOURS for c2 in COLOURS if c1 != c2]
+    if category == "binding":
+        return tuple(PromptSpec("binding", pair) for pair in pairs)
+    return tuple(PromptSpec("spatial", pair, relation=r) for pair in pairs for r in RELATIONS)
+
+
+def prompt_specs(category: str, split: str = "train") -> list[PromptSpec]:
+    """The canonical prompts of one category in one split ("train", "heldout" or "all"), in a fixed order."""
+    if category not in CATEGORIES:
+        raise ValueError(f"category must be one of {CATEGORIES}; got {category!r}")
+    if split not in SPLITS + ("all",):
+        raise ValueError(f"split must be one of {SPLITS + ('all',)}; got {split!r}")
+    specs = _all_specs(category)
+    return [s for s in specs if split == "all" or is_heldout(s) == (split == "heldout")]
+
+
+def prompts(category: str, split: str = "train") -> list[str]:
+    """The texts of ``prompt_specs(category, split)``."""
+    return [spec.text for spec in prompt_specs(category, split)]
+
+
+def contrast_prompts(spec: PromptSpec) -> list[PromptSpec]:
+    """Every one-edit prompt of the same category that no scene satisfying ``spec`` can satisfy.
+
+    binding: colours swapped, one colour replaced by an unused one, one shape replaced by the third shape;
+    spatial: the same object edits, or any other relation; numeracy: another count, colour or shape.
+    """
+    if spec.category == "numeracy":
+        (colour, shape), n = spec.objects[0], spec.count
+        edits = [((colour, shape), m) for m in range(1, MAX_COUNT + 1) if m != n]
+        edits += [((c, shape), n) for c in COLOURS if c != colour] + [((colour, s), n) for s in SHAPES if s != shape]
+        return [PromptSpec("numeracy", (obj,), count=m) for obj, m in edits]
+    (c1, s1), (c2, s2) = spec.objects
+    pairs = [((c2, s1), (c1, s2))]
+    pairs += [((c, s1), (c2, s2)) for c in COLOURS if c not in (c1, c2)]
+    pairs += [((c1, s1), (c, s2)) for c in COLOURS if c not in (c1, c2)]
+    pairs += [((c1, s), (c2, s2)) for s in SHAPES if s not in (s1, s2)]
+    pairs += [((c1, s1), (c2, s)) for s in SHAPES if s not in (s1, s2)]
+    out = [canonical(PromptSpec(spec.category, pair, spec.relation)) for pair in pairs]
+    if spec.category == "spatial":
+        out += [PromptSpec("spatial", spec.objects, relation=r) for r in RELATIONS if r != spec.relation]
+    return out
+
+
+PROMPT_VOCAB = ["<pad>", "a", "and", "to", "the", "of", *RELATIONS, *_NUMBERS, *COLOURS, *SHAPES, *_PLURALS.values()]
+PAD_ID = 0
+MAX_TOKENS = 10  # the longest prompt, "a red square to the left of a blue disk"
+_WORD_ID = {word: i for i, word in enumerate(PROMPT_VOCAB)}
+
+
+def tokenize(text: str) -> Tensor:
+    """Word ids, long [MAX_TOKENS], padded with PAD_ID; "" gives all padding (the unconditional ∅ for CFG)."""
+    words = text.lower().split()
+    unknown = [w for w in words if w not in _WORD_ID or w == PROMPT_VOCAB[PAD_ID]]
+    if unknown:
+        raise ValueError(f"text {text!r} holds word(s) {unknown} outside PROMPT_VOCAB")
+    if len(words) > MAX_TOKENS:
+        raise ValueError(f"text {text!r} has {len(words)} words; at most MAX_TOKENS = {MAX_TOKENS} fit")
+    ids = [_WORD_ID[w] for w in words] + [PAD_ID] * (MAX_TOKENS - len(words))
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def tokenize_batch(texts: list[str]) -> Tensor:
+    """``tokenize`` of each text, stacked: long [B, MAX_TOKENS]."""
+    return torch.stack([tokenize(t) for t in texts])
+
+
+def detokenize(tokens: Tensor) -> str:
+    """The text of a [MAX_TOKENS] id row (padding dropped): ``detokenize(tokenize(t)) == t`` for lower-case t."""
+    ids = [int(i) for i in torch.as_tensor(tokens).flatten()]
+    if any(not 0 <= i < len(PROMPT_VOCAB) for i in ids):
+        raise ValueError(f"tokens must be ids in [0, {len(PROMPT_VOCAB)}); got {ids}")
+    return " ".join(PROMPT_VOCAB[i] for i in ids if i != PAD_ID)

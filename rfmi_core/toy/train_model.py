@@ -1,0 +1,126 @@
+"""Trains the toy text-to-image rectified-flow model from scratch (the shipped weights came from this command).
+
+    python -m rfmi_core.toy.train_model --steps 3000 --out rfmi_core/toy/weights/toy_rf.safetensors
+
+Conditional flow matching (paper Sec. 2): x_t = t·x1 + (1 − t)·ε, target u* = x1 − ε, t logit-normal; the prompt is
+replaced by ∅ (all padding) with probability ``--dropout`` so the model also learns u(x_t|∅) for CFG and MI. Data are
+fresh random training pairs of the toy world (train split only) every step. The weights are an exponential moving
+average, saved as safetensors (atomic, resumable: ``--resume`` continues from the file's step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import torch
+from safetensors import safe_open
+
+from ..lora import save_safetensors_atomic
+from ..progress import progress_bar
+from .model import ToyFlowConfig, ToyFlowTransformer
+from .prompts import MAX_TOKENS, PAD_ID, PROMPT_VOCAB, tokenize_batch
+from .world import random_training_batch
+
+DEFAULT_WEIGHTS = os.path.join(os.path.dirname(__file__), "weights", "toy_rf.safetensors")
+
+
+def toy_config() -> ToyFlowConfig:
+    return ToyFlowConfig(vocab_size=len(PROMPT_VOCAB), max_tokens=MAX_TOKENS, pad_id=PAD_ID)
+
+
+def cfm_loss(model: ToyFlowTransformer, x1: torch.Tensor, tokens: torch.Tensor, generator: torch.Generator,
+             dropout: float) -> torch.Tensor:
+    """Flow-matching loss with logit-normal t and prompt dropout to ∅."""
+    n = x1.shape[0]
+    t = torch.sigmoid(torch.randn(n, generator=generator))
+    eps = torch.randn(x1.shape, generator=generator)
+    drop = torch.rand(n, generator=generator) < dropout
+    tokens = torch.where(drop[:, None], torch.full_like(tokens, PAD_ID), tokens)
+    tb = t.view(-1, 1, 1, 1)
+    x_t = tb * x1 + (1 - tb) * eps
+    return (model(x_t, t, tokens) - (x1 - eps)).square().mean()
+
+
+def save_toy_weights(model: ToyFlowTransformer, path: str, metadata: dict) -> None:
+    tensors = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()}
+    meta = {"config": json.dumps(model.config.to_dict()), **{k: str(v) for k, v in metadata.items()}}
+    save_safetensors_atomic(tensors, path, meta)
+
+
+def load_toy_model(path: str | None = None) -> ToyFlowTransformer:
+    """The toy model from its safetensors file (default: the weights shipped with the package), in eval mode."""
+    path = path or DEFAULT_WEIGHTS
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no toy weights at {path}; train them with `python -m rfmi_core.toy.train_model`")
+    with safe_open(path, framework="pt") as handle:
+        config = ToyFlowConfig(**json.loads(handle.metadata()["config"]))
+        state = {k: handle.get_tensor(k) for k in handle.keys()}
+    model = ToyFlowTransformer(config)
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def train(steps: int, batch: int, lr: float, dropout: float, ema_decay: float, seed: int, out: str,
+          resume: bool, save_every: int) -> None:
+    torch.manual_seed(seed)
+    model = ToyFlowTransformer(toy_config())
+    ema = ToyFlowTransformer(toy_config())
+    ema.load_state_dict(model.state_dict())
+    start = 0
+    if resume and os.path.isfile(out):
+        with safe_open(out, framework="pt") as handle:
+            meta = handle.metadata()
+            state = {k: handle.get_tensor(k) for k in handle.keys()}
+        model.load_state_dict(state)
+        ema.load_state_dict(state)
+        start = int(meta.get("steps", 0))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    schedule = lambda s: min(1.0, (s + 1) / 200) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))  # noqa: E731
+    losses: list[float] = []
+    began = time.time()
+    command = " ".join(["python -m rfmi_core.toy.train_model", *sys.argv[1:]])
+    for step in progress_bar(range(start, steps), desc="training toy model", initial=start, total=steps):
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        images, texts = random_training_batch(batch, generator)
+        loss = cfm_loss(model, images, tokenize_batch(texts), generator, dropout)
+        for group in optimizer.param_groups:
+            group["lr"] = lr * schedule(step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        with torch.no_grad():
+            for p_ema, p in zip(ema.parameters(), model.parameters()):
+                p_ema.lerp_(p, 1 - ema_decay)
+        losses.append(float(loss))
+        done = step + 1
+        if done % save_every == 0 or done == steps:
+            recent = sum(losses[-100:]) / len(losses[-100:])
+            save_toy_weights(ema, out, {"steps": done, "batch": batch, "lr": lr, "dropout": dropout,
+                                        "ema_decay": ema_decay, "seed": seed, "loss_last100": f"{recent:.5f}",
+                                        "command": command, "seconds": f"{time.time() - began:.0f}"})
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--dropout", type=float, default=0.1, help="probability of training on ∅ (for CFG)")
+    parser.add_argument("--ema", type=float, default=0.995)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--save-every", type=int, default=250)
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--out", default=DEFAULT_WEIGHTS)
+    args = parser.parse_args(argv)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    train(args.steps, args.batch, args.lr, args.dropout, args.ema, args.seed, args.out, args.resume, args.save_every)
+
+
+if __name__ == "__main__":
+    main()

@@ -96,4 +96,6 @@ def test_sign_and_time_slips_change_the_estimate():
     flipped, _ = run(lambda x, t, c: comfy_model(x, 1 - t, c))  # u = +output: the sampler runs backwards
     assert abs(flipped - channel.true_mi) > 10 * se
     swapped, _ = run(lambda x, t, c: -comfy_model(x, t, c))  # σ passed where t belongs
+    print(f"sign test: true {channel.true_mi:.4f}; u = −output {right:.4f} ± {se:.4f}; u = +output {flipped:.4f}; "
+          f"σ for t {swapped:.4f}")
     assert abs(swapped - channel.true_mi) > 10 * se

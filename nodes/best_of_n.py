@@ -11,7 +11,7 @@ import latent_preview
 from comfy_api.latest import io
 
 from ..rfmi_core import ScoredCandidates, top_k
-from .sampling import sample_scored
+from .sampling import model_latent, output_latent, sample_scored
 from .sockets import CATEGORY, Scores, ksampler_inputs, rfmi_option_inputs
 
 
@@ -52,26 +52,26 @@ class RFMIBestOfN(io.ComfyNode):
     @classmethod
     def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, n, k,
                 batch_size, velocity, score) -> io.NodeOutput:
-        latent = comfy.sample.fix_empty_latent_channels(model, latent_image["samples"])
+        latent = model_latent(model, latent_image)
         if latent.shape[0] != 1:
             raise ValueError(f"Best-of-N makes its own batch: give it a latent of batch size 1 (got {latent.shape[0]}); "
                              "n sets the number of candidates")
-        progress = comfy.utils.ProgressBar(n * steps)
-        preview = latent_preview.prepare_callback(model, steps)
+        progress = comfy.utils.ProgressBar(n * steps)  # one bar over all N (counts candidate-steps), with previews
+        previewer = latent_preview.get_previewer(model.load_device, model.model.latent_format)
         parts = []
         for start in range(0, n, batch_size):
             comfy.model_management.throw_exception_if_processing_interrupted()
             seeds = [seed + j for j in range(start, min(start + batch_size, n))]
 
-            def on_step(step, x0, x, total_steps, done=start):
-                preview(step, x0, x, total_steps)
-                progress.update_absolute(done * steps + (step + 1) * len(seeds), n * steps)
+            def on_step(step, x0, x, total_steps, done=start, size=len(seeds)):
+                preview = previewer.decode_latent_to_preview_image("JPEG", x0) if previewer else None
+                progress.update_absolute(done * steps + (step + 1) * size, n * steps, preview)
 
-            chunk = {**latent_image, "samples": latent.expand(len(seeds), *latent.shape[1:]).clone()}
             samples, result = sample_scored(
-                model, candidate_noise(latent, seeds), chunk, seed=seeds[0], steps=steps, cfg=cfg,
-                sampler_name=sampler_name, scheduler=scheduler, positive=positive, negative=negative,
-                velocity=velocity, score=score, callback=on_step,
+                model, candidate_noise(latent, seeds), latent.expand(len(seeds), *latent.shape[1:]).clone(),
+                seed=seeds[0], steps=steps, cfg=cfg, sampler_name=sampler_name, scheduler=scheduler, positive=positive,
+                negative=negative, noise_mask=latent_image.get("noise_mask"), velocity=velocity, score=score,
+                callback=on_step,
             )
             parts.append(ScoredCandidates(mi=result.mi.cpu(), seeds=seeds, batch_index=[0] * len(seeds),
                                           result=result, latents=samples.cpu()))
@@ -79,7 +79,7 @@ class RFMIBestOfN(io.ComfyNode):
         scores.settings = dict(sampler_name=sampler_name, scheduler=scheduler, steps=steps, cfg=cfg, velocity=velocity,
                                score=score, seed=seed, n=n)
         best = scores.select(top_k(scores.mi, k))
-        out_latent = {key: v for key, v in latent_image.items() if key not in ("samples", "batch_index", "noise_mask")}
+        best_latent = output_latent(latent_image, best.latents, drop=("batch_index", "noise_mask"))
         best_mi = [float(v) for v in best.mi]
-        return io.NodeOutput({**out_latent, "samples": best.latents}, best_mi, scores,
+        return io.NodeOutput(best_latent, best_mi, scores,
                              ui={"rfmi_mi": [float(v) for v in scores.mi], "rfmi_best": best.seeds})

@@ -44,7 +44,9 @@ class RFMIExportFinetuneSet(io.ComfyNode):
                 io.String.Input("model_name", default="", optional=True),
                 Scores.Input("picks", optional=True, tooltip="The artist's picks: exported instead of the top-k."),
             ],
-            outputs=[io.String.Output(display_name="summary")],
+            outputs=[io.String.Output(display_name="summary"),
+                     io.String.Output(display_name="set_name", tooltip="The set written to: connect it to Train LoRA's "
+                                                                       "set_name so training runs after the export.")],
             is_output_node=True,
         )
 
@@ -74,4 +76,4 @@ class RFMIExportFinetuneSet(io.ComfyNode):
         info = finetune_set.summary()
         text = (f"{set_name}: +{len(added)} ({len(records) - len(added)} already there); {info['records']} images for "
                 f"{info['prompts']} prompts; MI {info['mi_min']:.3f} … {info['mi_max']:.3f} nats")
-        return io.NodeOutput(text, ui=ui.PreviewText(text))
+        return io.NodeOutput(text, set_name, ui=ui.PreviewText(text))

@@ -8,12 +8,16 @@ from .best_of_n import RFMIBestOfN
 from .export_set import RFMIExportFinetuneSet
 from .heatmap import RFMIHeatmap
 from .prompt_list import RFMIPromptList
+from .rank_and_pick import RFMICandidates, RFMIRankAndPick
 from .rfmi_sampler import RFMISampler
 from .score_latent import RFMIScoreLatent
+from .toy import RFMIToyDecode, RFMIToyEmptyLatent, RFMIToyModelLoader, RFMIToyTextEncode
 from .train_lora import RFMITrainLoRA
 
 NODES: list[type[io.ComfyNode]] = [
     RFMISampler, RFMIBestOfN, RFMIScoreLatent, RFMIHeatmap, RFMIPromptList, RFMIExportFinetuneSet, RFMITrainLoRA,
+    RFMICandidates, RFMIRankAndPick,
+    RFMIToyModelLoader, RFMIToyTextEncode, RFMIToyEmptyLatent, RFMIToyDecode,
 ]
 
 

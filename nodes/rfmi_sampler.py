@@ -7,7 +7,7 @@ import latent_preview
 from comfy_api.latest import io
 
 from ..rfmi_core import ScoredCandidates
-from .sampling import sample_scored
+from .sampling import model_latent, output_latent, sample_scored
 from .sockets import CATEGORY, Scores, ksampler_inputs, rfmi_option_inputs
 
 
@@ -35,13 +35,13 @@ class RFMISampler(io.ComfyNode):
     @classmethod
     def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, denoise,
                 velocity, score) -> io.NodeOutput:
-        latent = comfy.sample.fix_empty_latent_channels(model, latent_image["samples"])
+        latent = model_latent(model, latent_image)
         batch_index = latent_image.get("batch_index")
         noise = comfy.sample.prepare_noise(latent, seed, batch_index)
         samples, result = sample_scored(
-            model, noise, latent_image, seed=seed, steps=steps, cfg=cfg, sampler_name=sampler_name,
-            scheduler=scheduler, positive=positive, negative=negative, denoise=denoise, velocity=velocity, score=score,
-            callback=latent_preview.prepare_callback(model, steps),
+            model, noise, latent, seed=seed, steps=steps, cfg=cfg, sampler_name=sampler_name, scheduler=scheduler,
+            positive=positive, negative=negative, denoise=denoise, noise_mask=latent_image.get("noise_mask"),
+            velocity=velocity, score=score, callback=latent_preview.prepare_callback(model, steps),
         )
         n = samples.shape[0]
         scores = ScoredCandidates(
@@ -50,4 +50,4 @@ class RFMISampler(io.ComfyNode):
                                          denoise=denoise, velocity=velocity, score=score),
         )
         mi = [float(v) for v in scores.mi]
-        return io.NodeOutput({**latent_image, "samples": samples}, mi, scores, ui={"rfmi_mi": mi})
+        return io.NodeOutput(output_latent(latent_image, samples), mi, scores, ui={"rfmi_mi": mi})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable
 
 import torch
@@ -15,11 +16,27 @@ from .tap import TrajectoryTap
 
 StepCallback = Callable[[int, torch.Tensor, torch.Tensor, int], None]
 
+# LATENT keys that newer ComfyUI's fix_empty_latent_channels reads (0.38: the empty latent's downscale ratios, so an
+# empty latent made for another VAE is resized to the model's); common_ksampler passes them and drops them from its
+# output. ComfyUI 0.3.64's takes (model, latent_image) only: there the tuple is empty and the keys pass through.
+SIZING_KEYS = tuple(p for p in ("downscale_ratio_spacial", "downscale_ratio_temporal")
+                    if p in inspect.signature(comfy.sample.fix_empty_latent_channels).parameters)
+
+
+def model_latent(model, latent: dict) -> torch.Tensor:
+    """The LATENT's samples as the stock KSampler prepares them (``fix_empty_latent_channels``); call it once."""
+    return comfy.sample.fix_empty_latent_channels(model, latent["samples"], **{k: latent.get(k) for k in SIZING_KEYS})
+
+
+def output_latent(latent: dict, samples: torch.Tensor, drop: tuple[str, ...] = ()) -> dict:
+    """The LATENT the stock KSampler returns: the input dict with new samples, less the sizing keys it consumed."""
+    return {**{k: v for k, v in latent.items() if k not in SIZING_KEYS + drop}, "samples": samples}
+
 
 def sample_scored(
     model,
     noise: torch.Tensor,
-    latent: dict,
+    latent_image: torch.Tensor,
     *,
     seed: int,
     steps: int,
@@ -29,17 +46,17 @@ def sample_scored(
     positive,
     negative,
     denoise: float = 1.0,
+    noise_mask: torch.Tensor | None = None,
     velocity: str = "cfg",
     score: str = "rfmi",
     callback: StepCallback | None = None,
 ) -> tuple[torch.Tensor, MIResult]:
     """(samples in VAE space, per-image MI) for one batch; the body of the stock ``common_ksampler`` plus the tap.
 
-    ``noise`` is the initial noise the stock KSampler would draw (``comfy.sample.prepare_noise``); ``latent`` the LATENT
-    dict (its noise_mask is honoured). ``callback`` receives ComfyUI's (step, x0, x, total_steps) after the tap.
+    ``latent_image`` is the prepared latent (``model_latent``), ``noise`` the initial noise the stock KSampler would draw
+    for it (``comfy.sample.prepare_noise``). ``callback`` receives ComfyUI's (step, x0, x, total_steps) after the tap.
     """
     require_flow_model(model)
-    latent_image = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
     tap = TrajectoryTap(velocity=velocity, score=score)
 
     def on_step(step: int, x0: torch.Tensor, x: torch.Tensor, total_steps: int) -> None:
@@ -49,7 +66,7 @@ def sample_scored(
 
     samples = comfy.sample.sample(
         tap.attach(model), noise, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
-        denoise=denoise, noise_mask=latent.get("noise_mask"), callback=on_step,
+        denoise=denoise, noise_mask=noise_mask, callback=on_step,
         disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed,
     )
     return samples, tap.finish()

@@ -17,6 +17,7 @@ from comfy_api.latest import io
 
 from ..rfmi_core import VELOCITIES, ScoredCandidates, estimate_mi_draws_from_pairs, velocity_from_denoised
 from .model_checks import require_flow_model
+from .sampling import model_latent
 from .sockets import CATEGORY, MAX_SEED, Scores
 
 
@@ -40,7 +41,7 @@ def score_latents(model, latent: dict, positive, negative, *, seed: int, n_t: in
     tap = _PairTap()
     patched = model.clone()
     patched.set_model_sampler_post_cfg_function(tap, disable_cfg1_optimization=True)
-    latent_image = comfy.sample.fix_empty_latent_channels(patched, latent["samples"])
+    latent_image = model_latent(patched, latent)
     progress = comfy.utils.ProgressBar(n_t)
     draws = {}
 

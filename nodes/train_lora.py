@@ -63,7 +63,8 @@ class RFMITrainLoRA(io.ComfyNode):
             description="RFMI FT: LoRA-fine-tunes the model on a fine-tune set with the flow-matching velocity loss "
                         "(logit-normal t), Table 2 defaults, checkpoints and resume. Writes models/loras/<lora_name> "
                         "(loads with the stock LoraLoaderModelOnly) and outputs the model with the LoRA applied. "
-                        "The model passed in is left exactly as it was.",
+                        "The model passed in is left exactly as it was. Runs once per queue even after a prompt "
+                        "list: connect Export Fine-tune Set's set_name so it trains after every prompt is exported.",
             inputs=[
                 io.Model.Input("model"),
                 io.String.Input("set_name", default="rfmi_set", tooltip="A set under output/rfmi_sets/."),
@@ -92,12 +93,17 @@ class RFMITrainLoRA(io.ComfyNode):
                 io.String.Output(display_name="lora_path"),
             ],
             is_output_node=True,
+            is_input_list=True,  # one training per queue, after all of an upstream prompt list's exports
         )
 
     @classmethod
-    def execute(cls, model, set_name, lora_name, steps, learning_rate, rank, alpha, warmup_steps, batch_size,
-                grad_accumulation, max_grad_norm, t_sampling, bf16, gradient_checkpointing, save_every, resume, seed,
-                target_modules) -> io.NodeOutput:
+    def execute(cls, **inputs: list) -> io.NodeOutput:
+        return cls.train(**single_values(inputs))
+
+    @classmethod
+    def train(cls, model, set_name, lora_name, steps, learning_rate, rank, alpha, warmup_steps, batch_size,
+              grad_accumulation, max_grad_norm, t_sampling, bf16, gradient_checkpointing, save_every, resume, seed,
+              target_modules) -> io.NodeOutput:
         require_flow_model(model)
         out_path = lora_path(lora_name)
         finetune_set = FinetuneSet.open(set_path(set_name))
@@ -123,6 +129,20 @@ class RFMITrainLoRA(io.ComfyNode):
         patched, _ = comfy.sd.load_lora_for_models(model, None, result.lora_state_dict, 1.0, 0)
         text = f"{os.path.basename(out_path)}: {result.steps_done} steps, final loss {result.losses[-1]:.4f}"
         return io.NodeOutput(patched, loss_curve_image(result.losses), out_path, ui=ui.PreviewText(text))
+
+
+def single_values(inputs: dict[str, list]) -> dict:
+    """The one value of each input of a list-input node: a list (e.g. set_name once per exported prompt) must repeat
+    a single value; a MODEL or set that differs along the list is refused (train one at a time)."""
+    values = {}
+    for name, items in inputs.items():
+        items = items if isinstance(items, list) else [items]
+        first = items[0]
+        if any(item is not first and item != first for item in items[1:]):
+            raise ValueError(f"Train LoRA got {len(items)} different values for {name}; it trains one model on one set "
+                             "per run: give a single value")
+        values[name] = first
+    return values
 
 
 def make_weights_trainable(net: torch.nn.Module) -> int:

@@ -73,6 +73,7 @@ __all__ = [
     "batch_indices",
     "collate",
     "gradient_checkpointing",
+    "saved_activation_copies",
     "save_checkpoint",
     "load_checkpoint",
     "latest_checkpoint",
@@ -298,13 +299,43 @@ def _checkpoint_targets(model: nn.Module, pattern: str | None) -> list[tuple[str
     return chosen or list(model.named_children())
 
 
+def _fresh(value: Any) -> Any:
+    """A copy of a floating-point tensor, so that a block that updates its inputs in place (ComfyUI's FLUX blocks:
+    ``txt += ...``, ``x += ...``) leaves them intact for the checkpoint's recomputation; anything else as it is."""
+    return value.clone() if isinstance(value, Tensor) and value.is_floating_point() else value
+
+
 def _checkpointed(forward: Callable) -> Callable:
+    def on_copies(*args: Any, **kwargs: Any) -> Any:
+        return forward(*[_fresh(a) for a in args], **{k: _fresh(v) for k, v in kwargs.items()})
+
     def run(*args: Any, **kwargs: Any) -> Any:
         if torch.is_grad_enabled():
-            return torch.utils.checkpoint.checkpoint(forward, *args, use_reentrant=False, **kwargs)
+            return torch.utils.checkpoint.checkpoint(on_copies, *args, use_reentrant=False, **kwargs)
         return forward(*args, **kwargs)
 
     return run
+
+
+def _copy_if_activation(tensor: Tensor) -> Tensor:
+    return tensor.clone() if tensor.grad_fn is not None else tensor
+
+
+def _keep(tensor: Tensor) -> Tensor:
+    return tensor
+
+
+def saved_activation_copies(enabled: bool = True):
+    """Within the block, autograd saves a copy of each activation it keeps for the backward pass (weights and inputs
+    are kept as they are). A model that updates its residual stream in place after saving it (ComfyUI's FLUX single
+    blocks: ``pre_norm(x)`` then ``x += ...``) can then be trained; it costs one copy of each saved activation."""
+    if not enabled:
+        return nullcontext()
+    return torch.autograd.graph.saved_tensors_hooks(_copy_if_activation, _keep)
+
+
+def _is_in_place_error(error: RuntimeError) -> bool:
+    return "modified by an inplace operation" in str(error)
 
 
 @contextmanager
@@ -433,21 +464,26 @@ def _restore(state: TrainCheckpoint, params: dict[str, nn.Parameter], optimizer:
 
 
 def _train_step(model: nn.Module, data: Any, velocity_fn: VelocityFn, params: dict[str, nn.Parameter],
-                optimizer: torch.optim.Optimizer, config: TrainConfig, step: int, device: torch.device) -> float:
+                optimizer: torch.optim.Optimizer, config: TrainConfig, step: int, device: torch.device,
+                copy_activations: bool = False) -> float:
     """One optimizer update (0-based ``step``): ``grad_accum_steps`` micro-batches, clipping, AdamW. Returns the mean
-    micro-batch loss. Raises FloatingPointError, before updating anything, when the loss is not finite."""
+    micro-batch loss. Raises FloatingPointError, before updating anything, when the loss is not finite.
+
+    All of the step's draws come first, one per sample in order (dropout, t, then each sample's ε), so that
+    ``grad_accum_steps`` micro-batches of ``batch_size`` give the gradient of one batch of their product."""
     generator = step_generator(config.seed, step)
     indices = batch_indices(config.seed, step, len(data), config.samples_per_step)
+    drops = torch.rand(len(indices), generator=generator) < config.cond_dropout
+    times = sample_t(len(indices), generator, config)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if config.bf16 else nullcontext()
     optimizer.zero_grad(set_to_none=True)
     total = 0.0
-    for micro in indices.split(config.batch_size):
-        drop = torch.rand(len(micro), generator=generator) < config.cond_dropout
-        t = sample_t(len(micro), generator, config)
+    for micro, drop, t in zip(indices.split(config.batch_size), drops.split(config.batch_size),
+                              times.split(config.batch_size)):
         x1, cond = _micro_batch(data, micro, drop, device)
-        eps = torch.randn(x1.shape, generator=generator).to(device)
+        eps = torch.stack([torch.randn(x.shape, generator=generator) for x in x1]).to(device)
         x_t, target = flow_matching_pair(x1, t.to(device), eps)
-        with autocast:
+        with autocast, saved_activation_copies(copy_activations):
             u = velocity_fn(model, x_t, t.to(device), cond)
         require_same_shape("velocity_fn output", u, "x_t", x_t)
         loss = F.mse_loss(u.float(), target)
@@ -490,8 +526,18 @@ def _run(model: nn.Module, data: Any, velocity_fn: VelocityFn, config: TrainConf
     bar = progress_bar(range(start, config.steps), enabled=progress, desc="RFMI FT", initial=start,
                        total=config.steps)
     device = _device_of(params)
+    copy_activations = False
     for step in bar:
-        loss = _train_step(model, data, velocity_fn, params, optimizer, config, step, device)
+        try:
+            loss = _train_step(model, data, velocity_fn, params, optimizer, config, step, device, copy_activations)
+        except RuntimeError as error:
+            if copy_activations or not _is_in_place_error(error):
+                raise
+            warnings.warn("the model updates a saved activation in place (as ComfyUI's FLUX blocks do); training on "
+                          "with a copy of each saved activation (more memory: gradient checkpointing avoids it)",
+                          stacklevel=2)
+            copy_activations = True  # the step is redone from its own draws: the run stays reproducible
+            loss = _train_step(model, data, velocity_fn, params, optimizer, config, step, device, copy_activations)
         losses.append(loss)
         done = step + 1
         if hasattr(bar, "set_postfix"):

@@ -14,6 +14,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import sys
 import time
 
@@ -66,7 +67,7 @@ def load_toy_model(path: str | None = None) -> ToyFlowTransformer:
 
 
 def train(steps: int, batch: int, lr: float, dropout: float, ema_decay: float, seed: int, out: str,
-          resume: bool, save_every: int) -> None:
+          resume: bool, save_every: int, snapshot_dir: str | None = None, warmup: int = 200) -> None:
     torch.manual_seed(seed)
     model = ToyFlowTransformer(toy_config())
     ema = ToyFlowTransformer(toy_config())
@@ -80,7 +81,7 @@ def train(steps: int, batch: int, lr: float, dropout: float, ema_decay: float, s
         ema.load_state_dict(state)
         start = int(meta.get("steps", 0))
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    schedule = lambda s: min(1.0, (s + 1) / 200) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))  # noqa: E731
+    schedule = lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))  # noqa: E731
     losses: list[float] = []
     began = time.time()
     command = " ".join(["python -m rfmi_core.toy.train_model", *sys.argv[1:]])
@@ -97,13 +98,16 @@ def train(steps: int, batch: int, lr: float, dropout: float, ema_decay: float, s
         with torch.no_grad():
             for p_ema, p in zip(ema.parameters(), model.parameters()):
                 p_ema.lerp_(p, 1 - ema_decay)
-        losses.append(float(loss))
+        losses.append(loss.item())
         done = step + 1
         if done % save_every == 0 or done == steps:
             recent = sum(losses[-100:]) / len(losses[-100:])
             save_toy_weights(ema, out, {"steps": done, "batch": batch, "lr": lr, "dropout": dropout,
                                         "ema_decay": ema_decay, "seed": seed, "loss_last100": f"{recent:.5f}",
                                         "command": command, "seconds": f"{time.time() - began:.0f}"})
+            if snapshot_dir:  # a copy per save, for studies of model quality against training steps
+                os.makedirs(snapshot_dir, exist_ok=True)
+                shutil.copyfile(out, os.path.join(snapshot_dir, f"toy_rf_step{done:06d}.safetensors"))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -115,11 +119,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ema", type=float, default=0.995)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save-every", type=int, default=250)
+    parser.add_argument("--warmup", type=int, default=200, help="linear learning-rate warm-up steps")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--out", default=DEFAULT_WEIGHTS)
+    parser.add_argument("--snapshots", default=None, help="folder that keeps a copy of the weights at every save")
     args = parser.parse_args(argv)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    train(args.steps, args.batch, args.lr, args.dropout, args.ema, args.seed, args.out, args.resume, args.save_every)
+    train(args.steps, args.batch, args.lr, args.dropout, args.ema, args.seed, args.out, args.resume, args.save_every, args.snapshots,
+          args.warmup)
 
 
 if __name__ == "__main__":

@@ -27,8 +27,8 @@ def test_export_keeps_top_k_and_appends_across_runs(rfmi_nodes, output_dir):
 
     export = rfmi_nodes["RFMIExportFinetuneSet"]
     first = best_of_n(0)
-    (summary,) = export.execute(first, positive, negative, "a red cube", "", "my set", 2, model).result
-    assert "+2" in summary and "2 images for 1 prompts" in summary
+    summary, written_to = export.execute(first, positive, negative, "a red cube", "", "my set", 2, model).result
+    assert "+2" in summary and "2 images for 1 prompts" in summary and written_to == "my set"
     again = export.execute(first, positive, negative, "a red cube", "", "my set", 2, model).result[0]
     assert "+0 (2 already there)" in again
     export.execute(best_of_n(100), positive, negative, "a red cube", "", "my set", 2, model)

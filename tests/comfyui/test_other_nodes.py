@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -96,17 +96,28 @@ def test_prompt_list_reads_a_file_in_the_input_folder_and_refuses_escapes(rfmi_n
 
 
 def test_an_isolated_process_gets_a_clear_error(rfmi_nodes, monkeypatch):
-    """Under pyisolate the MODEL is an RPC proxy and Python hooks cannot cross: say so instead of failing obscurely."""
+    """Under pyisolate the MODEL is an RPC proxy and Python hooks cannot cross: say so, and name the switches to flip."""
     model = tiny_sd3()
-    monkeypatch.setenv("PYISOLATE_CHILD", "1")
-    with pytest.raises(RuntimeError, match="main process"):
+    monkeypatch.setenv("PYISOLATE_CHILD", "1")  # what pyisolate sets in the child process
+    with pytest.raises(RuntimeError, match="main process") as child:
         rfmi_nodes["RFMISampler"].execute(model, 0, 2, 3.0, "euler", "simple", sd3_conditioning(1), sd3_conditioning(2),
                                           {"samples": torch.zeros(1, 16, 8, 8)}, 1.0, "cfg", "rfmi")
     monkeypatch.delenv("PYISOLATE_CHILD")
 
-    class NotAPatcher:  # what a proxy looks like to us: not comfy.model_patcher.ModelPatcher
+    class ModelPatcherProxy:  # what an isolated MODEL is: comfy.isolation's RPC proxy, not a comfy ModelPatcher
         pass
 
-    with pytest.raises(RuntimeError, match="process isolation"):
-        rfmi_nodes["RFMIScoreLatent"].execute(NotAPatcher(), sd3_conditioning(1), sd3_conditioning(2),
+    with pytest.raises(RuntimeError, match="ModelPatcherProxy") as proxy:
+        rfmi_nodes["RFMIScoreLatent"].execute(ModelPatcherProxy(), sd3_conditioning(1), sd3_conditioning(2),
                                               {"samples": torch.zeros(1, 16, 8, 8)}, 0, 2, 0.99, 1.0, "cfg", 1)
+    for error in (child, proxy):  # the fix: the per-pack table, the env override, the global flag
+        for switch in ("[tool.comfy.isolation]", "PYISOLATE_ENFORCE_ISOLATED", "--use-process-isolation"):
+            assert switch in str(error.value)
+
+
+def test_the_pack_does_not_opt_into_process_isolation():
+    """ComfyUI isolates only packs whose pyproject.toml has a [tool.comfy.isolation] table: ours must have none."""
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text(encoding="utf-8"))
+    assert "comfy" in pyproject["tool"] and "isolation" not in pyproject["tool"]["comfy"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -129,6 +130,38 @@ def test_non_flow_models_are_refused_by_name(rfmi_nodes, pack_import):
     positive, negative = gaussian_conditioning(channel.sample_condition(1))
     with pytest.raises(ValueError, match="rectified-flow model.*EPS"):
         run_rfmi_sampler(rfmi_nodes, eps_model, positive, negative, {"samples": torch.zeros(1, 4, 1, 1)})
+
+
+def test_flow_samplings_that_never_noise_or_rescale_the_noise_are_refused(rfmi_nodes, pack_import):
+    """A CONST sampling with other maths (newer ComfyUI's IMG_TO_IMG_*) has no trajectory; noise_scale ≠ 1 breaks nats."""
+    channel = GaussianChannel.random(seed=1)
+    model = pack_import("nodes.flow_model").flow_model_patcher(GaussianFlowNet(channel), latent_channels=4)
+    positive, negative = gaussian_conditioning(channel.sample_condition(1))
+    sampling = model.get_model_object("model_sampling")
+
+    class ImageToImageFlow(type(sampling)):  # still a CONST, as IMG_TO_IMG_VELOCITY is, but the latent is never noised
+        def noise_scaling(self, sigma, noise, latent_image, max_denoise=False):
+            return latent_image
+
+    image_to_image, scaled = copy.copy(sampling), copy.copy(sampling)
+    image_to_image.__class__ = ImageToImageFlow
+    scaled.noise_scale = 0.5  # newer ComfyUI's CONST: x_σ = σ·s·ε + (1 − σ)·x
+    for patched, message in ((image_to_image, "rectified-flow model.*image-to-image"), (scaled, "noise_scale 0.5")):
+        m = model.clone()
+        m.add_object_patch("model_sampling", patched)
+        with pytest.raises(ValueError, match=message):
+            run_rfmi_sampler(rfmi_nodes, m, positive, negative, {"samples": torch.zeros(1, 4, 1, 1)})
+    run_rfmi_sampler(rfmi_nodes, model, positive, negative, {"samples": torch.zeros(1, 4, 1, 1)}, steps=2)
+
+
+def test_the_latent_dict_comes_back_as_the_stock_ksampler_returns_it(rfmi_nodes, sd3):
+    """Newer ComfyUI's empty latents carry downscale ratios that common_ksampler reads and drops (0.3.64 keeps them)."""
+    positive, negative = sd3_conditioning(1), sd3_conditioning(2)
+    latent = {**empty_latent(1), "downscale_ratio_spacial": 8, "batch_index": [3]}
+    (stock,) = comfy_nodes.common_ksampler(sd3, 7, 3, 3.0, "euler", "simple", positive, negative, latent)
+    ours, _, _ = run_rfmi_sampler(rfmi_nodes, sd3, positive, negative, latent, steps=3)
+    assert ours.keys() == stock.keys() and ours["batch_index"] == [3]
+    assert torch.equal(ours["samples"], stock["samples"])
 
 
 def run_best_of_n(rfmi_nodes, model, positive, negative, *, n=5, k=2, batch_size=2, seed=100, steps=3, cfg=3.0):

@@ -15,7 +15,7 @@ import folder_paths
 import nodes as comfy_nodes
 
 from rfmi_core import FinetuneSet
-from tiny_models import sd3_conditioning, tiny_sd3
+from tiny_models import flux_conditioning, sd3_conditioning, tiny_flux, tiny_sd3
 
 
 @pytest.fixture()
@@ -36,9 +36,14 @@ def make_set(rfmi_nodes, model, name="s"):
         rfmi_nodes["RFMIExportFinetuneSet"].execute(scores, positive, negative, prompt, "", name, 2, model)
 
 
-def train(rfmi_nodes, model, *, steps=30, lr=3e-3, lora="l", resume=False, save_every=0, seed=0, targets=""):
-    return rfmi_nodes["RFMITrainLoRA"].execute(model, "s", lora, steps, lr, 4, 8.0, 0, 4, 1, 1.0, "logit_normal",
-                                               False, False, save_every, resume, seed, targets).result
+def train(rfmi_nodes, model, *, steps=30, lr=3e-3, lora="l", resume=False, save_every=0, seed=0, targets="",
+          set_name="s", bf16=False, checkpointing=False):
+    """Calls the node as ComfyUI does: it takes list inputs (one value each here)."""
+    values = dict(model=model, set_name=set_name, lora_name=lora, steps=steps, learning_rate=lr, rank=4, alpha=8.0,
+                  warmup_steps=0, batch_size=4, grad_accumulation=1, max_grad_norm=1.0, t_sampling="logit_normal",
+                  bf16=bf16, gradient_checkpointing=checkpointing, save_every=save_every, resume=resume, seed=seed,
+                  target_modules=targets)
+    return rfmi_nodes["RFMITrainLoRA"].execute(**{k: [v] for k, v in values.items()}).result
 
 
 def fingerprint(model):
@@ -46,7 +51,7 @@ def fingerprint(model):
     return ([n for n, _ in net.named_modules()], {k: v.clone() for k, v in net.state_dict().items()})
 
 
-def test_loss_falls_and_the_stock_loader_reproduces_the_trained_model(rfmi_nodes, folders):
+def test_loss_falls_and_the_stock_loader_reproduces_the_trained_model(rfmi_nodes, folders, caplog):
     with torch.inference_mode():  # as ComfyUI's executor loads models: inference tensors
         model = tiny_sd3(seed=3)
         make_set(rfmi_nodes, model)
@@ -69,7 +74,10 @@ def test_loss_falls_and_the_stock_loader_reproduces_the_trained_model(rfmi_nodes
     key_map = comfy.lora.model_lora_keys_unet(model.model, {})
     loaded = comfy.lora.load_lora(lora, key_map)
     assert len(loaded) == len({k.rsplit(".lora_", 1)[0].rsplit(".alpha", 1)[0] for k in lora})  # every module mapped
-    (stock,) = comfy_nodes.LoraLoaderModelOnly().load_lora_model_only(model, path.rsplit("/", 1)[1], 1.0)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        (stock,) = comfy_nodes.LoraLoaderModelOnly().load_lora_model_only(model, path.rsplit("/", 1)[1], 1.0)
+    assert not [r for r in caplog.records if "lora key not loaded" in r.getMessage()]
     positive, negative = sd3_conditioning(10), sd3_conditioning(99)
     latent = {"samples": torch.zeros(1, 16, 8, 8)}
     (a,) = comfy_nodes.common_ksampler(stock, 5, 3, 3.0, "euler", "simple", positive, negative, latent)
@@ -110,3 +118,54 @@ def test_lora_names_that_leave_the_loras_folder_are_refused(rfmi_nodes, folders)
     make_set(rfmi_nodes, model)
     with pytest.raises(ValueError, match="leave the folder"):
         train(rfmi_nodes, model, steps=1, lora="../../evil")
+
+
+def test_a_flux_set_keeps_its_guidance_and_trains_a_lora_the_stock_loader_takes_whole(rfmi_nodes, folders, caplog):
+    """FLUX: the set stores T5 cond + pooled + guidance once per prompt; training feeds the guidance back; the LoRA's
+    double-block keys all load."""
+    model = tiny_flux(seed=1)
+    positive, negative = flux_conditioning(5, guidance=2.5), flux_conditioning(6, guidance=2.5)
+    scores = rfmi_nodes["RFMIBestOfN"].execute(model, 0, 3, 1.0, "euler", "simple", positive, negative,
+                                               {"samples": torch.zeros(1, 16, 8, 8)}, 3, 1, 3, "cfg", "rfmi").result[2]
+    rfmi_nodes["RFMIExportFinetuneSet"].execute(scores, positive, negative, "a flux prompt", "", "flux", 2, model)
+    finetune_set = FinetuneSet.open(folders / "output" / "rfmi_sets" / "flux")
+    kept = finetune_set.records()
+    assert len(kept) == 2 and len({r.prompt_conditioning for r in kept}) == 1  # stored once for the prompt
+    stored = finetune_set.load_conditioning(kept[0].prompt_conditioning)
+    assert set(stored) == {"cross_attn", "pooled_output", "guidance"} and stored["guidance"].tolist() == [2.5]
+    assert list(stored["cross_attn"].shape) == [1, 7, 64] and list(stored["pooled_output"].shape) == [1, 32]
+    names, weights = fingerprint(model)
+    # ComfyUI's FLUX blocks update their residual stream in place (x += ...): with gradient checkpointing the trainer
+    # feeds each block copies; without, it keeps copies of the saved activations. Both give the same LoRA.
+    _, _, path = train(rfmi_nodes, model, steps=3, lr=1e-2, lora="flux_lora", set_name="flux", checkpointing=True)
+    with pytest.warns(UserWarning, match="in place"):
+        _, _, plain = train(rfmi_nodes, model, steps=3, lr=1e-2, lora="flux_plain", set_name="flux")
+    after_names, after_weights = fingerprint(model)
+    assert after_names == names and all(torch.equal(after_weights[k], weights[k]) for k in weights)
+    lora = comfy.utils.load_torch_file(path, safe_load=True)
+    for key, value in comfy.utils.load_torch_file(plain, safe_load=True).items():
+        torch.testing.assert_close(lora[key], value, atol=1e-6, rtol=0)
+    assert any(lora[k].abs().max() > 0 for k in lora if k.endswith("lora_B.weight"))  # it did train
+    modules = {k.rsplit(".lora_", 1)[0].rsplit(".alpha", 1)[0] for k in lora}
+    assert modules == {f"diffusion_model.double_blocks.0.{a}.{l}" for a in ("img_attn", "txt_attn")
+                       for l in ("qkv", "proj")}
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        loaded = comfy.lora.load_lora(lora, comfy.lora.model_lora_keys_unet(model.model, {}))
+    assert len(loaded) == len(modules)
+    assert not [r for r in caplog.records if "lora key not loaded" in r.getMessage()]
+
+
+def test_list_inputs_train_once_and_differing_sets_are_refused(rfmi_nodes, folders):
+    """After a prompt list, set_name arrives once per exported prompt: the node trains once on the whole set."""
+    model = tiny_sd3(seed=5)
+    make_set(rfmi_nodes, model)
+    node = rfmi_nodes["RFMITrainLoRA"]
+    values = dict(model=[model], set_name=["s", "s", "s"], lora_name=["once"], steps=[2], learning_rate=[1e-3],
+                  rank=[4], alpha=[4.0], warmup_steps=[0], batch_size=[1], grad_accumulation=[1], max_grad_norm=[1.0],
+                  t_sampling=["uniform"], bf16=[False], gradient_checkpointing=[False], save_every=[0], resume=[False],
+                  seed=[0], target_modules=[""])
+    patched, curve, path = node.execute(**values).result
+    assert path.endswith("once.safetensors") and curve.shape[0] == 1
+    with pytest.raises(ValueError, match="different values for set_name"):
+        node.execute(**{**values, "set_name": ["s", "other"]})

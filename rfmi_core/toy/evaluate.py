@@ -1,0 +1,118 @@
+"""Sampling the toy model with MI along the trajectory (paper Algorithm 2), judging the samples, and proportions with
+95% confidence intervals: the shared pieces of the demo and the selection study.
+
+    images, mi = generate(model, texts, seed=0)        # Euler, CFG, MI read on the way (rfmi_core.sample_with_mi)
+    verdicts = judge(images, texts)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ..progress import progress_bar
+from ..sampler import sample_with_mi
+from ..trajectory import MIResult
+from .judge import judge
+from .prompts import MAX_TOKENS, PAD_ID, tokenize_batch
+from .world import CANVAS
+
+__all__ = ["DEFAULT_STEPS", "DEFAULT_CFG", "velocity_fn", "sigma_grid", "noise_for", "generate", "Rate", "rate",
+           "judge_batch", "diff_ci", "pick_prompts"]
+
+DEFAULT_STEPS = 20
+DEFAULT_CFG = 3.0
+
+
+def velocity_fn(model: nn.Module):
+    """velocity(x_t, t, tokens) → u for ``sample_with_mi`` / ``estimate_mi``; ``tokens`` None is the empty prompt ∅."""
+
+    def velocity(x: Tensor, t: Tensor, tokens: Tensor | None) -> Tensor:
+        if tokens is None:
+            tokens = torch.full((x.shape[0], MAX_TOKENS), PAD_ID, dtype=torch.long)
+        return model(x, t, tokens)
+
+    return velocity
+
+
+def sigma_grid(steps: int) -> Tensor:
+    """The linear grid σ = 1 → 0 in ``steps`` Euler steps (the toy model is trained with logit-normal t, no shift)."""
+    return torch.linspace(1.0, 0.0, steps + 1)
+
+
+def noise_for(seeds: list[int]) -> Tensor:
+    """One initial noise [3, CANVAS, CANVAS] per seed (the image of seed s does not depend on its batch)."""
+    return torch.stack([torch.randn(3, CANVAS, CANVAS, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
+
+
+@torch.no_grad()
+def generate(model: nn.Module, texts: list[str], seeds: list[int], steps: int = DEFAULT_STEPS, cfg: float = DEFAULT_CFG,
+             mi_velocity: str = "cfg", batch: int = 256, progress: bool = False,
+             desc: str = "sampling") -> tuple[Tensor, MIResult]:
+    """Samples [N, 3, 16, 16] for (text, seed) pairs by Euler with CFG, and the MI read along each trajectory."""
+    if len(texts) != len(seeds):
+        raise ValueError(f"texts and seeds must pair up; got {len(texts)} texts and {len(seeds)} seeds")
+    images, results = [], []
+    for start in progress_bar(range(0, len(texts), batch), enabled=progress, desc=desc):
+        tokens = tokenize_batch(texts[start:start + batch])
+        x, result = sample_with_mi(velocity_fn(model), noise_for(seeds[start:start + batch]), sigma_grid(steps),
+                                   tokens, None, cfg=cfg, mi_velocity=mi_velocity)
+        images.append(x)
+        results.append(result)
+    return torch.cat(images), MIResult.concat(results)
+
+
+def judge_batch(images: Tensor, texts: list[str]) -> tuple[Tensor, Tensor]:
+    """(valid, correct), bool [N] each: the exact judge's verdicts."""
+    verdicts = judge(images, list(texts))
+    return (torch.tensor([v.valid for v in verdicts], dtype=torch.bool),
+            torch.tensor([v.correct for v in verdicts], dtype=torch.bool))
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A proportion k/n with its 95% Wilson score interval."""
+
+    k: int
+    n: int
+
+    @property
+    def p(self) -> float:
+        return self.k / self.n if self.n else float("nan")
+
+    @property
+    def ci(self) -> tuple[float, float]:
+        """95% Wilson interval (contains p; stays inside [0, 1] even at 0 or n successes)."""
+        if not self.n:
+            return float("nan"), float("nan")
+        z, n, p = 1.959964, self.n, self.p
+        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+        return max(0.0, centre - half), min(1.0, centre + half)
+
+    def __str__(self) -> str:
+        low, high = self.ci
+        return f"{100 * self.p:5.1f}% [{100 * low:4.1f}, {100 * high:4.1f}]"
+
+
+def rate(flags: Tensor) -> Rate:
+    return Rate(int(flags.sum()), int(flags.numel()))
+
+
+def diff_ci(a: Rate, b: Rate) -> tuple[float, float, float]:
+    """b − a and its 95% Newcombe (Wilson hybrid) interval for two independent proportions."""
+    (la, ha), (lb, hb) = a.ci, b.ci
+    d = b.p - a.p
+    return d, d - math.sqrt((b.p - lb) ** 2 + (ha - a.p) ** 2), d + math.sqrt((hb - b.p) ** 2 + (a.p - la) ** 2)
+
+
+def pick_prompts(texts: list[str], n: int, seed: int) -> list[str]:
+    """``n`` prompts drawn from ``texts`` (all of them, in turn, before any repeats), reproducibly."""
+    g = torch.Generator().manual_seed(seed)
+    out: list[str] = []
+    while len(out) < n:
+        out += [texts[i] for i in torch.randperm(len(texts), generator=g).tolist()]
+    return out[:n]

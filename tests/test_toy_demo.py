@@ -1,0 +1,110 @@
+"""The toy demo end to end at its tiny size (seconds): files written, verdict rates and intervals, FT moves the model."""
+
+import math
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from rfmi_core.toy.demo import SIZES, Candidates, FinetuneData, run_demo, select
+from rfmi_core.toy.evaluate import Rate, diff_ci, noise_for, pick_prompts
+from rfmi_core.toy.pictures import text_image, write_png
+from rfmi_core.toy.prompts import CATEGORIES
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    out = tmp_path_factory.mktemp("toy_demo")
+    torch.set_num_threads(2)
+    return out, run_demo(SIZES["tiny"], out=str(out), progress=False, say=lambda *_: None)
+
+
+def test_tiny_demo_writes_its_files(tiny):
+    out, _ = tiny
+    for name in ["results.md", "mi_histogram.png", *(f"grid_{c}.png" for c in CATEGORIES),
+                 *(f"lora_{s}.safetensors" for s in ("mi", "random", "judge"))]:
+        assert (out / name).stat().st_size > 0, name
+    assert (out / "grid_binding.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = (out / "results.md").read_text()
+    assert "| binding | correct |" in text and "kept by mi" in text
+
+
+def test_tiny_demo_rates_and_intervals(tiny):
+    _, result = tiny
+    size = SIZES["tiny"]
+    assert set(result.evaluations) == {"base", "mi", "random", "judge"}
+    for ev in result.evaluations.values():
+        assert len(ev.texts) == size.eval_images * len(CATEGORIES)
+        assert bool((ev.correct <= ev.valid).all())  # correct implies valid
+        for category in CATEGORIES:
+            for r in ev.rates(category):
+                low, high = r.ci
+                assert r.n == size.eval_images and 0 <= low <= r.p <= high <= 1
+    cands = result.candidates
+    assert len(cands.texts) == size.train_prompts * size.m * len(CATEGORIES)
+    assert torch.isfinite(cands.mi).all()
+    for how, kept in result.kept.items():
+        assert len(kept) == size.train_prompts * size.k * len(CATEGORIES)
+        assert len(set(cands.groups[kept].tolist())) == size.train_prompts * len(CATEGORIES)  # k per prompt
+
+
+def test_tiny_demo_finetuning_moves_the_model(tiny):
+    out, result = tiny
+    with safe_open(str(out / "lora_mi.safetensors"), framework="pt") as f:
+        b = [f.get_tensor(k) for k in f.keys() if k.endswith("lora_B.weight")]
+    assert b and any(float(t.abs().max()) > 0 for t in b)  # B starts at 0: non-zero means trained
+    base, tuned = result.evaluations["base"].images, result.evaluations["mi"].images
+    assert not torch.equal(base, tuned)  # same prompts and noise, different model
+    assert all(l > 0 and math.isfinite(l) for losses in result.losses.values() for l in losses)
+
+
+def test_selection_by_mi_keeps_the_highest_mi_of_each_prompt():
+    groups = torch.tensor([0, 0, 0, 1, 1, 1])
+    mi = torch.tensor([1.0, 3.0, 2.0, 5.0, 4.0, 6.0])
+    flags = torch.tensor([True, False, True, False, False, True])
+    cands = Candidates(torch.zeros(6, 3, 16, 16), ["one red square"] * 6, ["numeracy"] * 6, groups, mi, flags, flags)
+    assert select(cands, 1, "mi").tolist() == [1, 5]
+    assert sorted(select(cands, 2, "mi").tolist()) == [1, 2, 3, 5]
+    judged = select(cands, 1, "judge").tolist()
+    assert judged[0] in (0, 2) and judged[1] == 5  # a correct one whenever the prompt has one
+    with pytest.raises(ValueError, match="how must be one of"):
+        select(cands, 1, "best")
+
+
+def test_wilson_interval_and_difference():
+    r = Rate(0, 10)
+    assert r.ci[0] == 0 and 0.25 < r.ci[1] < 0.35  # Wilson at 0/10: [0, 0.278]
+    assert Rate(10, 10).ci[1] == 1 and 0.65 < Rate(10, 10).ci[0] < 0.75
+    low, high = Rate(50, 100).ci
+    assert abs(low - 0.4038) < 1e-3 and abs(high - 0.5962) < 1e-3
+    d, lo, hi = diff_ci(Rate(50, 100), Rate(70, 100))
+    assert abs(d - 0.2) < 1e-12 and lo < 0.2 < hi and lo > 0  # a 20-point gap at n = 100 is significant
+
+
+def test_noise_and_prompt_picks_are_reproducible():
+    assert torch.equal(noise_for([3, 4])[1], noise_for([4])[0])
+    texts = ["a", "b", "c"]
+    picked = pick_prompts(texts, 7, seed=1)
+    assert sorted(picked[:3]) == texts and picked == pick_prompts(texts, 7, seed=1)
+
+
+def test_finetune_data_items_fit_the_trainer():
+    data = FinetuneData(torch.zeros(2, 3, 16, 16), ["one red square", "a red square and a blue disk"])
+    latent, cond, uncond = data[1]
+    assert latent.shape == (3, 16, 16) and cond["tokens"].shape == (1, 10) and int(uncond["tokens"].abs().sum()) == 0
+
+
+def test_png_writer_round_trips_size(tmp_path):
+    import struct
+    import zlib
+    image = torch.rand(3, 7, 5)
+    path = write_png(str(tmp_path / "x.png"), image)
+    data = open(path, "rb").read()
+    width, height = struct.unpack(">II", data[16:24])
+    assert (width, height) == (5, 7)
+    idat = data[data.index(b"IDAT") + 4:data.index(b"IEND") - 8]
+    raw = zlib.decompress(idat)
+    assert len(raw) == 7 * (1 + 5 * 3)
+    row = torch.tensor(list(raw[1:16]), dtype=torch.float32).reshape(5, 3).T
+    assert torch.allclose(row / 255, image[:, 0, :], atol=0.5 / 255 + 1e-6)
+    assert text_image("12").shape == (3, 5, 8)

@@ -1,0 +1,41 @@
+"""The toy model: shapes, the shipped weights load, the training loss falls."""
+
+import torch
+from safetensors import safe_open
+
+from rfmi_core.toy.prompts import PAD_ID, tokenize_batch
+from rfmi_core.toy.train_model import DEFAULT_WEIGHTS, cfm_loss, load_toy_model, toy_config, train
+from rfmi_core.toy.model import ToyFlowTransformer
+from rfmi_core.toy.world import random_training_batch
+
+
+def _fixed_loss(model, images, tokens) -> float:
+    with torch.no_grad():
+        return float(cfm_loss(model, images, tokens, torch.Generator().manual_seed(123), dropout=0.0))
+
+
+def test_training_loss_falls(tmp_path):
+    torch.set_num_threads(2)
+    images, texts = random_training_batch(32, torch.Generator().manual_seed(5))
+    tokens = tokenize_batch(texts)
+    torch.manual_seed(0)
+    before = _fixed_loss(ToyFlowTransformer(toy_config()), images, tokens)
+    out = tmp_path / "toy.safetensors"
+    train(steps=20, batch=16, lr=3e-3, dropout=0.1, ema_decay=0.0, seed=0, out=str(out), resume=False, save_every=20,
+          warmup=1)
+    after = _fixed_loss(load_toy_model(str(out)), images, tokens)
+    with safe_open(str(out), framework="pt") as f:
+        assert f.metadata()["steps"] == "20"
+    assert after < 0.8 * before, (before, after)
+
+
+def test_shipped_weights_give_velocities_of_the_image_shape():
+    model = load_toy_model()
+    x = torch.randn(2, 3, 16, 16)
+    tokens = tokenize_batch(["one red square", ""])
+    assert int(tokens[1].ne(PAD_ID).sum()) == 0
+    with torch.no_grad():
+        u = model(x, torch.tensor([0.3, 0.7]), tokens)
+    assert u.shape == x.shape and torch.isfinite(u).all()
+    with safe_open(DEFAULT_WEIGHTS, framework="pt") as f:
+        assert int(f.metadata()["steps"]) >= 250

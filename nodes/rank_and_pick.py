@@ -40,7 +40,7 @@ def save_temp_pngs(images: torch.Tensor, prefix: str) -> list[dict]:
     refs = []
     for i, image in enumerate(images):
         name = f"{stem}_{counter + i:05}_.png"
-        array = (image[..., :3].clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
+        array = np.clip(255.0 * image[..., :3].cpu().numpy(), 0, 255).astype(np.uint8)  # as ComfyUI's SaveImage
         Image.fromarray(array).save(os.path.join(folder, name), compress_level=1)
         refs.append({"filename": name, "subfolder": subfolder, "type": "temp"})
     return refs

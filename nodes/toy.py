@@ -88,12 +88,6 @@ class RFMIToyModelLoader(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, weights) -> bool | str:
-        if weights != SHIPPED and weights not in toy_weight_files():
-            return f"no toy weights {weights!r} under models/{TOY_FOLDER}/; choose '{SHIPPED}' or a file there"
-        return True
-
-    @classmethod
     def execute(cls, weights) -> io.NodeOutput:
         path = DEFAULT_WEIGHTS if weights == SHIPPED else folder_paths.get_full_path_or_raise(TOY_FOLDER, weights)
         return io.NodeOutput(toy_model_patcher(path))

@@ -1,6 +1,8 @@
-"""Analytic demo: RFMI against closed-form mutual information, on exact velocity fields (CPU, seconds).
+"""The main command. By default the toy-world loop (``rfmi_core.toy.demo``: generate → rank by MI → LoRA FT → judge);
+with ``--analytic``, RFMI against closed-form mutual information on exact velocity fields (CPU, seconds).
 
-    python -m rfmi_core.demo [--images 2000] [--steps 100] [--seed 0]
+    python -m rfmi_core.demo [--full | --tiny] [...]                 # = python -m rfmi_core.toy.demo
+    python -m rfmi_core.demo --analytic [--images 2000] [--steps 100] [--seed 0]
 
 Prints, for a jointly Gaussian channel (closed-form MI) and a Gaussian mixture whose component is the label
 (MI from exact densities), the mean point-wise MI read along Euler trajectories (Algorithm 2) and estimated on exact
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 
 import torch
 
@@ -39,7 +42,18 @@ def run_case(name: str, field, truth: float, truth_se: float, images: int, steps
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    """``--analytic``: the analytic demo (``analytic_main``); anything else goes to the toy demo."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--analytic" in argv:
+        analytic_main([a for a in argv if a != "--analytic"])
+    else:
+        from .toy.demo import main as toy_main
+
+        toy_main(argv)
+
+
+def analytic_main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="RFMI against closed-form MI on exact velocity fields")
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--n-t", type=int, default=8, help="importance-sampled times per image for estimate_mi")

@@ -305,13 +305,33 @@ def _fresh(value: Any) -> Any:
     return value.clone() if isinstance(value, Tensor) and value.is_floating_point() else value
 
 
+@contextmanager
+def _recompute_on_copies() -> Iterator[None]:
+    """The recomputation of a checkpointed block: each activation it saves goes to the checkpoint as a copy, so a block
+    that then updates it in place (ComfyUI's FLUX: ``pre_norm(x)``, then ``x += ...``) cannot corrupt it. The copies
+    live for one block's backward. (Composes with the checkpoint's own hooks, the innermost of the stack.)"""
+    top = getattr(torch._C._autograd, "_top_saved_tensors_default_hooks", None)
+    outer = top(False) if top is not None else None
+    if outer is None:  # pragma: no cover - a torch without the hook stack API: recompute as it is
+        yield
+        return
+    pack, unpack = outer
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: pack(_copy_if_activation(t)), unpack):
+        yield
+
+
+def _checkpoint_contexts() -> tuple[Any, Any]:
+    return nullcontext(), _recompute_on_copies()
+
+
 def _checkpointed(forward: Callable) -> Callable:
     def on_copies(*args: Any, **kwargs: Any) -> Any:
         return forward(*[_fresh(a) for a in args], **{k: _fresh(v) for k, v in kwargs.items()})
 
     def run(*args: Any, **kwargs: Any) -> Any:
         if torch.is_grad_enabled():
-            return torch.utils.checkpoint.checkpoint(on_copies, *args, use_reentrant=False, **kwargs)
+            return torch.utils.checkpoint.checkpoint(on_copies, *args, use_reentrant=False,
+                                                     context_fn=_checkpoint_contexts, **kwargs)
         return forward(*args, **kwargs)
 
     return run
@@ -610,3 +630,9 @@ def train_lora(
         else:
             remove_lora(model)
     return TrainResult(lora, losses, steps_done, targets)
+
+
+if __name__ == "__main__":  # python -m rfmi_core.train ...: the headless command (rfmi_core.train_cli)
+    from .train_cli import main
+
+    main()

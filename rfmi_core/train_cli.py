@@ -1,17 +1,22 @@
 """Headless RFMI FT: LoRA fine-tuning of any rectified-flow velocity model by flow matching (``rfmi_core.train``).
 
-    python -m rfmi_core.train_cli --model MODULE:FACTORY --data MODULE:FACTORY --out lora.safetensors
-                                  [--model-kwargs JSON] [--data-kwargs JSON] [--device cuda]
-                                  [--checkpoint-dir DIR] [--resume CKPT_OR_DIR] [--steps 2000] [--rank 32] ...
+    python -m rfmi_core.train SET --model MODULE:FACTORY --out lora.safetensors [--latent-scale S --latent-shift B]
+    python -m rfmi_core.train --data MODULE:FACTORY --model MODULE:FACTORY --out lora.safetensors
+                              [--model-kwargs JSON] [--data-kwargs JSON] [--device cuda]
+                              [--checkpoint-dir DIR] [--resume CKPT_OR_DIR] [--steps 2000] [--rank 32] ...
 
-``--model``: a callable (``package.module:function``) returning ``(module, velocity_fn)``: the nn.Module to adapt and
-``velocity_fn(module, x_t, t, cond) -> u``, the paper velocity at paper time t (0 = noise, 1 = data). ``--data``: a
-callable returning the dataset, items ``(latent [C, ...], cond, uncond)`` with condition dicts of [1, ...] tensors.
-Both are called with the JSON object of ``--model-kwargs`` / ``--data-kwargs`` as keyword arguments. Every
-``TrainConfig`` field has a flag (defaults: the paper's Table 2); ``--target-regex`` or ``--target-names`` choose the
-adapted Linear modules. The LoRA is written in ComfyUI's format (``<key-prefix><path>.lora_A.weight`` …), atomically;
-checkpoints (``--checkpoint-dir``: every ``--save-every`` steps, at the end, and at the end of the step during which
-Ctrl-C was pressed) resume bit-for-bit with ``--resume``.
+(``python -m rfmi_core.train_cli`` is the same command.) ``SET``: a fine-tune set folder (``rfmi_core.finetune_set``,
+e.g. ComfyUI's output/rfmi_sets/<name>); its latents are ComfyUI LATENTs, so give the latent format's
+``process_in`` as ``--latent-scale``/``--latent-shift`` (x1 = (latent − shift)·scale; SD3: 1.5305 / 0.0609, FLUX:
+0.3611 / 0.1159; the toy model: none). ``--data``: instead of a set, a callable returning the dataset, items
+``(latent [C, ...], cond, uncond)`` with condition dicts of [1, ...] tensors. ``--model``: a callable
+(``package.module:function``) returning ``(module, velocity_fn)``: the nn.Module to adapt and
+``velocity_fn(module, x_t, t, cond) -> u``, the paper velocity at paper time t (0 = noise, 1 = data); ``toy`` names
+the toy transformer (``toy_model``). Factories are called with the JSON object of ``--model-kwargs`` /
+``--data-kwargs`` as keyword arguments. Every ``TrainConfig`` field has a flag (defaults: the paper's Table 2);
+``--target-regex`` or ``--target-names`` choose the adapted Linear modules. The LoRA is written in ComfyUI's format
+(``<key-prefix><path>.lora_A.weight`` …), atomically; checkpoints (``--checkpoint-dir``: every ``--save-every`` steps,
+at the end, and at the end of the step during which Ctrl-C was pressed) resume bit-for-bit with ``--resume``.
 """
 
 from __future__ import annotations
@@ -24,8 +29,13 @@ import sys
 from dataclasses import fields
 from typing import Any, Callable
 
+from torch import Tensor, nn
+
+from .finetune_set import FinetuneSet
 from .lora import save_lora
 from .train import T_SAMPLINGS, TrainConfig, train_lora
+
+TOY = "toy"
 
 
 def load_factory(spec: str, flag: str) -> Callable[..., Any]:
@@ -48,6 +58,35 @@ def _kwargs(text: str | None, flag: str) -> dict:
     if not isinstance(value, dict):
         raise ValueError(f"{flag} must be a JSON object; got {text!r}")
     return value
+
+
+def toy_velocity(model: nn.Module, x_t: Tensor, t: Tensor, cond: dict[str, Tensor]) -> Tensor:
+    """The toy transformer's paper velocity; its words come as ``tokens`` [B, L] or, as RFMI Toy Text Encode's
+    CONDITIONING stores them in a fine-tune set, ``cross_attn`` [B, L, 1] (float word ids)."""
+    tokens = cond["tokens"] if "tokens" in cond else cond["cross_attn"][..., 0]
+    return model(x_t, t, tokens.round().long())
+
+
+def toy_model(weights: str | None = None) -> tuple[nn.Module, object]:
+    """``--model toy``: the toy transformer (the shipped weights, or ``weights``) and its velocity function."""
+    from .toy.train_model import load_toy_model
+
+    return load_toy_model(weights), toy_velocity
+
+
+class SetData:
+    """A fine-tune set's selected records as training items, latents in the model's space: (x − shift)·scale."""
+
+    def __init__(self, path: str, scale: float = 1.0, shift: float = 0.0):
+        self.data = FinetuneSet.open(path).training_data()
+        self.scale, self.shift = scale, shift
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int):
+        latent, cond, uncond = self.data[index]
+        return (latent - self.shift) * self.scale, cond, uncond
 
 
 class StopAfterStep:
@@ -76,10 +115,13 @@ class StopAfterStep:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m rfmi_core.train_cli", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m rfmi_core.train", description=__doc__.splitlines()[0])
     io = parser.add_argument_group("model, data, output")
-    io.add_argument("--model", required=True, help="MODULE:FACTORY returning (nn.Module, velocity_fn)")
-    io.add_argument("--data", required=True, help="MODULE:FACTORY returning the dataset")
+    io.add_argument("set", nargs="?", help="a fine-tune set folder to train on (or give --data)")
+    io.add_argument("--model", required=True, help=f"MODULE:FACTORY returning (nn.Module, velocity_fn), or {TOY!r}")
+    io.add_argument("--data", help="MODULE:FACTORY returning the dataset (instead of SET)")
+    io.add_argument("--latent-scale", type=float, default=1.0, help="SET latents: x1 = (latent − shift)·scale")
+    io.add_argument("--latent-shift", type=float, default=0.0)
     io.add_argument("--model-kwargs", help="JSON object of keyword arguments for the model factory")
     io.add_argument("--data-kwargs", help="JSON object of keyword arguments for the data factory")
     io.add_argument("--out", required=True, help="the LoRA .safetensors to write")
@@ -130,8 +172,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         config = config_from_args(args)
-        model_factory = load_factory(args.model, "--model")
-        data_factory = load_factory(args.data, "--data")
+        if (args.set is None) == (args.data is None):
+            raise ValueError("give either a fine-tune SET folder or --data MODULE:FACTORY (one of the two)")
+        model_factory = toy_model if args.model == TOY else load_factory(args.model, "--model")
+        data_factory = (load_factory(args.data, "--data") if args.data else
+                        lambda: SetData(args.set, args.latent_scale, args.latent_shift))
         model_kwargs, data_kwargs = _kwargs(args.model_kwargs, "--model-kwargs"), _kwargs(args.data_kwargs,
                                                                                             "--data-kwargs")
     except ValueError as error:

@@ -109,6 +109,39 @@ def test_missing_or_corrupt_files_give_named_errors(tmp_path):
         s.records()
 
 
+def test_a_missing_or_corrupt_conditioning_file_is_named(tmp_path):
+    s = FinetuneSet.open(tmp_path / "set", create=True)
+    s.append([record()], latents(1), conditioning("a red cube", ""))
+    key = s.records()[0].prompt_conditioning
+    path = tmp_path / "set" / "conditioning" / f"{key}.safetensors"
+    path.write_bytes(b"garbage")
+    with pytest.raises(FinetuneSetError, match=f"{key}.safetensors is missing or unreadable"):
+        s.training_data()
+    path.unlink()
+    with pytest.raises(FinetuneSetError, match=f"conditioning file conditioning/{key}.safetensors is missing"):
+        s.records()
+
+
+def test_flux_conditioning_with_guidance_is_stored_once_per_prompt(tmp_path):
+    s = FinetuneSet.open(tmp_path / "set", create=True, top_k=3)
+    flux = {"a red cube": {"cross_attn": torch.randn(1, 5, 64), "pooled_output": torch.randn(1, 32),
+                           "guidance": torch.tensor([3.5])},
+            "": {"cross_attn": torch.zeros(1, 5, 64), "pooled_output": torch.zeros(1, 32),
+                 "guidance": torch.tensor([3.5])}}
+    s.append([record(seed=i, mi=float(i)) for i in range(3)], latents(3), flux)
+    s.append([record(seed=3, mi=9.0)], latents(1, 1), flux)
+    assert len(list((tmp_path / "set" / "conditioning").glob("*.safetensors"))) == 2  # the prompt and the negative
+    _, cond, uncond = s.training_data()[0]
+    assert set(cond) == {"cross_attn", "pooled_output", "guidance"} and cond["guidance"].tolist() == [3.5]
+    assert torch.equal(cond["cross_attn"], flux["a red cube"]["cross_attn"]) and torch.equal(uncond["pooled_output"],
+                                                                                           flux[""]["pooled_output"])
+    manifest = [json.loads(line) for p in sorted((tmp_path / "set" / "manifest").glob("*.jsonl"))
+                for line in p.read_text().splitlines()]
+    for field in ("prompt", "negative", "seed", "candidate_index", "mi", "score", "velocity", "model", "sampler",
+                  "latent_shape", "time", "schema_version"):
+        assert all(field in line for line in manifest), field
+
+
 def test_wrong_versions_and_foreign_folders_are_refused(tmp_path):
     with pytest.raises(FinetuneSetError, match="not a fine-tune set"):
         FinetuneSet.open(tmp_path)

@@ -15,7 +15,7 @@ def _fixed_loss(model, images, tokens) -> float:
 
 
 def test_training_loss_falls(tmp_path):
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     images, texts = random_training_batch(32, torch.Generator().manual_seed(5))
     tokens = tokenize_batch(texts)
     torch.manual_seed(0)

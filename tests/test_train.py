@@ -22,6 +22,8 @@ from rfmi_core.train import (
     latest_checkpoint,
     load_checkpoint,
     lr_at,
+    sample_t,
+    step_generator,
     train_lora,
 )
 
@@ -403,3 +405,97 @@ def test_cli_trains_and_resumes(tmp_path):
     with safe_open(str(tmp_path / "b.safetensors"), framework="pt") as f:
         assert len(list(f.keys())) == 3 * len(EXPECTED_TARGETS)
         assert f.metadata()["rfmi.steps_done"] == "3"
+
+
+def test_gradient_accumulation_equals_one_batch_of_the_product():
+    """4 samples a step as 1 batch of 4, 2 micro-batches of 2 or 4 of 1: the same draws and the same update."""
+    data = GaussianConditioned(n=6)
+    runs = [train_lora(tiny_model(), data, velocity,
+                       TrainConfig(steps=3, cond_dropout=0.3, **{**FAST, "batch_size": b, "grad_accum_steps": a}))
+            for b, a in [(4, 1), (2, 2), (1, 4)]]
+    for other in runs[1:]:  # equal up to float32 summation order
+        assert other.losses == pytest.approx(runs[0].losses, abs=1e-6)
+        for key, value in runs[0].lora_state_dict.items():
+            torch.testing.assert_close(other.lora_state_dict[key], value, rtol=0, atol=1e-5)
+
+
+def test_t_is_logit_normal_or_uniform_as_configured():
+    from scipy import stats
+
+    n = 20000
+    t = sample_t(n, step_generator(0, 0), TrainConfig(logit_mean=0.5, logit_std=0.8))
+    assert 0 < float(t.min()) and float(t.max()) < 1
+    logit = torch.logit(t.double()).numpy()
+    assert stats.kstest(logit, "norm", args=(0.5, 0.8)).statistic < 0.015
+    assert stats.kstest(logit, "norm", args=(0.0, 1.0)).statistic > 0.1  # the test tells the settings apart
+    u = sample_t(n, step_generator(0, 0), TrainConfig(t_sampling="uniform")).double().numpy()
+    assert stats.kstest(u, "uniform").statistic < 0.015
+    assert stats.kstest(torch.logit(torch.from_numpy(u)).numpy(), "norm").statistic > 0.05
+
+
+class InPlaceJointBlock(JointBlock):
+    """JointBlock updating its residual streams in place after normalising them, as ComfyUI's FLUX blocks do."""
+
+    def forward(self, c, x, vec):
+        (qc, kc, vc), (qx, kx, vx) = self.context_block.qkv(c, vec), self.x_block.qkv(x, vec)
+        split = lambda a, b: torch.cat([a, b], 1).unflatten(-1, (self.heads, -1)).transpose(1, 2)  # noqa: E731
+        o = F.scaled_dot_product_attention(split(qc, qx), split(kc, kx), split(vc, vx)).transpose(1, 2).flatten(2)
+        oc, ox = o.split([c.shape[1], x.shape[1]], dim=1)
+        c += self.context_block.attn.proj(oc)
+        x += self.x_block.attn.proj(ox)
+        c += self.context_block.mlp(c)
+        x += self.x_block.mlp(x)
+        return c, x
+
+
+def in_place_model():
+    model = tiny_model()
+    for block in model.joint_blocks:
+        block.__class__ = InPlaceJointBlock
+    return model
+
+
+def test_a_model_updating_saved_activations_in_place_trains_as_its_functional_twin():
+    data, config = GaussianConditioned(), TrainConfig(steps=3, **FAST)
+    reference = train_lora(tiny_model(), data, velocity, config)
+    checkpointed = train_lora(in_place_model(), data, velocity, TrainConfig(steps=3, gradient_checkpointing=True,
+                                                                            **FAST))
+    with pytest.warns(UserWarning, match="in place"):
+        plain = train_lora(in_place_model(), data, velocity, config)
+    for run in (checkpointed, plain):
+        assert run.losses == pytest.approx(reference.losses, abs=1e-5)
+        for key, value in reference.lora_state_dict.items():
+            torch.testing.assert_close(run.lora_state_dict[key], value, rtol=0, atol=1e-5)
+
+
+def test_headless_command_trains_the_toy_model_on_a_fine_tune_set(tmp_path):
+    """python -m rfmi_core.train SET --model toy: a set exported from ComfyUI's toy nodes (word ids as cross_attn)."""
+    from rfmi_core import CandidateRecord, FinetuneSet
+    from rfmi_core.toy.prompts import prompts as toy_prompts
+    from rfmi_core.toy.prompts import tokenize
+
+    finetune_set = FinetuneSet.open(tmp_path / "set", create=True, top_k=2)
+    prompts = toy_prompts("binding")[:2]
+    conditioning = {text: {"cross_attn": tokenize(text).float().reshape(1, -1, 1)} for text in prompts + [""]}
+    records = [CandidateRecord(prompt=p, negative="", seed=s, batch_index=0, candidate_index=s, mi=1.0 + s,
+                               score="rfmi", velocity="cfg", model="toy", sampler={}, latent_shape=[3, 16, 16])
+               for p in prompts for s in range(2)]
+    finetune_set.append(records, torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(0)), conditioning)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "toy_lora.safetensors"
+    done = subprocess.run([sys.executable, "-m", "rfmi_core.train", str(tmp_path / "set"), "--model", "toy",
+                           "--steps", "2", "--rank", "4", "--alpha", "4", "--warmup-steps", "0", "--lr", "1e-3",
+                           "--grad-accum-steps", "2", "--out", str(out), "--no-progress"],
+                          env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert "4 samples" in done.stdout and "step 2" in done.stdout
+    with safe_open(str(out), framework="pt") as f:
+        keys = sorted(f.keys())
+    from rfmi_core.toy.train_model import load_toy_model
+
+    targets = resolve_targets(load_toy_model())
+    assert len(targets) >= 8 and keys == sorted(f"diffusion_model.{t}.{k}" for t in targets
+                                                 for k in ("lora_A.weight", "lora_B.weight", "alpha"))
+    both = subprocess.run([sys.executable, "-m", "rfmi_core.train", str(tmp_path / "set"), "--data", "x:y",
+                           "--model", "toy", "--out", str(out)], env=env, capture_output=True, text=True, timeout=60)
+    assert both.returncode == 2 and "one of the two" in both.stderr

@@ -14,7 +14,9 @@
 4. Evaluation on held-out prompts (compositions never seen in training): the judge's "correct" and "valid" rates per
    category with 95% Wilson intervals, base against each FT model on the same prompts and seeds.
 
-Writes to ``--out`` (default ./out/toy_demo): results.md (the tables), grid_<category>.png (base vs FT samples of
+Resumable: candidates and each model's held-out samples are kept in ``<out>/parts`` and reused by a rerun with the
+same settings (so an interrupted ``--full`` continues where it stopped). Writes to ``--out`` (default ./out/toy_demo):
+results.md (the tables), grid_<category>.png (base vs FT samples of
 held-out prompts, MI under each, frame green = correct, amber = valid but wrong, red = invalid), mi_histogram.png
 (MI of the candidates, correct vs wrong, per category) and the LoRA of each FT model (safetensors).
 """
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -30,13 +33,15 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from ..lora import save_lora
+from safetensors import safe_open
+
+from ..lora import save_lora, save_safetensors_atomic
 from ..select import top_k
 from ..train import TrainConfig, train_lora
 from .evaluate import DEFAULT_CFG, DEFAULT_STEPS, Rate, diff_ci, generate, judge_batch, pick_prompts, rate
 from .pictures import grid, histogram_image, stack_rows, text_image, tile, write_png
 from .prompts import CATEGORIES, MAX_TOKENS, PAD_ID, prompts, tokenize_batch
-from .train_model import load_toy_model
+from .train_model import DEFAULT_WEIGHTS, load_toy_model
 
 __all__ = ["DemoSize", "SIZES", "Candidates", "make_candidates", "select", "FinetuneData", "finetune", "evaluate",
            "run_demo", "main"]
@@ -191,6 +196,27 @@ class DemoResult:
     lines: list[str] = field(default_factory=list)
 
 
+def _cache_path(out: str, name: str) -> str:
+    return os.path.join(out, "parts", f"{name}.safetensors")
+
+
+def _save_part(path: str, tensors: dict[str, Tensor], texts: list[str], categories: list[str], key: str) -> None:
+    save_safetensors_atomic({k: v.contiguous() for k, v in tensors.items()}, path,
+                            {"texts": json.dumps(texts), "categories": json.dumps(categories), "key": key})
+
+
+def _load_part(path: str, key: str) -> tuple[dict[str, Tensor], list[str], list[str]] | None:
+    """A saved part made with the same settings ``key``, or None (then it is recomputed)."""
+    if not os.path.isfile(path):
+        return None
+    with safe_open(path, framework="pt") as handle:
+        meta = handle.metadata()
+        if meta.get("key") != key:
+            return None
+        tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+    return tensors, json.loads(meta["texts"]), json.loads(meta["categories"])
+
+
 def _frame(valid: bool, correct: bool) -> tuple[float, float, float]:
     return GREEN if correct else AMBER if valid else RED
 
@@ -247,24 +273,54 @@ def run_demo(size: DemoSize, weights: str | None = None, out: str = "out/toy_dem
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
     base = load_toy_model(weights)
-    cands = make_candidates(base, size, steps, cfg, seed, progress)
+    key = json.dumps({"weights": os.path.abspath(weights or DEFAULT_WEIGHTS),
+                      "mtime": os.path.getmtime(weights or DEFAULT_WEIGHTS), "size": vars(size), "steps": steps,
+                      "cfg": cfg, "seed": seed}, sort_keys=True, default=list)
+    part = _load_part(_cache_path(out, "candidates"), key)
+    if part is None:
+        cands = make_candidates(base, size, steps, cfg, seed, progress)
+        _save_part(_cache_path(out, "candidates"), {"images": cands.images, "groups": cands.groups, "mi": cands.mi,
+                   "valid": cands.valid, "correct": cands.correct}, cands.texts, cands.categories, key)
+    else:
+        tensors, texts_, categories_ = part
+        cands = Candidates(tensors["images"], texts_, categories_, tensors["groups"], tensors["mi"],
+                           tensors["valid"], tensors["correct"])
     seconds["candidates"] = time.perf_counter() - clock
     say(f"{len(cands.texts)} candidates: {size.train_prompts} train prompts per category × M = {size.m}, "
         f"{steps} Euler steps, CFG {cfg:g}, MI read along each trajectory ({seconds['candidates']:.0f} s)")
-    kept = {how: select(cands, size.k, how, seed) for how in size.selections}
+    kept = {how: select(cands, size.k, how, seed + SELECTIONS.index(how)) for how in size.selections}
     lines = [f"## Selected for fine-tuning: share correct (judge), top-{size.k} of {size.m} per prompt", "",
              *_selection_lines(cands, kept), ""]
     texts, categories, seeds = heldout_set(size.eval_images, seed)
     clock = time.perf_counter()
-    evaluations = {"base": evaluate(base, texts, categories, seeds, steps, cfg, progress, "evaluating base")}
-    losses = {}
+    def cached_evaluation(name: str, model_fn) -> Evaluation:
+        """The evaluation of one model, from out/parts when an earlier run with the same settings saved it."""
+        part_key = key + json.dumps({"lr": lr, "rank": rank, "model": name})
+        found = _load_part(_cache_path(out, f"eval_{name}"), part_key)
+        if found is not None:
+            t, _, _ = found
+            return Evaluation(t["images"], texts, categories, t["mi"], t["valid"], t["correct"])
+        ev = evaluate(model_fn(), texts, categories, seeds, steps, cfg, progress, f"evaluating {name}")
+        _save_part(_cache_path(out, f"eval_{name}"), {"images": ev.images, "mi": ev.mi, "valid": ev.valid,
+                   "correct": ev.correct, "losses": torch.tensor(losses.get(name, [0.0]))}, texts, categories,
+                   part_key)
+        return ev
+
+    losses: dict[str, list[float]] = {}
+    evaluations = {"base": cached_evaluation("base", lambda: base)}
     for how, index in kept.items():
-        data = FinetuneData(cands.images[index], [cands.texts[i] for i in index.tolist()])
-        model, trained = finetune(base, data, ft_config(size, seed, lr, rank), progress)
-        losses[how] = trained.losses
-        save_lora(trained.lora_state_dict, os.path.join(out, f"lora_{how}.safetensors"),
-                  {"selection": how, "images": len(data), "steps": trained.steps_done})
-        evaluations[how] = evaluate(model, texts, categories, seeds, steps, cfg, progress, f"evaluating ft-{how}")
+        def tuned(how=how, index=index) -> nn.Module:
+            data = FinetuneData(cands.images[index], [cands.texts[i] for i in index.tolist()])
+            model, trained = finetune(base, data, ft_config(size, seed, lr, rank), progress)
+            losses[how] = trained.losses
+            save_lora(trained.lora_state_dict, os.path.join(out, f"lora_{how}.safetensors"),
+                      {"selection": how, "images": len(data), "steps": trained.steps_done})
+            return model
+
+        evaluations[how] = cached_evaluation(how, tuned)
+        if how not in losses:  # restored from an earlier run
+            losses[how] = _load_part(_cache_path(out, f"eval_{how}"), key + json.dumps(
+                {"lr": lr, "rank": rank, "model": how}))[0]["losses"].tolist()
     seconds["finetune+evaluate"] = time.perf_counter() - clock
     result = DemoResult(cands, kept, evaluations, losses, seconds)
     lines += [f"## Held-out prompts: judge verdicts, {size.eval_images} images per category and model "
@@ -300,9 +356,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rank", type=int, default=8, help="LoRA rank (alpha = rank)")
     parser.add_argument("--controls", action="store_true", help="also run the random and judge-selected controls")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    for name in ("train_prompts", "m", "k", "ft_steps", "eval_images", "ft_batch"):
+        parser.add_argument("--" + name.replace("_", "-"), type=int, default=None, help="override the size's value")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    size = SIZES["full" if args.full else "tiny" if args.tiny else "default"]
+    size = copy.deepcopy(SIZES["full" if args.full else "tiny" if args.tiny else "default"])
+    for name in ("train_prompts", "m", "k", "ft_steps", "eval_images", "ft_batch"):
+        if getattr(args, name) is not None:
+            setattr(size, name, getattr(args, name))
     if args.controls:
         size.selections = SELECTIONS
     start = time.perf_counter()

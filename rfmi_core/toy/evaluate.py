@@ -91,7 +91,7 @@ class Rate:
         z, n, p = 1.959964, self.n, self.p
         centre = (p + z * z / (2 * n)) / (1 + z * z / n)
         half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-        return max(0.0, centre - half), min(1.0, centre + half)
+        return (0.0 if self.k == 0 else max(0.0, centre - half)), (1.0 if self.k == self.n else min(1.0, centre + half))
 
     def __str__(self) -> str:
         low, high = self.ci

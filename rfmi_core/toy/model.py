@@ -33,6 +33,16 @@ class ToyFlowConfig:
         return asdict(self)
 
 
+def sincos_2d(width: int, side: int) -> Tensor:
+    """DiT's fixed 2-D sin-cos position features [1, side², width]: half the channels encode the row, half the column."""
+    quarter = width // 4
+    freqs = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float32) / quarter)
+    rows, cols = torch.meshgrid(torch.arange(side, dtype=torch.float32), torch.arange(side, dtype=torch.float32),
+                                indexing="ij")
+    parts = [f(axis.flatten()[:, None] * freqs[None]) for axis in (rows, cols) for f in (torch.sin, torch.cos)]
+    return torch.cat(parts, dim=1)[None]
+
+
 def timestep_embedding(t: Tensor, dim: int) -> Tensor:
     """Sinusoidal features of t ∈ [0, 1] (scaled by 1000, as diffusion transformers do)."""
     half = dim // 2
@@ -92,7 +102,9 @@ class ToyFlowTransformer(nn.Module):
         w, p = config.width, config.patch
         self.num_patches = (config.image_size // p) ** 2
         self.x_embedder = nn.Linear(config.channels * p * p, w)
-        self.pos_embed = nn.Parameter(torch.randn(1, self.num_patches, w) * 0.02)
+        # starts at DiT's 2-D sin-cos features (trainable): neighbouring patches start alike, so shapes spanning
+        # several patches are learnt within a few thousand CPU steps (a random start left scattered 2×2 blobs at 2000)
+        self.pos_embed = nn.Parameter(sincos_2d(w, config.image_size // p))
         self.token_embedder = nn.Embedding(config.vocab_size, w)
         self.token_pos = nn.Parameter(torch.randn(1, config.max_tokens, w) * 0.02)
         self.t_embedder = nn.Sequential(nn.Linear(w, w), nn.SiLU(), nn.Linear(w, w))

@@ -1,9 +1,10 @@
 """The real ComfyUI server as a subprocess, for the workflow and frontend tests (test helper, not a test).
 
 ``prepare_base`` lays out a ``--base-directory``: this pack symlinked into custom_nodes/, a small test-only node pack
-(``RFMITestConditioning``: seeded random SD3-shaped CONDITIONING, a fixture standing in for text encoders, not a stub
-of anything in ComfyUI), a tiny MMDiT as models/diffusion_models/tiny_sd3.safetensors for the stock UNETLoader,
-ComfyUI's example.png as input, and user settings. ``ComfyServer`` starts ``main.py`` on 127.0.0.1 with a free port
+(``RFMITestConditioning``: seeded random SD3-shaped CONDITIONING, a fixture standing in for text encoders;
+``RFMITestLatentImage``: a latent shown as an image, standing in for a VAE; neither stubs anything in ComfyUI), a tiny
+MMDiT as models/diffusion_models/tiny_sd3.safetensors for the stock UNETLoader, ComfyUI's example.png as input, and
+user settings. ``ComfyServer`` starts ``main.py`` on 127.0.0.1 with a free port
 and stops it; its HTTP helpers never use a proxy, so all traffic stays on 127.0.0.1.
 """
 
@@ -30,26 +31,48 @@ TINY_SD3 = "tiny_sd3.safetensors"
 TEST_PACK = "rfmi_test_nodes"
 
 TEST_NODES_SOURCE = '''"""Test-only ComfyUI nodes written by ComfyUI-RFMI's tests (tests/comfyui/comfy_server.py)."""
+import zlib
+
 import torch
 
 
 class RFMITestConditioning:
-    """Seeded random CONDITIONING shaped for the tests' tiny SD3 (context [1, 7, 64], pooled [1, 32])."""
+    """Seeded random CONDITIONING shaped for the tests' tiny SD3 (context [1, 7, 64], pooled [1, 32]); an optional
+    text input (a socket, no widget) changes the draw, so each prompt of a list gets its own conditioning."""
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1})}}
+        return {"required": {"seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1})},
+                "optional": {"text": ("STRING", {"forceInput": True})}}
 
     RETURN_TYPES = ("CONDITIONING",)
     FUNCTION = "make"
     CATEGORY = "RFMI/testing"
 
-    def make(self, seed):
-        g = torch.Generator().manual_seed(seed)
+    def make(self, seed, text=None):
+        g = torch.Generator().manual_seed(seed + (zlib.crc32(text.encode("utf-8")) if text else 0))
         return ([[torch.randn(1, 7, 64, generator=g), {"pooled_output": torch.randn(1, 32, generator=g)}]],)
 
 
-NODE_CLASS_MAPPINGS = {"RFMITestConditioning": RFMITestConditioning}
+class RFMITestLatentImage:
+    """A LATENT shown as an IMAGE without a VAE (a fixture standing in for VAEDecode): sigmoid of its first three
+    channels, each latent pixel an 8x8 block, so images differ exactly where latents do."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"samples": ("LATENT",)}}
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "show"
+    CATEGORY = "RFMI/testing"
+
+    def show(self, samples):
+        x = samples["samples"][:, :3].float()
+        image = torch.sigmoid(x).repeat_interleave(8, dim=2).repeat_interleave(8, dim=3)
+        return (image.permute(0, 2, 3, 1).contiguous(),)
+
+
+NODE_CLASS_MAPPINGS = {"RFMITestConditioning": RFMITestConditioning, "RFMITestLatentImage": RFMITestLatentImage}
 '''
 
 # Required flags, then optional ones: an optional flag is passed only if this ComfyUI's comfy/cli_args.py has it.

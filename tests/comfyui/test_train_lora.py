@@ -165,7 +165,13 @@ def test_list_inputs_train_once_and_differing_sets_are_refused(rfmi_nodes, folde
                   rank=[4], alpha=[4.0], warmup_steps=[0], batch_size=[1], grad_accumulation=[1], max_grad_norm=[1.0],
                   t_sampling=["uniform"], bf16=[False], gradient_checkpointing=[False], save_every=[0], resume=[False],
                   seed=[0], target_modules=[""])
-    patched, curve, path = node.execute(**values).result
+    seen = []
+    comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, node_id=None: seen.append((value, total)))
+    try:
+        patched, curve, path = node.execute(**values).result
+    finally:
+        comfy.utils.set_progress_bar_global_hook(None)
     assert path.endswith("once.safetensors") and curve.shape[0] == 1
+    assert seen == [(1, 2), (2, 2)]  # ComfyUI's ProgressBar, once per step of the one training
     with pytest.raises(ValueError, match="different values for set_name"):
         node.execute(**{**values, "set_name": ["s", "other"]})

@@ -5,7 +5,9 @@
     test machine does not have;
 (b) the server lists the workflows as templates and the pack's JS as extensions;
 (c) rfmi_sampler_sd35.json, with its checkpoint and text encoders swapped for a tiny SD3 and test conditioning, runs
-    to success through POST /prompt, and RFMI Sampler reports a finite MI per image.
+    to success through POST /prompt, and RFMI Sampler reports a finite MI per image;
+(d) rfmi_finetune_sd35.json (Best-of-N → Export → Train LoRA → base vs LoRA), swapped likewise, runs to success:
+    the set holds each prompt's best, the LoRA file loads with every key mapped, and base and LoRA images differ.
 """
 
 from __future__ import annotations
@@ -13,9 +15,13 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
+from safetensors import safe_open
 
 from comfy_server import PACK_NAME, REPO, TINY_SD3, ComfyServer, prepare_base
 from workflow_convert import (FRONTEND_ONLY_TYPES, check_links, check_widgets, is_model_file, link_table,
@@ -23,7 +29,14 @@ from workflow_convert import (FRONTEND_ONLY_TYPES, check_links, check_widgets, i
 
 WORKFLOW_DIR = REPO / "example_workflows"
 WORKFLOWS = sorted(WORKFLOW_DIR.glob("*.json"))
-EXPECTED = {"rfmi_sampler_sd35", "best_of_n_sd35", "score_latent_sd35", "rfmi_sampler_flux"}
+EXPECTED = {
+    "best_of_n_sd35",
+    "rfmi_finetune_sd35",
+    "rfmi_sampler_flux",
+    "rfmi_sampler_sd35",
+    "score_latent_sd35",
+    "toy_rfmi_loop",
+}
 WEB_FILES = {"rfmi_mi_display.js", "rfmi_format.js"}
 
 
@@ -122,6 +135,10 @@ def _replace(workflow: dict, node: dict, new_type: str, widgets: list, keep_inpu
     dropped = {inp["link"] for inp in node.get("inputs") or [] if inp["name"] not in keep_inputs and inp.get("link")}
     _remove_links(workflow, dropped)
     node["inputs"] = [inp for inp in node.get("inputs") or [] if inp["name"] in keep_inputs]
+    slots = {inp["link"]: slot for slot, inp in enumerate(node["inputs"]) if inp.get("link") is not None}
+    for link in workflow["links"]:  # kept inputs move up: their links follow
+        if link[0] in slots:
+            link[4] = slots[link[0]]
     node["type"], node["widgets_values"] = new_type, widgets
     node["properties"] = {"Node name for S&R": new_type}
 
@@ -165,3 +182,97 @@ def test_rfmi_sampler_workflow_runs_on_a_tiny_sd3(server, object_info):
     assert len(entry["outputs"][preview_id]["images"]) == 2  # the heatmap overlay of both images
     save_id = str(_node(workflow, "SaveImage")["id"])
     assert len(entry["outputs"][save_id]["images"]) == 2
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# running rfmi_finetune_sd35.json on a tiny model: Best-of-N → Export → Train LoRA → base vs LoRA
+
+
+def _swap_checkpoint_for_tiny_sd3(workflow: dict) -> None:
+    """CheckpointLoaderSimple → UNETLoader(tiny SD3) (its CLIP and VAE links dropped); TripleCLIPLoader removed."""
+    ckpt = _node(workflow, "CheckpointLoaderSimple")
+    _remove_links(workflow, set(ckpt["outputs"][1]["links"] or []) | set(ckpt["outputs"][2]["links"] or []))
+    _replace(workflow, ckpt, "UNETLoader", [TINY_SD3, "default"])
+    ckpt["outputs"] = ckpt["outputs"][:1]
+    clip = _node(workflow, "TripleCLIPLoader")
+    _remove_links(workflow, set(clip["outputs"][0]["links"] or []))
+    workflow["nodes"].remove(clip)
+
+
+def tiny_finetune_workflow(train_steps: int = 6) -> dict:
+    """rfmi_finetune_sd35.json on the tiny SD3: test conditioning (per prompt text) for the encoders, a latent shown
+    as an image for the VAE decodes, 128 px, 3 sampling steps, Best-of-2, and a short, fast LoRA training."""
+    workflow = copy.deepcopy(load(WORKFLOW_DIR / "rfmi_finetune_sd35.json"))
+    _swap_checkpoint_for_tiny_sd3(workflow)
+    for encoder in [n for n in workflow["nodes"] if n["type"] == "CLIPTextEncode"]:
+        _replace(workflow, encoder, "RFMITestConditioning", [100, "fixed"], keep_inputs=("text",))
+        for inp in encoder["inputs"]:
+            inp.pop("widget", None)
+    for decode in [n for n in workflow["nodes"] if n["type"] == "VAEDecode"]:
+        _replace(workflow, decode, "RFMITestLatentImage", [], keep_inputs=("samples",))
+    _node(workflow, "RFMIPromptList")["widgets_values"][1] = "a red cube\n# a comment\ntwo green balls"
+    _node(workflow, "EmptySD3LatentImage")["widgets_values"] = [128, 128, 1]
+    best_of_n = _node(workflow, "RFMIBestOfN")["widgets_values"]
+    best_of_n[2], best_of_n[6], best_of_n[8] = 3, 2, 2  # steps, n, batch_size
+    train = _node(workflow, "RFMITrainLoRA")
+    values = dict(zip(["set_name", "lora_name", "steps", "learning_rate", "rank", "alpha", "warmup_steps"],
+                      train["widgets_values"][:7]))
+    assert values["steps"] == 2000 and values["rank"] == 32  # the paper's Table 2 as the user gets it
+    train["widgets_values"][2:7] = [train_steps, 1e-2, 4, 4.0, 0]
+    train["widgets_values"][9] = 1.0  # max_grad_norm: the tiny run must move visibly in a few steps
+    for sampler in [n for n in workflow["nodes"] if n["type"] == "KSampler"]:
+        sampler["widgets_values"][2] = 3
+    return workflow
+
+
+def _saved_images(base: Path, images: list[dict]) -> list[np.ndarray]:
+    return [np.asarray(Image.open(base / "output" / i["subfolder"] / i["filename"]), dtype=np.float64)
+            for i in images]
+
+
+def test_finetune_workflow_trains_a_lora_that_changes_the_images(server, object_info):
+    workflow = tiny_finetune_workflow()
+    assert check_links(workflow) == []
+    assert check_widgets(workflow, object_info) == []
+    prompt = to_api_prompt(workflow, object_info)
+    assert not {"CheckpointLoaderSimple", "TripleCLIPLoader", "VAEDecode"} & {n["class_type"] for n in prompt.values()}
+    entry = server.run_prompt(prompt, timeout=300)
+    status = entry["status"]
+    assert status["status_str"] == "success", (json.dumps(status["messages"], indent=1)[-4000:], server.log_tail())
+
+    # the set: each prompt's best of 2, with its own conditioning
+    from rfmi_core import FinetuneSet
+
+    set_name, lora_name = _node(workflow, "RFMITrainLoRA")["widgets_values"][:2]
+    kept = FinetuneSet.open(server.base / "output" / "rfmi_sets" / set_name).records()
+    assert sorted(r.prompt for r in kept) == ["a red cube", "two green balls"]
+    assert len({r.prompt_conditioning for r in kept}) == 2
+
+    # Train LoRA ran once, after both exports, and wrote a LoRA whose every module the stock loader maps
+    train_id = str(_node(workflow, "RFMITrainLoRA")["id"])
+    assert len(entry["outputs"][train_id]["text"]) == 1, entry["outputs"][train_id]
+    assert "6 steps" in entry["outputs"][train_id]["text"][0]
+    path = server.base / "models" / "loras" / f"{lora_name}.safetensors"
+    with safe_open(str(path), framework="pt") as f:
+        lora = {k: f.get_tensor(k) for k in f.keys()}
+    from tiny_models import tiny_sd3_state_dict
+
+    attention = re.compile(r"joint_blocks\.\d+\.(?:context_block|x_block)\.attn\.(?:qkv|proj)")
+    expected = {k[: -len(".weight")] for k in tiny_sd3_state_dict() if k.endswith(".weight")
+                and attention.fullmatch(k[: -len(".weight")])}
+    assert {k.split(".", 1)[1].rsplit(".lora_", 1)[0].rsplit(".alpha", 1)[0] for k in lora} == expected
+    assert len(lora) == 3 * len(expected) and all(k.startswith("diffusion_model.") for k in lora)
+    assert max(float(v.abs().max()) for k, v in lora.items() if k.endswith("lora_B.weight")) > 0
+    assert "lora key not loaded" not in server.log_tail(200_000)
+
+    # base vs LoRA, same seed, side by side for each prompt: (base, LoRA) pairs that differ
+    save_id = str(_node(workflow, "SaveImage")["id"])
+    images = _saved_images(server.base, entry["outputs"][save_id]["images"])
+    assert len(images) == 4 and all(i.shape == (128, 128, 3) for i in images)
+    for base_image, lora_image in (images[0:2], images[2:4]):
+        change = np.abs(base_image - lora_image).mean()
+        print(f"finetune workflow: mean |base − LoRA| = {change:.2f} of 255")
+        assert change > 0.5
+    assert np.abs(images[0] - images[2]).mean() > 0.5  # the two prompts' conditionings differ
+    loss_id = str(_node(workflow, "PreviewImage", "Loss")["id"])
+    assert len(entry["outputs"][loss_id]["images"]) == 1

@@ -1,0 +1,216 @@
+"""The Rank and Pick gallery in the real ComfyUI frontend, in headless Chromium (the DevTools-protocol driver of
+test_frontend.py, pointed at the Debian Chromium).
+
+The bundled toy_rfmi_loop.json is loaded with the frontend's own loader and queued with its own queue button logic
+(``app.queuePrompt``): the gallery shows the N candidates in MI order with their MI values; a real mouse click on a
+thumbnail writes the pick into the node's picks widget; queueing again re-runs Rank and Pick (Best-of-N comes from
+the cache) and exactly that candidate reaches the output — by number and by pixels. Screenshots are kept as
+artefacts in RFMI_SCREENSHOT_DIR (default: the test's tmp dir; the path is printed).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("websocket", reason="browser test skipped: websocket-client is not installed")
+
+from test_frontend import (APP, CHROMIUM, FIT_VIEW, PROBE, READY, SETTINGS, VUE_DOM_WIDGETS_SINCE,  # noqa: E402
+                           Chromium, load_workflow_js)
+
+from comfy_server import ComfyServer, prepare_base  # noqa: E402
+from test_workflows import WORKFLOW_DIR, _node, load  # noqa: E402
+
+WORKFLOW = "toy_rfmi_loop"
+FAST_STEPS = {"RFMIBestOfN": 8, "KSampler": 8, "RFMITrainLoRA": 20}  # the user's loop, fewer steps on a shared CPU
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    base = prepare_base(tmp_path_factory.mktemp("gallery_base"), tiny_model=False, settings=SETTINGS)
+    frontend = os.environ.get("RFMI_FRONTEND_ROOT")
+    server = ComfyServer(base, extra_args=["--front-end-root", frontend] if frontend else [])
+    browser = None
+    try:
+        server.start()
+        browser = Chromium(CHROMIUM, base.parent / (base.name + "_chromium_profile"))
+        browser.send("Page.navigate", {"url": server.url + "/"})
+        browser.wait_for(READY, timeout=90, what="the ComfyUI frontend with the RFMI extensions")
+        browser.wait_for("!!window.LiteGraph?.registered_node_types?.RFMIRankAndPick", timeout=30)
+        browser.evaluate(PROBE)
+        yield server, browser
+    finally:
+        if browser is not None:
+            browser.close()
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def screens(tmp_path_factory) -> Path:
+    explicit = os.environ.get("RFMI_SCREENSHOT_DIR")
+    return Path(explicit) if explicit else tmp_path_factory.mktemp("gallery_screens")
+
+
+def gallery_js(node_id: int) -> str:
+    return f"""(() => {{
+  const node = {APP}.graph.getNodeById({node_id});
+  const el = node?.widgets?.find(w => w.name === "rfmi_gallery")?.element;
+  const cards = el ? [...el.querySelectorAll(".rfmi-card")] : [];
+  return {{
+    inDocument: !!el && document.body.contains(el),
+    cards: cards.map(c => {{ const b = c.getBoundingClientRect(); const img = c.querySelector("img");
+      return {{ ...c.dataset, x: b.x + b.width / 2, y: b.y + b.height / 2, w: b.width, h: b.height,
+                loaded: !!img && img.complete && img.naturalWidth > 0, src: img?.getAttribute("src") }}; }}),
+    status: el?.querySelector(".rfmi-gallery-status")?.textContent ?? null,
+    picks: node?.widgets?.find(w => w.name === "picks")?.value ?? null,
+    saved: node ? node.serialize().widgets_values : null,
+  }};
+}})()"""
+
+
+def focus_js(node_id: int, scale: float = 1.0) -> str:
+    """Puts the node's left edge 100 px right of the side bar, its title under the top menu, at ``scale``."""
+    return f"""(() => {{
+  const app = {APP}; const node = app.graph.getNodeById({node_id});
+  app.canvas.ds.scale = {scale};
+  app.canvas.ds.offset = [100 / {scale} - node.pos[0], 120 / {scale} - node.pos[1]];
+  app.graph.setDirtyCanvas(true, true);
+  return true;
+}})()"""
+
+
+def queue_from_the_page(server: ComfyServer, browser: Chromium) -> dict:
+    """Queues the page's graph as the queue button does and returns the finished history entry."""
+    before = set(server.get_json("/history"))
+    browser.evaluate(f"(async () => {{ await {APP}.queuePrompt(0, 1); return true; }})()")
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        history = server.get_json("/history")
+        new = [entry for key, entry in history.items() if key not in before]
+        if new and new[0].get("status", {}).get("completed") is not None and (
+                new[0]["status"]["completed"] or new[0]["status"].get("status_str") == "error"):
+            assert new[0]["status"]["status_str"] == "success", (new[0]["status"]["messages"][-3:], server.log_tail())
+            return new[0]
+        time.sleep(0.3)
+    raise TimeoutError(f"the queued workflow did not finish:\n{server.log_tail()}")
+
+
+def pixels(server: ComfyServer, ref: dict):
+    import numpy as np
+    from PIL import Image
+
+    query = urllib.parse.urlencode({k: ref[k] for k in ("filename", "subfolder", "type")})
+    status, body, _ = server.request(f"/view?{query}")
+    assert status == 200, ref
+    return np.array(Image.open(io.BytesIO(body)).convert("RGB"))
+
+
+def click(browser: Chromium, x: float, y: float) -> None:
+    """A real left click at (x, y) in CSS pixels, through the browser's input pipeline."""
+    browser.send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": x, "y": y})
+    for kind in ("mousePressed", "mouseReleased"):
+        browser.send("Input.dispatchMouseEvent", {"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1})
+
+
+@pytest.mark.parametrize("vue_nodes", [False, True], ids=["litegraph_nodes", "vue_nodes"])
+def test_gallery_ranks_by_mi_and_a_click_sends_that_candidate_to_the_output(page, screens, vue_nodes):
+    server, browser = page
+    version = browser.evaluate("window.__COMFYUI_FRONTEND_VERSION__ || ''")
+    if vue_nodes and tuple(int(p) for p in version.split(".")[:2] if p.isdigit()) < VUE_DOM_WIDGETS_SINCE:
+        pytest.skip(f"frontend {version} renders no custom DOM widgets in its (experimental) Vue nodes; "
+                    "set RFMI_FRONTEND_ROOT to a frontend >= 1.53 to check the gallery there")
+    browser.evaluate(f"{APP}.extensionManager.setting.set('Comfy.VueNodes.Enabled', {str(vue_nodes).lower()})")
+    suffix = "_vue" if vue_nodes else ""
+    workflow = load(WORKFLOW_DIR / f"{WORKFLOW}.json")
+    pick_id = _node(workflow, "RFMIRankAndPick")["id"]
+    bon = _node(workflow, "RFMIBestOfN")
+    n, k = bon["widgets_values"][6], _node(workflow, "RFMIRankAndPick")["widgets_values"][0]
+
+    loaded = browser.evaluate(load_workflow_js(WORKFLOW), timeout=60)
+    assert loaded["missing"] == [] and not any("Missing" in d for d in loaded["dialogs"])
+    browser.evaluate(f"""(() => {{ for (const node of {APP}.graph.nodes) {{
+        const steps = {json.dumps(FAST_STEPS)}[node.type];
+        const widget = node.widgets?.find(w => w.name === "steps");
+        if (steps && widget) widget.value = steps; }} return true; }})()""")
+
+    # run 1: nothing picked — the gallery shows all N by MI, the node outputs the top k
+    first = queue_from_the_page(server, browser)
+    out = first["outputs"][str(pick_id)]
+    mi = {g["candidate"]: g["mi"] for g in out["rfmi_gallery"]}
+    ranked = sorted(mi, key=lambda c: (-mi[c], c))
+    assert out["rfmi_chosen"] == ranked[:k]
+    browser.evaluate(focus_js(pick_id))
+    shown = browser.wait_for(
+        f"(() => {{ const g = {gallery_js(pick_id)}; return g.cards.length === {n} && g.cards.every(c => c.loaded) "
+        f"&& g.cards[0].candidate === '{ranked[0]}' ? g : null; }})()", timeout=30, what="the gallery of run 1")
+    time.sleep(0.6)  # the frontend moves DOM widgets over the canvas on its next frames
+    shown = browser.evaluate(gallery_js(pick_id))
+    assert shown["inDocument"]
+    assert [int(c["candidate"]) for c in shown["cards"]] == ranked
+    assert [c["mi"] for c in shown["cards"]] == [f"{mi[c]:.3f}" for c in ranked]
+    assert [c["chosen"] for c in shown["cards"]] == ["true"] * k + ["false"] * (n - k)
+    assert all(c["picked"] == "false" for c in shown["cards"]) and shown["picks"] == ""
+    assert all(c["w"] > 40 and c["h"] > 40 for c in shown["cards"])
+    first_shot = browser.screenshot(screens / f"rank_and_pick_gallery{suffix}.png")
+
+    # a real click on the lowest-MI thumbnail: a pick the ranking would never make
+    target = shown["cards"][-1]
+    hit = browser.evaluate(f"document.elementFromPoint({target['x']}, {target['y']})?.closest('.rfmi-card')?.dataset.candidate")
+    assert hit == target["candidate"], "the thumbnail is not the element under the pointer"
+    click(browser, target["x"], target["y"])
+    after = browser.wait_for(f"(() => {{ const g = {gallery_js(pick_id)}; return g.picks === '{target['candidate']}' ? g : null; }})()",
+                             timeout=10, what="the pick in the picks widget")
+    picked_card = next(c for c in after["cards"] if c["candidate"] == target["candidate"])
+    assert picked_card["picked"] == "true" and picked_card["chosen"] == "true"
+    assert [c["candidate"] for c in after["cards"] if c["chosen"] == "true"] == [target["candidate"]]
+    assert target["candidate"] in after["saved"]  # the workflow saves the pick (widgets_values: k, picks)
+
+    # run 2: only Rank and Pick and what follows re-run; exactly the clicked candidate is the output
+    second = queue_from_the_page(server, browser)
+    cached = {n for kind, data in second["status"]["messages"] if kind == "execution_cached" for n in data["nodes"]}
+    assert str(bon["id"]) in cached and str(pick_id) not in cached
+    out2 = second["outputs"][str(pick_id)]
+    assert out2["rfmi_chosen"] == [int(target["candidate"])]
+    assert {g["candidate"]: g["mi"] for g in out2["rfmi_gallery"]} == mi  # the same candidates, from the cache
+    preview_id = next(nd["id"] for nd in workflow["nodes"] if nd["type"] == "PreviewImage" and nd.get("title") == "Picked")
+    picked_images = second["outputs"][str(preview_id)]["images"]
+    assert len(picked_images) == 1
+    thumb = next(g["image"] for g in out2["rfmi_gallery"] if g["candidate"] == int(target["candidate"]))
+    output = pixels(server, picked_images[0])
+    assert (output == pixels(server, thumb)).all()  # that very image at the output, and no other candidate's
+    others = [g["image"] for g in out2["rfmi_gallery"] if g["candidate"] != int(target["candidate"])]
+    assert all((output != pixels(server, ref)).any() for ref in others)
+    browser.evaluate(f"(() => {{ {FIT_VIEW}; return true; }})()")
+    browser.evaluate(focus_js(pick_id, 0.9))
+    time.sleep(0.5)
+    second_shot = browser.screenshot(screens / f"rank_and_pick_after_pick{suffix}.png")
+
+    # heatmap on hover: the hovered thumbnail shows its heatmap image
+    card = browser.wait_for(f"(() => {{ const g = {gallery_js(pick_id)}; return g.cards.length === {n} ? g.cards[0] : null; }})()",
+                            timeout=10)
+    browser.send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": card["x"], "y": card["y"]})
+    hovered = browser.wait_for(f"(() => {{ const c = {gallery_js(pick_id)}.cards[0]; return c.src.includes('heat') ? c : null; }})()",
+                               timeout=10, what="the heatmap on hover")
+    assert "rfmi_gallery_heat" in hovered["src"]
+    # keys 1-9 over the gallery toggle the thumbnails in MI order: "1" picks the top one after the clicked one
+    browser.send("Input.dispatchKeyEvent", {"type": "keyDown", "key": "1", "text": "1", "code": "Digit1",
+                                            "windowsVirtualKeyCode": 49})
+    browser.send("Input.dispatchKeyEvent", {"type": "keyUp", "key": "1", "code": "Digit1", "windowsVirtualKeyCode": 49})
+    keyed = browser.wait_for(f"(() => {{ const g = {gallery_js(pick_id)}; return g.picks.includes(',') ? g : null; }})()",
+                             timeout=10, what="key 1 adding the top candidate")
+    assert keyed["picks"] == f"{target['candidate']},{ranked[0]}"
+    still = browser.wait_for(f"(() => {{ const c = {gallery_js(pick_id)}.cards[0]; return c.loaded ? c : null; }})()", timeout=10)
+    assert "rfmi_gallery_heat" in still["src"]  # still the heatmap under the pointer after the re-render
+    hover_shot = browser.screenshot(screens / f"rank_and_pick_heatmap_hover{suffix}.png")
+    browser.evaluate(f"""(() => {{ const node = {APP}.graph.getNodeById({pick_id});
+        node.widgets.find(w => w.name === "rfmi_gallery").element.querySelector(".rfmi-reset").click(); return true; }})()""")
+    reset = browser.evaluate(gallery_js(pick_id))
+    assert reset["picks"] == "" and [c["chosen"] for c in reset["cards"]] == ["true"] * k + ["false"] * (n - k)
+    assert not [e for e in browser.console_errors() if "rfmi" in e.lower()]
+    print(f"\ngallery screenshots: {first_shot} {second_shot} {hover_shot}")

@@ -1,0 +1,88 @@
+// node --test tests/js/   — the pure logic of the Rank and Pick gallery (web/rfmi_gallery_logic.js).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+
+import {
+  candidateForKey, chosenCandidates, formatPicks, galleryView, parsePicks, rankEntries, resetPicks, togglePick, viewPath,
+} from "../../web/rfmi_gallery_logic.js";
+
+// five candidates as the node sends them (candidate order), MI in nats
+const ENTRIES = [
+  { candidate: 1, seed: 10, mi: 0.5, image: { filename: "a.png", subfolder: "", type: "temp" }, heatmap: null },
+  { candidate: 2, seed: 11, mi: 2.25 },
+  { candidate: 3, seed: 12, mi: -0.125 },
+  { candidate: 4, seed: 13, mi: 2.25 },
+  { candidate: 5, seed: 14, mi: NaN },
+];
+
+test("rankEntries: highest MI first, ties in candidate order, NaN last, with ranks", () => {
+  const ranked = rankEntries(ENTRIES);
+  assert.deepEqual(ranked.map((e) => e.candidate), [2, 4, 1, 3, 5]);
+  assert.deepEqual(ranked.map((e) => e.rank), [0, 1, 2, 3, 4]);
+  assert.equal(ranked[0].seed, 11);
+  assert.deepEqual(rankEntries(undefined), []);
+});
+
+test("parsePicks / formatPicks: 1-based candidates in pick order; junk, repeats and out-of-range dropped", () => {
+  assert.deepEqual(parsePicks("3, 1", 5), [3, 1]);
+  assert.deepEqual(parsePicks(" 4;2 4  x 0 6 -1 2.5", 5), [4, 2]);
+  assert.deepEqual(parsePicks("", 5), []);
+  assert.deepEqual(parsePicks(null, 5), []);
+  assert.equal(formatPicks([3, 1]), "3,1");
+  assert.deepEqual(parsePicks(formatPicks([5, 2, 4]), 5), [5, 2, 4]);
+});
+
+test("togglePick: a click appends, a second click removes and the others keep their order", () => {
+  let picks = [];
+  picks = togglePick(picks, 3);
+  picks = togglePick(picks, 1);
+  picks = togglePick(picks, 5);
+  assert.deepEqual(picks, [3, 1, 5]);
+  picks = togglePick(picks, 1);
+  assert.deepEqual(picks, [3, 5]);
+  assert.deepEqual(togglePick(picks, 1), [3, 5, 1]);
+});
+
+test("chosenCandidates: the picks when any, else the top k by MI (k clamped to 1..N)", () => {
+  const ranked = rankEntries(ENTRIES);
+  assert.deepEqual(chosenCandidates(ranked, [], 2), [2, 4]);
+  assert.deepEqual(chosenCandidates(ranked, [], 99), [2, 4, 1, 3, 5]);
+  assert.deepEqual(chosenCandidates(ranked, [], 0), [2]);
+  assert.deepEqual(chosenCandidates(ranked, [3, 1], 2), [3, 1]);
+  assert.deepEqual(chosenCandidates(ranked, resetPicks(), 1), [2]);
+});
+
+test("candidateForKey: digits 1-9 select the thumbnails in MI order; other keys nothing", () => {
+  const ranked = rankEntries(ENTRIES);
+  assert.equal(candidateForKey("1", ranked), 2);
+  assert.equal(candidateForKey("3", ranked), 1);
+  assert.equal(candidateForKey("5", ranked), 5);
+  assert.equal(candidateForKey("6", ranked), null); // only five thumbnails
+  for (const key of ["0", "a", "Enter", "10", "", undefined]) assert.equal(candidateForKey(key, ranked), null);
+  const many = rankEntries(Array.from({ length: 12 }, (_, i) => ({ candidate: i + 1, mi: -i })));
+  assert.equal(candidateForKey("9", many), 9);
+});
+
+test("galleryView: MI order, texts, keys, pick order and what the node will output", () => {
+  const view = galleryView(ENTRIES, "3,2", 2);
+  assert.deepEqual(view.items.map((i) => i.candidate), [2, 4, 1, 3, 5]);
+  assert.deepEqual(view.items.map((i) => i.text), ["2.250", "2.250", "0.500", "-0.125", "NaN"]);
+  assert.deepEqual(view.items.map((i) => i.key), ["1", "2", "3", "4", "5"]);
+  assert.deepEqual(view.items.map((i) => i.pickOrder), [2, null, null, 1, null]);
+  assert.deepEqual(view.items.map((i) => i.chosen), [true, false, false, true, false]);
+  assert.deepEqual(view.chosen, [3, 2]);
+  assert.equal(view.usingDefault, false);
+
+  const fallback = galleryView(ENTRIES, "", 2);
+  assert.equal(fallback.usingDefault, true);
+  assert.deepEqual(fallback.chosen, [2, 4]);
+  assert.deepEqual(fallback.items.filter((i) => i.chosen).map((i) => i.candidate), [2, 4]);
+  assert.ok(fallback.items.every((i) => i.pickOrder === null));
+  assert.deepEqual(galleryView([], "1", 1).items, []);
+});
+
+test("viewPath: a /view query of the node's image reference", () => {
+  assert.equal(viewPath({ filename: "rfmi gallery_00001_.png", subfolder: "", type: "temp" }),
+    "/view?filename=rfmi+gallery_00001_.png&subfolder=&type=temp");
+  assert.equal(viewPath(null), null);
+});

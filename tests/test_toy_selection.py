@@ -1,0 +1,55 @@
+"""The selection study's scores and statistics, against closed forms and direct computation."""
+
+import torch
+
+from rfmi_core.sampler import sample_with_mi
+from rfmi_core.toy.evaluate import sigma_grid, velocity_fn
+from rfmi_core.toy.model import ToyFlowTransformer
+from rfmi_core.toy.prompts import tokenize_batch
+from rfmi_core.toy.selection_study import auroc_by_group, contrast_scores, top1_by_group, trajectory_scores
+from rfmi_core.toy.train_model import toy_config
+
+
+def _model():
+    torch.manual_seed(0)
+    model = ToyFlowTransformer(toy_config()).eval()
+    with torch.no_grad():  # the zero-initialised output layers would make every velocity 0
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model
+
+
+def test_cond_score_from_the_cfg_trace_equals_a_cond_run():
+    torch.set_num_threads(1)
+    model, cfg = _model(), 2.5
+    noise = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    tokens = tokenize_batch(["one red square", "two blue disks", "a red square and a blue disk"])
+    images, res_cfg = sample_with_mi(velocity_fn(model), noise, sigma_grid(6), tokens, None, cfg=cfg)
+    _, res_cond = sample_with_mi(velocity_fn(model), noise, sigma_grid(6), tokens, None, cfg=cfg, mi_velocity="cond")
+    scores = trajectory_scores(res_cfg, cfg, images)
+    assert torch.allclose(scores["rfmi-cond"], res_cond.mi_of("rfmi"), rtol=1e-4, atol=1e-4)
+    assert torch.allclose(scores["rfmi-cfg"], res_cfg.mi)
+    assert torch.allclose(scores["rfmi/squared"] * res_cfg.mi_of("squared"), res_cfg.mi, rtol=1e-5)
+
+
+def test_contrast_margins_vanish_for_a_model_that_ignores_the_prompt():
+    def blind(x, t, tokens):  # a velocity field with no prompt input
+        return 0.5 * x + t[:, None, None, None]
+
+    images = torch.rand(2, 3, 16, 16) * 2 - 1
+    out = contrast_scores(blind, images, ["one red square", "a red square to the left of a blue disk"], n_t=2, seed=0)
+    assert out["contrast-min"].abs().max() < 1e-4 and out["contrast-mean"].abs().max() < 1e-4
+    torch.manual_seed(0)
+    out = contrast_scores(_model(), images, ["one red square", "a red square to the left of a blue disk"], 2, 0)
+    assert out["contrast-min"].abs().min() > 0 and bool((out["contrast-min"] <= out["contrast-mean"]).all())
+
+
+def test_auroc_and_top1_by_prompt():
+    groups = torch.tensor([0, 0, 0, 0, 1, 1, 2, 2])
+    correct = torch.tensor([True, False, True, False, True, True, False, True])
+    score = torch.tensor([4.0, 3.0, 2.0, 1.0, 0.0, 1.0, 5.0, 1.0])
+    auc, ids = auroc_by_group(score, correct, groups)
+    # prompt 0: pairs (4>3, 4>1, 2<3, 2>1) → 3/4; prompt 1 has no wrong candidate; prompt 2: 1 < 5 → 0
+    assert ids.tolist() == [0, 2] and torch.allclose(auc, torch.tensor([0.75, 0.0]))
+    hits, chance = top1_by_group(score, correct, groups)
+    assert hits.tolist() == [1.0, 1.0, 0.0] and torch.allclose(chance, torch.tensor([0.5, 1.0, 0.5]))

@@ -1,0 +1,82 @@
+// Pure logic of the Rank and Pick gallery (web/rfmi_gallery.js): ordering, pick state, keys, reset. No DOM, no
+// ComfyUI import, so node's own test runner checks it (tests/js/rfmi_gallery.test.mjs).
+//
+// The node's ui message (nodes/rank_and_pick.py):
+//   rfmi_gallery: one entry per candidate, in candidate order: {candidate (1-based), seed, mi (nats), image, heatmap}
+//                 where image/heatmap are /view references {filename, subfolder, type} (heatmap null without a map).
+//   rfmi_chosen:  the candidates the node output, in order; rfmi_picked: [whether they were the artist's picks].
+// The picks are the node's "picks" STRING widget: candidate numbers, comma-separated, in pick order ("" = top k).
+import { formatNats, rankDescending } from "./rfmi_format.js";
+
+export const MAX_KEY = 9;
+
+/** Candidate numbers (1-based) of a picks text, in pick order; anything not a candidate in 1..n is dropped, repeats too. */
+export function parsePicks(text, n) {
+  if (typeof text !== "string") return [];
+  const out = [];
+  for (const part of text.split(/[\s,;]+/)) {
+    if (!/^\d+$/.test(part)) continue;
+    const candidate = Number(part);
+    if (candidate >= 1 && candidate <= n && !out.includes(candidate)) out.push(candidate);
+  }
+  return out;
+}
+
+/** The widget value of a pick list: [3, 1] → "3,1". */
+export function formatPicks(picks) {
+  return picks.join(",");
+}
+
+/** Picks with ``candidate`` toggled: removed if picked, else appended (it becomes the last pick). */
+export function togglePick(picks, candidate) {
+  return picks.includes(candidate) ? picks.filter((c) => c !== candidate) : [...picks, candidate];
+}
+
+/** The gallery's entries sorted by MI, highest first (ties by candidate order, NaN last), each with its rank (0-based). */
+export function rankEntries(entries) {
+  const list = Array.isArray(entries) ? entries : [];
+  return rankDescending(list.map((e) => e?.mi)).map((i, rank) => ({ ...list[i], rank }));
+}
+
+/** What the node outputs for these picks: the picks in pick order, else the top k by MI (ranked: from rankEntries). */
+export function chosenCandidates(ranked, picks, k) {
+  if (picks.length > 0) return [...picks];
+  return ranked.slice(0, Math.max(1, Math.min(k, ranked.length))).map((e) => e.candidate);
+}
+
+/** The candidate a digit key selects: "1".."9" → the 1st..9th thumbnail in MI order; null for any other key. */
+export function candidateForKey(key, ranked) {
+  if (typeof key !== "string" || !/^[1-9]$/.test(key)) return null;
+  const entry = ranked[Number(key) - 1];
+  return entry ? entry.candidate : null;
+}
+
+/** "Reset to top-k": no picks, so the node outputs its top k by MI. */
+export function resetPicks() {
+  return [];
+}
+
+/**
+ * Everything the gallery shows for one message and the current picks text: the entries in MI order, each with
+ * {candidate, seed, mi, text (MI, 3 decimals), rank, key ("1".."9" or ""), pickOrder (1-based or null), chosen}.
+ */
+export function galleryView(entries, picksText, k) {
+  const ranked = rankEntries(entries);
+  const picks = parsePicks(picksText, ranked.length === 0 ? 0 : Math.max(...ranked.map((e) => e.candidate)));
+  const chosen = chosenCandidates(ranked, picks, k);
+  const items = ranked.map((e) => ({
+    ...e,
+    text: formatNats(e.mi),
+    key: e.rank < MAX_KEY ? String(e.rank + 1) : "",
+    pickOrder: picks.includes(e.candidate) ? picks.indexOf(e.candidate) + 1 : null,
+    chosen: chosen.includes(e.candidate),
+  }));
+  return { items, picks, chosen, usingDefault: picks.length === 0 };
+}
+
+/** The /view query of an image reference (the frontend prefixes its API base). */
+export function viewPath(ref) {
+  if (!ref || typeof ref.filename !== "string") return null;
+  const query = new URLSearchParams({ filename: ref.filename, subfolder: ref.subfolder ?? "", type: ref.type ?? "temp" });
+  return `/view?${query.toString()}`;
+}

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from .density import TruncatedRatioDensity
-from .estimate import estimate_mi_draws, estimate_mi_draws_from_pairs
+from .estimate import estimate_mi_draws_from_pairs
 from .progress import progress_bar
 
 __all__ = ["VectorRFConfig", "EnsembleVelocityMLP", "train_vector_rf", "vector_rf_mi", "default_hidden",
@@ -54,7 +54,7 @@ class VectorRFConfig:
     t_eps: float = 0.99  # q ∝ min(t/(1 − t), t_ε/(1 − t_ε)) (density.TruncatedRatioDensity); unbiased for any t_ε
     n_t: int = 32  # time draws per test sample
     marginals: str = "gauss"  # "gauss": ``gaussianise_marginals`` first; "standard": the protocol's standardisation
-    form: str = "squared"  # "squared": ‖u_y − u_∅‖² (default; see module doc); "dot": u_y·(u_y − u_∅) (Prop. 3.3)
+    form: str = "cross"  # "cross" (2 models, default), "squared" or "dot" (Prop. 3.3): see ``vector_rf_mi``
     fourier: int = 8  # sin/cos time frequencies
     extra: dict = field(default_factory=dict)
 
@@ -206,37 +206,45 @@ def vector_rf_mi(
     model: EnsembleVelocityMLP,
     x: Tensor,
     y: Tensor,
-    member: int = 0,
+    member: int | tuple[int, int] = 0,
     config: VectorRFConfig | None = None,
     seed: int = 0,
     chunk: int = 65536,
 ) -> tuple[float, float]:
-    """(MI, its Monte-Carlo standard error) in nats of member ``member`` on held-out pairs x [N, dx], y [N, dy].
+    """(MI, its Monte-Carlo standard error) in nats on held-out pairs x [N, dx], y [N, dy], by ``estimate_mi``.
 
-    ``estimate_mi`` (Prop. 3.3) with u(·|y) = the model given y and u(·|∅) = the model given ∅.
+    u(·|y) is the model given y and u(·|∅) the model given ∅. ``form``: "dot" u_y·(u_y − u_∅) (Prop. 3.3);
+    "squared" ‖Δ‖², Δ = u_y − u_∅; "cross" Δ_a·Δ_b for ``member = (a, b)``, two models trained independently on the
+    same rows: their errors δ_a, δ_b average out of Δ_a·Δ_b = ‖Δ‖² + Δ·(δ_a + δ_b) + δ_a·δ_b, where ‖Δ + δ‖² keeps
+    the positive E‖δ‖² (weighted by t/(1 − t)). Each is passed to ``estimate_mi_draws_from_pairs`` as (u, u_0) with
+    u·(u − u_0) equal to the wanted integrand.
     """
     config = config or VectorRFConfig()
     device = next(model.parameters()).device
     gen = torch.Generator(device="cpu").manual_seed(seed)
+    a, b = (member, member) if isinstance(member, int) else member
+    if config.form == "cross" and a == b:
+        raise ValueError("form='cross' needs two members, member=(a, b) with a != b")
+    k = config.n_t
     per_sample = []
-    step = max(1, chunk // max(1, config.n_t))
+    step = max(1, chunk // max(1, k))
     for start in range(0, x.shape[0], step):
         xb = x[start : start + step].to(device, torch.float32)
         yb = y[start : start + step].to(device, torch.float32)
-        if config.form == "dot":
-            draws = estimate_mi_draws(
-                lambda x_t, t, c: model(x_t, t.to(x_t.dtype), c, member), xb, yb, None, config.n_t, config.t_eps, gen,
-                draws_per_call=config.n_t)
-        elif config.form == "squared":
-            k = config.n_t
 
-            def pair(x_t: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-                delta = model(x_t, t, yb.repeat(k, 1), member) - model(x_t, t, None, member)
-                return delta, torch.zeros_like(delta)  # u·(u − 0) = ‖u_y − u_∅‖²
+        def pair(x_t: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+            y_rep = yb.repeat(x_t.shape[0] // yb.shape[0], 1)
+            u_y, u_0 = model(x_t, t, y_rep, a), model(x_t, t, None, a)
+            if config.form == "dot":
+                return u_y, u_0
+            if config.form == "squared":
+                return u_y - u_0, torch.zeros_like(u_0)  # u·(u − 0) = ‖Δ‖²
+            if config.form == "cross":
+                delta_a, delta_b = u_y - u_0, model(x_t, t, y_rep, b) - model(x_t, t, None, b)
+                return delta_a, delta_a - delta_b  # u·(u − u_0) = Δ_a·Δ_b
+            raise ValueError(f"form must be 'dot', 'squared' or 'cross'; got {config.form!r}")
 
-            draws = estimate_mi_draws_from_pairs(pair, xb, config.n_t, config.t_eps, gen, draws_per_call=k)
-        else:
-            raise ValueError(f"form must be 'dot' or 'squared'; got {config.form!r}")
+        draws = estimate_mi_draws_from_pairs(pair, xb, k, config.t_eps, gen, draws_per_call=k)
         per_sample.append(draws.mean(dim=1))
     values = torch.cat(per_sample).double()
     return float(values.mean()), float(values.std() / math.sqrt(values.numel()))
@@ -256,5 +264,7 @@ def estimate_vector_mi(
     if config.marginals == "gauss":
         (x_train, x_test), (y_train, y_test) = gaussianise_marginals(x_train, x_test), gaussianise_marginals(y_train, y_test)
     tensors = [torch.as_tensor(np.asarray(a, dtype=np.float32)) for a in (x_train, y_train, x_test, y_test)]
-    model = train_vector_rf(tensors[0], tensors[1], config, seed, device)
-    return vector_rf_mi(model, tensors[2], tensors[3], 0, config, seed + 1)[0]
+    members = 2 if config.form == "cross" else 1
+    x, y = tensors[0].expand(members, *tensors[0].shape), tensors[1].expand(members, *tensors[1].shape)
+    model = train_vector_rf(x, y, config, seed, device)
+    return vector_rf_mi(model, tensors[2], tensors[3], (0, 1) if members == 2 else 0, config, seed + 1)[0]

@@ -74,7 +74,7 @@ def ranking(summary: dict, task: str, compared: list[str]) -> list[tuple[float, 
     return sorted(errors)
 
 
-def markdown_table(summary: dict, main: str = MAIN, variants: tuple[str, ...] = ("rfmi-dot", "rfmi-std")) -> str:
+def markdown_table(summary: dict, main: str = MAIN, variants: tuple[str, ...] = ("rfmi-sq", "rfmi-dot", "rfmi-std")) -> str:
     """True MI, each estimator's mean ± std over seeds, RFMI's rank by |error| (variants of RFMI not competing)."""
     estimators = summary["estimators"]
     compared = [e for e in estimators if e not in variants]

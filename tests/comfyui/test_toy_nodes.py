@@ -190,8 +190,13 @@ def test_the_toy_workflow_runs_the_whole_loop_and_a_pick_reruns_only_the_picker(
         assert pixels.shape[-1] == 3 and 0.0 <= pixels.min() and pixels.max() <= 1.0 and pixels.std() > 0.05
     lora = server.base / "models" / "loras" / "toy_rfmi_lora.safetensors"
     assert lora.is_file() and first["outputs"][train_id]["text"][0].startswith("toy_rfmi_lora.safetensors")
-    base_images = [o for k, o in first["outputs"].items() if prompt[k]["class_type"] == "PreviewImage"]
-    assert sorted(len(o["images"]) for o in base_images) == [2, 4, 4]  # picks; base; LoRA
+    previews = {n.get("title"): first["outputs"][str(n["id"])]["images"] for n in workflow["nodes"]
+                if n["type"] == "PreviewImage"}
+    assert {title: len(images) for title, images in previews.items()} == {"Picked": 2, "Base": 4, "LoRA": 4}
+    base = torch.stack([_png_pixels(server, ref) for ref in previews["Base"]])
+    tuned = torch.stack([_png_pixels(server, ref) for ref in previews["LoRA"]])
+    assert 0.0 <= tuned.min() and tuned.max() <= 1.0
+    assert (base - tuned).abs().max() > 0.05, "the LoRA changed nothing: was it applied?"  # same seeds, other model
 
     # the artist picks the lowest-MI candidate (set through the API, as the gallery does) and queues again
     lowest = ranked[-1] + 1

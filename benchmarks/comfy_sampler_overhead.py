@@ -20,7 +20,13 @@ Options:
                      Defaults then: 10 steps, 5 pairs, batch 1, Best-of-N n 4 / batch_size 2.
   --gpu              ComfyUI on CUDA (args.cpu = False); the random state dict is drawn on the GPU.
   --dry-run          --sd35-medium's code path at depth 2, 16x16 latent, 2 steps, 1 pair (a smoke run, on CPU).
+  --threads N        torch CPU threads (default 1 on CPU: on a shared machine more threads spin-wait and the timings
+                     drown in noise; ignored with --gpu).
   --depth / --latent / --batch / --steps / --repeats / --cfg / --bon-n / --bon-batch / --only a|b  override.
+
+Part (a) ends with one more RFMI Sampler run whose tap methods (attach, post_cfg, on_step, finish) are timed: the tap's
+own share of a run, a figure that other processes on the machine barely move (the paired ratio is noisier than the
+tap's cost on a loaded CPU).
 
 One H100: `--gpu --sd35-medium` (both parts) is expected to take a couple of minutes, dominated by start-up.
 """
@@ -83,6 +89,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], default="bf16", help="weights of --sd35-medium")
     p.add_argument("--only", choices=["a", "b"], help="run one part")
     p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads on CPU runs (default 1)")
     a = p.parse_args()
     if a.dry_run:
         a.sd35_medium = True
@@ -243,6 +250,42 @@ def fmt(ts) -> str:
     return "[" + ", ".join(f"{t:.3f}" for t in ts) + "]"
 
 
+def tap_share(node_class, run, use_cuda: bool) -> str:
+    """One more run of ``run`` with the pack's TrajectoryTap methods timed (CUDA synchronised around each): the tap's
+    own wall time against the run's."""
+    import torch
+
+    tap_class = sys.modules[node_class.__module__.rsplit(".", 1)[0] + ".tap"].TrajectoryTap
+    names = ("attach", "post_cfg", "on_step", "finish")
+    originals = {name: getattr(tap_class, name) for name in names}
+    spent = [0.0]
+
+    def timed(fn):
+        def wrapper(*args, **kwargs):
+            if use_cuda:
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                if use_cuda:
+                    torch.cuda.synchronize()
+                spent[0] += time.perf_counter() - start
+        return wrapper
+
+    for name, fn in originals.items():
+        setattr(tap_class, name, timed(fn))
+    try:
+        start = time.perf_counter()
+        run()
+        total = time.perf_counter() - start
+    finally:
+        for name, fn in originals.items():
+            setattr(tap_class, name, fn)
+    return (f"  tap's own time in one more RFMI Sampler run: {spent[0] * 1000:.1f} ms of {total * 1000:.0f} ms "
+            f"({100 * spent[0] / total:.2f} %; attach + post_cfg + on_step + finish)")
+
+
 # ----------------------------------------------------------------------------------------------------------- main
 
 def main() -> None:
@@ -257,6 +300,9 @@ def main() -> None:
     import comfy.model_management
     import comfy.utils
     import latent_preview
+
+    if not opts.gpu:
+        torch.set_num_threads(opts.threads)
 
     comfy.utils.PROGRESS_BAR_ENABLED = False  # no tqdm (common_ksampler and the pack both read it)
     device = comfy.model_management.get_torch_device()
@@ -323,6 +369,7 @@ def main() -> None:
                       f"{m_rfmi / m_stock:.4f}, of minima {min(t_rfmi) / min(t_stock):.4f}  (target <= {target})")
                 if not use_cuda:
                     print(cpu_time_line(c_stock, c_rfmi, "ratio RFMI/KSampler"))
+                print(tap_share(rfmi_sampler, rfmi, use_cuda))
 
             if opts.only in (None, "b"):
                 n, bs = opts.bon_n, opts.bon_batch

@@ -71,8 +71,9 @@ class RFMIRankAndPick(io.ComfyNode):
                                                  "latent of RFMI Candidates)."),
                 io.Int.Input("k", default=1, min=1, max=4096, tooltip="Output when nothing is picked: the top k by MI."),
                 io.String.Input("picks", default="",
-                                tooltip="Candidate numbers as on the thumbnails, comma-separated, in pick order "
-                                        "(the gallery writes this). Empty: the top k by MI."),
+                                tooltip="Candidate numbers (the c-numbers on the thumbnails: candidate j has seed "
+                                        "seed + j − 1), comma-separated, in pick order; the gallery writes this. "
+                                        "Empty: the top k by MI."),
             ],
             outputs=[
                 io.Latent.Output(display_name="latent"),

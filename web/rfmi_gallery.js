@@ -96,7 +96,7 @@ function card(node, item, showHeat) {
   const border = item.pickOrder !== null ? `3px solid ${GOLD}` : item.chosen ? `2px dashed ${GOLD}` : "1px solid #555";
   el.style.cssText = `position:relative;aspect-ratio:1;border:${border};border-radius:4px;overflow:hidden;` +
     "cursor:pointer;box-sizing:border-box;background:#111;";
-  el.title = `candidate ${item.candidate} (seed ${item.seed}): MI ${item.text} nats, rank ${item.rank + 1}` +
+  el.title = `candidate c${item.candidate} (seed ${item.seed}): MI ${item.text} nats, rank ${item.rank + 1}` +
     (item.key ? `; key ${item.key}` : "") + "\nclick to pick / unpick; hover for the MI heatmap";
   const img = document.createElement("img");
   const plain = imageUrl(item.image);
@@ -108,7 +108,8 @@ function card(node, item, showHeat) {
   img.style.cssText = "width:100%;height:100%;object-fit:contain;image-rendering:pixelated;display:block;";
   el.append(img);
   el.append(badge(item.text, "left:2px;bottom:2px;"));
-  el.append(badge(item.key ? `${item.key}` : `#${item.rank + 1}`, "left:2px;top:2px;opacity:0.85;"));
+  el.append(badge(item.key ? `${item.key}` : `#${item.rank + 1}`, "left:2px;top:2px;opacity:0.85;")); // rank = key
+  el.append(badge(`c${item.candidate}`, "right:2px;bottom:2px;opacity:0.7;")); // the number the picks widget holds
   if (item.pickOrder !== null) el.append(badge(`✓${item.pickOrder}`, `right:2px;top:2px;background:${GOLD};color:#000;`));
   el.addEventListener("pointerenter", () => {
     node.__rfmiGallery.hover = item.candidate; // kept across re-renders (a key press re-renders under the pointer)
@@ -144,7 +145,7 @@ function render(node) {
   status.className = "rfmi-gallery-status";
   status.style.cssText = "flex:1;overflow:hidden;text-overflow:ellipsis;";
   status.textContent = `${view.items.length} by MI (nats) · ` +
-    (view.usingDefault ? `output: top ${view.chosen.length} by MI` : `picked: ${view.picks.join(", ")}`);
+    (view.usingDefault ? `output: top ${view.chosen.length} by MI` : `picked: ${view.picks.map((c) => `c${c}`).join(", ")}`);
   const heatButton = button(state.showHeat ? "images" : "heatmaps", "show the MI heatmap on every thumbnail (or the images)",
     () => { state.showHeat = !state.showHeat; render(node); });
   heatButton.className = "rfmi-heat-toggle";

@@ -2,8 +2,10 @@
 
     python -m rfmi_core.toy.train_model --steps 4000 --warmup 100 --out rfmi_core/toy/weights/toy_rf.safetensors
 
-(one thread, about 15 minutes on an idle CPU core, an hour on a loaded one; the file's metadata holds the command,
-steps, loss and seconds). ``--snapshots DIR`` keeps a copy at every save (the selection study compares them).
+The shipped file is that run's save at step 3000 (it was stopped there for CPU time: 2000 s on one thread of a
+loaded 2-core machine; the cosine schedule runs over the 4000). Its metadata holds the command, steps (3000), seed
+and loss. ``--steps 3000`` alone would anneal over 3000 steps and give different weights; ``--resume --steps 4000``
+continues the schedule from the file. ``--snapshots DIR`` keeps a copy at every save (for the selection study).
 
 Conditional flow matching (paper Sec. 2): x_t = t·x1 + (1 − t)·ε, target u* = x1 − ε, t logit-normal; the prompt is
 replaced by ∅ (all padding) with probability ``--dropout`` so the model also learns u(x_t|∅) for CFG and MI. Data are

@@ -5,20 +5,24 @@ One MLP v(x_t, t, c) learns both velocities: c = y (conditional) or c = ∅ (y z
 x0 ~ N(0, I), is ‖v(x_t, t, c) − (x1 − x0)‖²; its minimiser is u_t(x_t|c) = E[x1 − x0 | x_t, c] whatever the law of
 training times, so t is drawn half from U(0, 1) and half from the MI density q (where the estimator looks). Then
 
-    I(X; Y) = ∫₀¹ t/(1 − t) · E[u_t(x_t|y)·(u_t(x_t|y) − u_t(x_t|∅))] dt
+    I(X; Y) = ∫₀¹ t/(1 − t) · E[u_t(x_t|y)·(u_t(x_t|y) − u_t(x_t|∅))] dt = ∫₀¹ t/(1 − t) · E‖u_y − u_∅‖² dt
 
-is ``estimate_mi`` on the held-out pairs (``form="dot"``, the paper's Prop. 3.3). ``form="squared"`` uses
-‖u_y − u_∅‖² instead (the same integral for exact fields, since E_{y|x_t}[u_y] = u_∅; non-negative per draw).
+(the two agree for exact fields, since E_{y|x_t}[u_y] = u_∅) is estimated on held-out pairs by
+``estimate_mi_draws_from_pairs`` (importance-sampled t, ``density.TruncatedRatioDensity``). With learned fields the
+forms differ (``vector_rf_mi``): the default "cross" form Δ_a·Δ_b of two independently trained models was the most
+accurate on the benchmark (docs/synthetic_quick.md). By default each coordinate is first Gaussianised
+(``gaussianise_marginals``), which leaves I(X; Y) unchanged.
 
 ``members`` independent MLPs of the same shape train together (batched matmuls, one optimiser whose per-parameter
-state keeps them independent), so several tasks or seeds of equal dims cost one training loop.
+state keeps them independent), so the two models of the cross form, and several tasks or seeds of equal dims, cost
+one training loop.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -56,7 +60,6 @@ class VectorRFConfig:
     marginals: str = "gauss"  # "gauss": ``gaussianise_marginals`` first; "standard": the protocol's standardisation
     form: str = "cross"  # "cross" (2 models, default), "squared" or "dot" (Prop. 3.3): see ``vector_rf_mi``
     fourier: int = 8  # sin/cos time frequencies
-    extra: dict = field(default_factory=dict)
 
     def resolved_hidden(self, dim_x: int, dim_y: int) -> int:
         return self.hidden or default_hidden(dim_x, dim_y)
@@ -81,8 +84,8 @@ class EnsembleLinear(nn.Module):
 
 
 def time_features(t: Tensor, fourier: int) -> Tensor:
-    """[..., 2·fourier + 1]: sin/cos(π·2^k·t) for k < fourier (capped at 2^6) and logit(t)/4, clamped."""
-    freqs = math.pi * torch.tensor([2.0 ** min(k, 6) * (1 + k // 7) for k in range(fourier)], device=t.device)
+    """[..., 2·fourier + 1]: sin/cos(π·2^k·t) for k < fourier, and logit(t)/4 with t clamped to [1e-5, 1 − 1e-5]."""
+    freqs = math.pi * 2.0 ** torch.arange(fourier, dtype=t.dtype, device=t.device)
     angles = t.unsqueeze(-1) * freqs
     tc = t.clamp(1e-5, 1 - 1e-5)
     logit = (torch.log(tc) - torch.log1p(-tc)).unsqueeze(-1) / 4

@@ -36,6 +36,7 @@ def append_rows(path: str | Path, rows: list[dict]) -> None:
             writer.writeheader()
             for row in existing + rows:
                 writer.writerow({key: row.get(key, "") for key in FIELDS})
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -129,19 +130,18 @@ def heatmap(summary: dict, path: str | Path) -> str:
             if (task, est) in summary["stats"]:
                 mean, truth = summary["stats"][(task, est)][0], summary["truth"][task]
                 bias[r][c] = max(-1.0, min(1.0, (mean - truth) / truth))
-                ax.text(c, r, f"{mean:.2f}", ha="center", va="center", fontsize=6)
+                ax.text(c, r, f"{mean:.2f}", ha="center", va="center", fontsize=6,
+                        color="white" if abs(bias[r][c]) > 0.6 else "black")
     image = ax.imshow(bias, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
     truth_row = [f"{summary['truth'][t]:.2f}" for t in tasks]
     ax.set_xticks(range(len(tasks)), [f"{t} ({m})" for t, m in zip(tasks, truth_row)], rotation=90, fontsize=6)
     ax.set_yticks(range(len(estimators)), estimators, fontsize=7)
     fig.colorbar(image, ax=ax, fraction=0.02, label="relative bias (estimate − MI)/MI")
-    ax.set_title("Synthetic MI benchmark (Czyż et al. 2023): seed-mean estimate, nats (true MI in the labels)",
-                 fontsize=8)
-    fig.tight_layout()
+    ax.set_title("Czyż et al. 2023 tasks: seed-mean estimate (nats);\ntrue MI in the labels", fontsize=8)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=150)
+    fig.savefig(tmp, dpi=150, bbox_inches="tight")
     plt.close(fig)
     os.replace(tmp, path)
     return ""

@@ -138,7 +138,8 @@ def run_rfmi_group(names, tasks, splits, todo, seed, config, device, csv_path, n
         copies = 2 if marginals == "gauss" else 1  # two independent models per task for the cross form
         x = torch.stack([data[n][0] for n in members for _ in range(copies)])
         y = torch.stack([data[n][1] for n in members for _ in range(copies)])
-        model = train_vector_rf(x, y, replace(config, marginals=marginals), seed=seed, device=device)
+        model = train_vector_rf(x, y, replace(config, marginals=marginals), seed=seed, device=device,
+                                progress=sys.stderr.isatty())
         train_seconds = (time.perf_counter() - start) / len(members)
         for i, name in enumerate(members):
             rows = []

@@ -128,8 +128,9 @@ def load_split(task, n_train: int, n_test: int, seed: int, cache_dir: str | Path
     """Standardised train/test rows of ``task`` for ``seed``; slow samplers (spiral) go through an .npz cache."""
     n = n_train + n_test
     cache = None
-    if cache_dir is not None and (cache_all or SLOW_TO_SAMPLE.search(task.name)):
-        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", task.name)
+    task_id = getattr(task, "id", None) or task.name  # bmi: id is the BENCHMARK_TASKS key, name is for display
+    if cache_dir is not None and (cache_all or SLOW_TO_SAMPLE.search(task_id)):
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", task_id)
         cache = Path(cache_dir) / f"{safe}__n{n}__seed{seed}.npz"
     start = time.perf_counter()
     if cache is not None and cache.exists():

@@ -189,7 +189,7 @@ def study(condition: Condition, prompts_per_category: int, n_t: int, seed: int, 
                   f"{100 * correct[mask].float().mean():.1f}%; {n_mixed} of {len(sub_groups.unique())} prompts have "
                   f"both correct and wrong candidates", "",
                   "| score | top-1 correct | random pick | top-1 − random [95% CI] | within-prompt AUROC [95% CI] | "
-                  "rank corr. with ink |", "|---|---|---|---|---|---|"]
+                  "AUROC for valid | rank corr. with ink |", "|---|---|---|---|---|---|---|"]
         for score_name, score in scores.items():
             hits, chance = top1_by_group(score[mask], correct[mask], sub_groups)
             lo, hi = _bootstrap(hits - chance)
@@ -198,6 +198,7 @@ def study(condition: Condition, prompts_per_category: int, n_t: int, seed: int, 
             lines.append(f"| {score_name} | {100 * hits.mean():.1f}% | {100 * chance.mean():.1f}% | "
                          f"{100 * (hits - chance).mean():+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] | "
                          f"{auc.mean():.3f} [{alo:.3f}, {ahi:.3f}] | "
+                         f"{auroc_by_group(score[mask], valid[mask], sub_groups)[0].mean():.3f} | "
                          f"{spearman_within(score[mask], ink[mask], sub_groups):+.2f} |")
         lines.append("")
     if m_values:

@@ -86,6 +86,8 @@ def run(args: argparse.Namespace) -> Path:
         rfmi_config = replace(rfmi_config, steps=args.rfmi_steps)
     if args.rfmi_batch:
         rfmi_config = replace(rfmi_config, batch=args.rfmi_batch)
+    if args.rfmi_t_max:
+        rfmi_config = replace(rfmi_config, t_max=args.rfmi_t_max)
     baseline_settings: BaselineSettings = replace(settings["baselines"], device=args.device)
     if args.doe_steps:
         baseline_settings = replace(baseline_settings, doe_steps=args.doe_steps)
@@ -194,6 +196,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--n-test", type=int, help="test rows (quick 5000, full 10000)")
     parser.add_argument("--rfmi-steps", type=int, help="RFMI training steps (quick 2500, full 20000)")
     parser.add_argument("--rfmi-batch", type=int, help="RFMI batch per member (quick 512, full 1024)")
+    parser.add_argument("--rfmi-t-max", type=float, help="integrate RFMI over [0, t_max] (default 0.999)")
     parser.add_argument("--doe-steps", type=int, help="DoE training steps (quick 2000, full 10000)")
     parser.add_argument("--group", type=int, default=8, help="max tasks per RFMI ensemble (equal dims)")
     parser.add_argument("--device", default="cpu", help="torch device for RFMI and DoE (cuda on a GPU)")

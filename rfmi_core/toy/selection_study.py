@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-fresh", action="store_true")
     parser.add_argument("--no-contrast", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: robust on a shared CPU)")
     parser.add_argument("--out", default=None, help="append the markdown to this file")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

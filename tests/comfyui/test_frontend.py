@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -239,30 +240,44 @@ def mi_widget_js(node_id: int) -> str:
 }})()"""
 
 
-@pytest.fixture(scope="module")
-def ui(tmp_path_factory):
-    base = prepare_base(tmp_path_factory.mktemp("comfy_ui_base"), settings=SETTINGS)
+@contextmanager
+def frontend_session(base: Path, ready: tuple[str, ...] = ()):
+    """The real ComfyUI server on ``base`` (frontend: RFMI_FRONTEND_ROOT or the installed package) and a headless
+    Chromium on its page, once the frontend and the RFMI extension are up and each JS expression in ``ready`` is true."""
     frontend = os.environ.get("RFMI_FRONTEND_ROOT")
     server = ComfyServer(base, extra_args=["--front-end-root", frontend] if frontend else [])
     browser = None
     try:
         server.start()
-        object_info = server.get_json("/object_info")
         browser = Chromium(CHROMIUM, base.parent / (base.name + "_chromium_profile"))
         browser.send("Page.navigate", {"url": server.url + "/"})
         browser.wait_for(READY, timeout=90, what="the ComfyUI frontend with the RFMI extension")
+        for expression in ready:
+            browser.wait_for(expression, timeout=30)
         browser.evaluate(PROBE)
-        yield server, browser, object_info
+        yield server, browser
     finally:
         if browser is not None:
             browser.close()
         server.stop()
 
 
+def screenshot_dir(tmp_path_factory, name: str) -> Path:
+    """RFMI_SCREENSHOT_DIR when set (artefacts to keep), else a fresh tmp dir."""
+    explicit = os.environ.get("RFMI_SCREENSHOT_DIR")
+    return Path(explicit) if explicit else tmp_path_factory.mktemp(name)
+
+
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory):
+    base = prepare_base(tmp_path_factory.mktemp("comfy_ui_base"), settings=SETTINGS)
+    with frontend_session(base) as (server, browser):
+        yield server, browser, server.get_json("/object_info")
+
+
 @pytest.fixture(scope="module")
 def screens(tmp_path_factory) -> Path:
-    explicit = os.environ.get("RFMI_SCREENSHOT_DIR")
-    return Path(explicit) if explicit else tmp_path_factory.mktemp("screens")
+    return screenshot_dir(tmp_path_factory, "screens")
 
 
 def _linked_inputs(workflow: dict) -> set:

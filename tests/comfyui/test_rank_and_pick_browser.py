@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import time
 import urllib.parse
 from pathlib import Path
@@ -21,8 +20,8 @@ import pytest
 
 pytest.importorskip("websocket", reason="browser test skipped: websocket-client is not installed")
 
-from test_frontend import (APP, CHROMIUM, FIT_VIEW, PROBE, READY, SETTINGS, VUE_DOM_WIDGETS_SINCE,  # noqa: E402
-                           Chromium, load_workflow_js)
+from test_frontend import (APP, FIT_VIEW, SETTINGS, VUE_DOM_WIDGETS_SINCE, Chromium, frontend_session,  # noqa: E402
+                           load_workflow_js, screenshot_dir)
 
 from comfy_server import ComfyServer, prepare_base  # noqa: E402
 from test_workflows import WORKFLOW_DIR, _node, load  # noqa: E402
@@ -34,27 +33,13 @@ FAST_STEPS = {"RFMIBestOfN": 8, "KSampler": 8, "RFMITrainLoRA": 20}  # the user'
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
     base = prepare_base(tmp_path_factory.mktemp("gallery_base"), tiny_model=False, settings=SETTINGS)
-    frontend = os.environ.get("RFMI_FRONTEND_ROOT")
-    server = ComfyServer(base, extra_args=["--front-end-root", frontend] if frontend else [])
-    browser = None
-    try:
-        server.start()
-        browser = Chromium(CHROMIUM, base.parent / (base.name + "_chromium_profile"))
-        browser.send("Page.navigate", {"url": server.url + "/"})
-        browser.wait_for(READY, timeout=90, what="the ComfyUI frontend with the RFMI extensions")
-        browser.wait_for("!!window.LiteGraph?.registered_node_types?.RFMIRankAndPick", timeout=30)
-        browser.evaluate(PROBE)
-        yield server, browser
-    finally:
-        if browser is not None:
-            browser.close()
-        server.stop()
+    with frontend_session(base, ready=("!!window.LiteGraph?.registered_node_types?.RFMIRankAndPick",)) as session:
+        yield session
 
 
 @pytest.fixture(scope="module")
 def screens(tmp_path_factory) -> Path:
-    explicit = os.environ.get("RFMI_SCREENSHOT_DIR")
-    return Path(explicit) if explicit else tmp_path_factory.mktemp("gallery_screens")
+    return screenshot_dir(tmp_path_factory, "gallery_screens")
 
 
 def gallery_js(node_id: int) -> str:

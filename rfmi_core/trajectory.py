@@ -26,7 +26,6 @@ import torch
 from torch import Tensor
 
 from .checks import per_sample, require_batched, require_choice, require_finite, require_same_shape, require_unit_interval
-from .conventions import cfg_velocity
 
 __all__ = ["VELOCITIES", "SCORES", "MIResult", "TrajectoryMI", "positionwise_squared_norm"]
 
@@ -79,8 +78,12 @@ class MIResult:
 
 def positionwise_squared_norm(delta: Tensor) -> Tensor:
     """‖δ‖² per position: summed over the channel axis of [B, C, *spatial], element-wise for flat [B, D]."""
-    squared = delta.square()
-    return squared.sum(dim=1) if delta.ndim >= 3 else squared
+    return sum_over_channels(delta.square())
+
+
+def sum_over_channels(values: Tensor) -> Tensor:
+    """Per-coordinate values summed over the channel axis of [B, C, *spatial]; flat [B, D] stays as it is."""
+    return values.sum(dim=1) if values.ndim >= 3 else values
 
 
 class TrajectoryMI:
@@ -149,13 +152,23 @@ class TrajectoryMI:
             self._map = step_map if self._map is None else self._map + step_map
 
     def _integrands(self, u_cond: Tensor, u_uncond: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
-        """u·(u − u_∅) summed over coordinates [b], and ‖u_y − u_∅‖² per position [b, *P], in float32."""
+        """u·(u − u_∅) summed over coordinates [b], and ‖u_y − u_∅‖² per position [b, *P], in float32.
+
+        With d = u_y − u_∅ and u = u_∅ + w·d (u_cfg, Sec. 4; w = 1 for u_y): u·(u − u_∅) = w·(u_∅·d) + w²·‖d‖², so a
+        step makes three tensors of the input's size (d, d², u_∅·d) and syncs once. A NaN/Inf in either velocity makes
+        those sums non-finite; only then are the inputs searched, to name the culprit.
+        """
         u_y, u_0 = u_cond.float(), u_uncond.float()
-        require_finite("u_cond", u_y)
-        require_finite("u_uncond", u_0)
-        u = cfg_velocity(u_y, u_0, w.reshape([-1] + [1] * (u_y.ndim - 1))) if self.velocity == "cfg" else u_y
-        inner = (u * (u - u_0)).flatten(1).sum(dim=1)
-        return inner, positionwise_squared_norm(u_y - u_0)
+        delta = u_y - u_0
+        squared = delta.square()
+        squared_sum = squared.flatten(1).sum(dim=1)
+        cross = (u_0 * delta).flatten(1).sum(dim=1)
+        if not bool((squared_sum + cross).isfinite().all()):
+            require_finite("u_cond", u_y)
+            require_finite("u_uncond", u_0)
+            raise ValueError("the MI integrand overflowed float32 with finite velocities; check the model's output scale")
+        scale = w if self.velocity == "cfg" else torch.ones_like(w)
+        return scale * cross + scale.square() * squared_sum, sum_over_channels(squared)
 
     def result(self) -> MIResult:
         if not self._trace:

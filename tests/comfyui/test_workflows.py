@@ -170,15 +170,22 @@ def tiny_sampler_workflow(seed: int = 7, steps: int = 3, batch: int = 2) -> dict
     return workflow
 
 
-def test_rfmi_sampler_workflow_runs_on_a_tiny_sd3(server, object_info):
-    workflow = tiny_sampler_workflow()
+def run_to_success(server, workflow: dict, object_info: dict, timeout: float) -> dict:
+    """Checks the workflow's links and widgets, converts it to an API prompt (no stock model loader may be left: the
+    tiny models stand in), runs it through the server and returns its /history entry, asserted successful."""
     assert check_links(workflow) == []
     assert check_widgets(workflow, object_info) == []
     prompt = to_api_prompt(workflow, object_info)
     assert not {"CheckpointLoaderSimple", "TripleCLIPLoader", "VAEDecode"} & {n["class_type"] for n in prompt.values()}
-    entry = server.run_prompt(prompt, timeout=120)
+    entry = server.run_prompt(prompt, timeout=timeout)
     status = entry["status"]
     assert status["status_str"] == "success", (json.dumps(status["messages"], indent=1)[-4000:], server.log_tail())
+    return entry
+
+
+def test_rfmi_sampler_workflow_runs_on_a_tiny_sd3(server, object_info):
+    workflow = tiny_sampler_workflow()
+    entry = run_to_success(server, workflow, object_info, timeout=120)
     sampler_id = str(_node(workflow, "RFMISampler")["id"])
     mi = entry["outputs"][sampler_id]["rfmi_mi"]
     assert len(mi) == 2 and all(isinstance(v, float) and math.isfinite(v) for v in mi), mi
@@ -236,13 +243,7 @@ def _saved_images(base: Path, images: list[dict]) -> list[np.ndarray]:
 
 def test_finetune_workflow_trains_a_lora_that_changes_the_images(server, object_info):
     workflow = tiny_finetune_workflow()
-    assert check_links(workflow) == []
-    assert check_widgets(workflow, object_info) == []
-    prompt = to_api_prompt(workflow, object_info)
-    assert not {"CheckpointLoaderSimple", "TripleCLIPLoader", "VAEDecode"} & {n["class_type"] for n in prompt.values()}
-    entry = server.run_prompt(prompt, timeout=300)
-    status = entry["status"]
-    assert status["status_str"] == "success", (json.dumps(status["messages"], indent=1)[-4000:], server.log_tail())
+    entry = run_to_success(server, workflow, object_info, timeout=300)
 
     # the set: each prompt's best of 2, with its own conditioning
     from rfmi_core import FinetuneSet

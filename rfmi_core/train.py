@@ -313,6 +313,10 @@ def _recompute_on_copies() -> Iterator[None]:
     top = getattr(torch._C._autograd, "_top_saved_tensors_default_hooks", None)
     outer = top(False) if top is not None else None
     if outer is None:  # pragma: no cover - a torch without the hook stack API: recompute as it is
+        warnings.warn("this torch has no saved-tensor hook stack (torch._C._autograd._top_saved_tensors_default_hooks): "
+                      "gradient checkpointing recomputes blocks as they are, which is wrong for a model that updates "
+                      "its activations in place (ComfyUI's FLUX); turn gradient checkpointing off for such a model",
+                      RuntimeWarning, stacklevel=2)
         yield
         return
     pack, unpack = outer

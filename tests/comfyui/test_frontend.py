@@ -268,6 +268,17 @@ def screenshot_dir(tmp_path_factory, name: str) -> Path:
     return Path(explicit) if explicit else tmp_path_factory.mktemp(name)
 
 
+def use_renderer(browser, vue_nodes: bool, what: str) -> str:
+    """Switches the page to the Vue node renderer or the classic canvas; skips the test (saying how to check ``what``)
+    on a frontend whose Vue nodes show no custom DOM widgets. Returns the screenshot suffix."""
+    version = browser.evaluate("window.__COMFYUI_FRONTEND_VERSION__ || ''")
+    if vue_nodes and tuple(int(p) for p in version.split(".")[:2] if p.isdigit()) < VUE_DOM_WIDGETS_SINCE:
+        pytest.skip(f"frontend {version} renders no custom DOM widgets in its (experimental) Vue nodes; "
+                    f"set RFMI_FRONTEND_ROOT to a frontend >= 1.53 to check {what}")
+    browser.evaluate(f"{APP}.extensionManager.setting.set('Comfy.VueNodes.Enabled', {str(vue_nodes).lower()})")
+    return "_vue" if vue_nodes else ""
+
+
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory):
     base = prepare_base(tmp_path_factory.mktemp("comfy_ui_base"), settings=SETTINGS)
@@ -350,12 +361,7 @@ def _tiny_best_of_n_workflow(seed: int, n: int = 4, k: int = 2) -> dict:
 @pytest.mark.parametrize("vue_nodes", [False, True], ids=["litegraph_nodes", "vue_nodes"])
 def test_mi_widget_shows_the_servers_values_and_is_replaced_on_rerun(ui, screens, vue_nodes):
     server, browser, object_info = ui
-    version = browser.evaluate("window.__COMFYUI_FRONTEND_VERSION__ || ''")
-    if vue_nodes and tuple(int(p) for p in version.split(".")[:2] if p.isdigit()) < VUE_DOM_WIDGETS_SINCE:
-        pytest.skip(f"frontend {version} renders no custom DOM widgets in its (experimental) Vue nodes; "
-                    "set RFMI_FRONTEND_ROOT to a frontend >= 1.53 to check them")
-    browser.evaluate(f"{APP}.extensionManager.setting.set('Comfy.VueNodes.Enabled', {str(vue_nodes).lower()})")
-    suffix = "_vue" if vue_nodes else ""
+    suffix = use_renderer(browser, vue_nodes, "them")
 
     # RFMI Sampler: the original workflow on the page, its tiny twin queued for the page's client id
     page = browser.evaluate(load_workflow_js("rfmi_sampler_sd35"))

@@ -20,8 +20,8 @@ import pytest
 
 pytest.importorskip("websocket", reason="browser test skipped: websocket-client is not installed")
 
-from test_frontend import (APP, FIT_VIEW, SETTINGS, VUE_DOM_WIDGETS_SINCE, Chromium, frontend_session,  # noqa: E402
-                           load_workflow_js, screenshot_dir)
+from test_frontend import (APP, FIT_VIEW, SETTINGS, Chromium, frontend_session, load_workflow_js,  # noqa: E402
+                           screenshot_dir, use_renderer)
 
 from comfy_server import ComfyServer, prepare_base  # noqa: E402
 from test_workflows import WORKFLOW_DIR, _node, load  # noqa: E402
@@ -106,12 +106,7 @@ def click(browser: Chromium, x: float, y: float) -> None:
 @pytest.mark.parametrize("vue_nodes", [False, True], ids=["litegraph_nodes", "vue_nodes"])
 def test_gallery_ranks_by_mi_and_a_click_sends_that_candidate_to_the_output(page, screens, vue_nodes):
     server, browser = page
-    version = browser.evaluate("window.__COMFYUI_FRONTEND_VERSION__ || ''")
-    if vue_nodes and tuple(int(p) for p in version.split(".")[:2] if p.isdigit()) < VUE_DOM_WIDGETS_SINCE:
-        pytest.skip(f"frontend {version} renders no custom DOM widgets in its (experimental) Vue nodes; "
-                    "set RFMI_FRONTEND_ROOT to a frontend >= 1.53 to check the gallery there")
-    browser.evaluate(f"{APP}.extensionManager.setting.set('Comfy.VueNodes.Enabled', {str(vue_nodes).lower()})")
-    suffix = "_vue" if vue_nodes else ""
+    suffix = use_renderer(browser, vue_nodes, "the gallery there")
     workflow = load(WORKFLOW_DIR / f"{WORKFLOW}.json")
     pick_id = _node(workflow, "RFMIRankAndPick")["id"]
     bon = _node(workflow, "RFMIBestOfN")

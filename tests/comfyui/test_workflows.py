@@ -152,13 +152,7 @@ def tiny_sampler_workflow(seed: int = 7, steps: int = 3, batch: int = 2) -> dict
     EmptyImage (128 px, the tiny latent's size ×8) for the VAE decode. Everything else as the user gets it."""
     workflow = copy.deepcopy(load(WORKFLOW_DIR / "rfmi_sampler_sd35.json"))
     nodes = workflow["nodes"]
-    ckpt = _node(workflow, "CheckpointLoaderSimple")
-    _remove_links(workflow, set(ckpt["outputs"][1]["links"] or []) | set(ckpt["outputs"][2]["links"] or []))
-    _replace(workflow, ckpt, "UNETLoader", [TINY_SD3, "default"])
-    ckpt["outputs"] = ckpt["outputs"][:1]
-    clip = _node(workflow, "TripleCLIPLoader")
-    _remove_links(workflow, set(clip["outputs"][0]["links"] or []))
-    nodes.remove(clip)
+    _swap_checkpoint_for_tiny_sd3(workflow)
     for i, encoder in enumerate(n for n in list(nodes) if n["type"] == "CLIPTextEncode"):
         _replace(workflow, encoder, "RFMITestConditioning", [100 + i, "fixed"])
     decode = _node(workflow, "VAEDecode")

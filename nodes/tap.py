@@ -5,31 +5,23 @@ returns the sampler's own result unchanged, so the latents are those of the stoc
 model several times per step (heun, dpmpp_2s, ...) or move the grid (uni_pc) are attributed by the sampler callback:
 the last evaluation before callback(i) is step i, at its own σ; its Δt runs to the σ of the next committed step (or
 to the schedule's final σ). Evaluations after the last callback are dropped, never double-counted.
+
+Each evaluation is reduced to its integrands at once (a few [B] and [B, *P] tensors): the tap never keeps a
+latent-sized tensor past the hook, so the sampler's memory is reused exactly as without it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from ..rfmi_core import MIResult, TrajectoryMI, velocity_from_denoised
-
-
-@dataclass
-class _Evaluation:
-    sigma: torch.Tensor  # [B]
-    x: torch.Tensor
-    u_cond: torch.Tensor
-    u_uncond: torch.Tensor
-    cfg_scale: float
+from ..rfmi_core import MIResult, StepIntegrand, TrajectoryMI, velocity_from_denoised
 
 
 class TrajectoryTap:
     def __init__(self, velocity: str = "cfg", score: str = "rfmi", keep_map: bool = True):
         self.accumulator = TrajectoryMI(velocity=velocity, score=score, keep_map=keep_map)
-        self._latest: _Evaluation | None = None
-        self._committed: _Evaluation | None = None
+        self._latest: StepIntegrand | None = None
+        self._committed: StepIntegrand | None = None
         self._final_sigma: float = 0.0
 
     def attach(self, model):
@@ -42,12 +34,11 @@ class TrajectoryTap:
         if args["uncond"] is None:  # cannot happen with disable_cfg1_optimization, but a zero uncond would lie
             raise RuntimeError("RFMI needs the unconditional pass; connect a negative (empty-prompt) conditioning")
         x, sigma = args["input"].detach(), args["sigma"].detach()
-        self._latest = _Evaluation(
-            sigma=sigma.detach().float().flatten().clone(),
-            x=x,
-            u_cond=velocity_from_denoised(x, args["cond_denoised"].detach(), sigma),
-            u_uncond=velocity_from_denoised(x, args["uncond_denoised"].detach(), sigma),
-            cfg_scale=float(args["cond_scale"]),
+        self._latest = self.accumulator.integrand(
+            sigma.float().flatten().clamp(0, 1), x,
+            velocity_from_denoised(x, args["cond_denoised"].detach(), sigma),
+            velocity_from_denoised(x, args["uncond_denoised"].detach(), sigma),
+            float(args["cond_scale"]),
         )
         sample_sigmas = args["model_options"].get("transformer_options", {}).get("sample_sigmas")
         if sample_sigmas is not None:
@@ -68,6 +59,5 @@ class TrajectoryTap:
             self._committed = None
         return self.accumulator.result()
 
-    def _add(self, step: _Evaluation, sigma_next) -> None:
-        self.accumulator.add_step(step.sigma.clamp(0, 1), torch.as_tensor(sigma_next).float().clamp(0, 1), step.x,
-                                  step.u_cond, step.u_uncond, step.cfg_scale)
+    def _add(self, step: StepIntegrand, sigma_next) -> None:
+        self.accumulator.add_integrand(step, torch.as_tensor(sigma_next).float().clamp(0, 1))

@@ -19,7 +19,7 @@ from .estimate import estimate_mi, estimate_mi_draws, estimate_mi_draws_from_pai
 from .sampler import sample_with_mi
 from .scores import ScoredCandidates
 from .select import top_k
-from .trajectory import SCORES, VELOCITIES, MIResult, TrajectoryMI
+from .trajectory import SCORES, VELOCITIES, MIResult, StepIntegrand, TrajectoryMI
 
 __version__ = "0.1.0"
 
@@ -46,5 +46,6 @@ __all__ = [
     "SCORES",
     "VELOCITIES",
     "MIResult",
+    "StepIntegrand",
     "TrajectoryMI",
 ]

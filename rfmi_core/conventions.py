@@ -55,7 +55,7 @@ def velocity_from_denoised(x: Tensor, denoised: Tensor, sigma: Tensor | float) -
     s = _per_image(sigma, x)
     if bool((s <= 0).any()):
         raise ValueError("sigma must be > 0 for a velocity: at sigma = 0 the image is clean and u is undefined")
-    return (denoised.float() - x.float()) / s
+    return (denoised.float() - x.float()).div_(s)  # one new tensor: the difference is fresh, divide it in place
 
 
 def denoised_from_velocity(x: Tensor, u: Tensor, sigma: Tensor | float) -> Tensor:

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from .checks import per_sample, require_batched, require_choice, require_finite, require_same_shape, require_unit_interval
 
-__all__ = ["VELOCITIES", "SCORES", "MIResult", "TrajectoryMI", "positionwise_squared_norm"]
+__all__ = ["VELOCITIES", "SCORES", "MIResult", "StepIntegrand", "TrajectoryMI", "positionwise_squared_norm"]
 
 VELOCITIES = ("cfg", "cond")
 SCORES = ("rfmi", "mitune", "squared")
@@ -86,6 +86,16 @@ def sum_over_channels(values: Tensor) -> Tensor:
     return values.sum(dim=1) if values.ndim >= 3 else values
 
 
+@dataclass
+class StepIntegrand:
+    """One step's integrands before Δt; B images, P positions. ``weight`` is t/(1 − t) = (1 − σ)/σ (0 at σ = 0)."""
+
+    sigma: Tensor  # [B]
+    weight: Tensor  # [B]
+    inner: Tensor  # [B] u·(u − u_∅) summed over coordinates
+    per_position: Tensor  # [B, *P] ‖u_y − u_∅‖² per position
+
+
 class TrajectoryMI:
     """Accumulates point-wise MI over a trajectory, one sampler step at a time (paper Algorithm 2)."""
 
@@ -119,6 +129,12 @@ class TrajectoryMI:
 
         A step at σ ≤ 0 contributes nothing: its velocities are not even read.
         """
+        self.add_integrand(self.integrand(sigma, x, u_cond, u_uncond, cfg_scale), sigma_next)
+
+    def integrand(self, sigma: Tensor | float, x: Tensor, u_cond: Tensor, u_uncond: Tensor,
+                  cfg_scale: Tensor | float = 1.0) -> "StepIntegrand":
+        """The step's integrands at σ (before the Δt that the next σ gives): small tensors, so a caller that learns
+        σ_{i+1} only later (a sampler hook) holds these instead of the latent-sized velocities."""
         require_batched("x", x)
         require_same_shape("u_cond", u_cond, "x", x)
         require_same_shape("u_uncond", u_uncond, "x", x)
@@ -127,9 +143,7 @@ class TrajectoryMI:
         self._shape = tuple(x.shape)
         batch, device = x.shape[0], x.device
         sigma = per_sample("sigma", sigma, batch, device)
-        sigma_next = per_sample("sigma_next", sigma_next, batch, device)
         require_unit_interval("sigma", sigma)
-        require_unit_interval("sigma_next", sigma_next)
         w = per_sample("cfg_scale", cfg_scale, batch, device)
 
         active = sigma > 0
@@ -141,28 +155,33 @@ class TrajectoryMI:
             per_position = torch.zeros((batch, *positionwise_squared_norm(x[:1].float()).shape[1:]), device=device)
             if bool(active.any()):
                 inner[active], per_position[active] = self._integrands(u_cond[active], u_uncond[active], w[active])
+        return StepIntegrand(sigma=sigma, weight=weight, inner=inner, per_position=per_position)
 
-        dt = sigma - sigma_next
-        self._trace.append(weight * inner)
-        self._trace_squared.append(weight * per_position.flatten(1).sum(dim=1))
-        self._sigmas.append(sigma)
+    def add_integrand(self, step: "StepIntegrand", sigma_next: Tensor | float) -> None:
+        """Adds a step from its integrands and σ_{i+1}: Δt_i = σ_i − σ_{i+1}."""
+        sigma_next = per_sample("sigma_next", sigma_next, step.sigma.shape[0], step.sigma.device)
+        require_unit_interval("sigma_next", sigma_next)
+        dt = step.sigma - sigma_next
+        self._trace.append(step.weight * step.inner)
+        self._trace_squared.append(step.weight * step.per_position.flatten(1).sum(dim=1))
+        self._sigmas.append(step.sigma)
         self._dt.append(dt)
         if self.keep_map:
-            step_map = (weight * dt).reshape([-1] + [1] * (per_position.ndim - 1)) * per_position
+            step_map = (step.weight * dt).reshape([-1] + [1] * (step.per_position.ndim - 1)) * step.per_position
             self._map = step_map if self._map is None else self._map + step_map
 
     def _integrands(self, u_cond: Tensor, u_uncond: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
         """u·(u − u_∅) summed over coordinates [b], and ‖u_y − u_∅‖² per position [b, *P], in float32.
 
         With d = u_y − u_∅ and u = u_∅ + w·d (u_cfg, Sec. 4; w = 1 for u_y): u·(u − u_∅) = w·(u_∅·d) + w²·‖d‖², so a
-        step makes three tensors of the input's size (d, d², u_∅·d) and syncs once. A NaN/Inf in either velocity makes
-        those sums non-finite; only then are the inputs searched, to name the culprit.
+        step makes two tensors of the input's size (d, d²; u_∅·d is a dot product) and syncs once. A NaN/Inf in either
+        velocity makes those sums non-finite; only then are the inputs searched, to name the culprit.
         """
         u_y, u_0 = u_cond.float(), u_uncond.float()
         delta = u_y - u_0
         squared = delta.square()
         squared_sum = squared.flatten(1).sum(dim=1)
-        cross = (u_0 * delta).flatten(1).sum(dim=1)
+        cross = torch.linalg.vecdot(u_0.flatten(1), delta.flatten(1))
         if not bool((squared_sum + cross).isfinite().all()):
             require_finite("u_cond", u_y)
             require_finite("u_uncond", u_0)

@@ -97,3 +97,16 @@ def test_gaussianised_margins_are_monotone_and_standard_normal():
     assert out_train.std(0) == pytest.approx([1, 1], abs=2e-3)
     for j in range(2):  # a strictly increasing map per coordinate: ranks are kept, so I(X; Y) is unchanged
         assert np.all(np.diff(out_test[np.argsort(test[:, j]), j]) >= 0)
+
+
+@pytest.mark.skipif(not bmi_available()[0], reason=bmi_available()[1] or "bmi present")
+@pytest.mark.parametrize("name", ["ksg", "cca", "mine", "infonce", "nwj", "dv"])
+def test_bmi_baselines_recover_bivariate_gaussian_mi(name):
+    """Each of bmi's baselines, as the benchmark calls it, on ρ = 0.75 (0.4133 nats): small N and 2000 critic steps,
+    so the tolerance is loose (0.1 nats); it checks the wiring (arguments, patched batches, train/test split), not the
+    estimators' accuracy, which the benchmark reports."""
+    from rfmi_core.bench.baselines import BaselineSettings, run_baseline
+
+    split = load_split(GAUSS, 5_000, 2_000, seed=0)
+    estimate = run_baseline(name, split, seed=0, settings=BaselineSettings(neural_steps=2_000, neural_test_rows=1_000))
+    assert estimate == pytest.approx(GAUSS.mutual_information, abs=0.1)

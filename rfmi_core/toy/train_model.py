@@ -1,11 +1,13 @@
 """Trains the toy text-to-image rectified-flow model from scratch (the shipped weights came from this command).
 
-    python -m rfmi_core.toy.train_model --steps 4000 --warmup 100 --out rfmi_core/toy/weights/toy_rf.safetensors
+    python -m rfmi_core.toy.train_model --steps 9000 --warmup 100 --out rfmi_core/toy/weights/toy_rf.safetensors
 
-The shipped file is that run's save at step 3000 (it was stopped there for CPU time: 2000 s on one thread of a
-loaded 2-core machine; the cosine schedule runs over the 4000). Its metadata holds the command, steps (3000), seed
-and loss. ``--steps 3000`` alone would anneal over 3000 steps and give different weights; ``--resume --steps 4000``
-continues the schedule from the file. ``--snapshots DIR`` keeps a copy at every save (for the selection study).
+The shipped file is that run's final save (step 9000, the cosine schedule annealed to 0; 3258 s on one torch thread
+of a 2-core machine shared with other jobs; final loss 0.095 over the last 100 steps; it ran with ``--save-every 1000
+--snapshots runs/toy_snapshots_9k --out runs/toy_rf_9k.safetensors`` and was copied: those flags do not change the
+weights). Its metadata holds the command, steps, seed and loss. The earlier shipped weights were step 3000 of
+``--steps 4000 --warmup 100`` (docs compare them). ``--resume`` continues a run from its file's step; ``--snapshots
+DIR`` keeps a copy at every save (for the selection study's quality-against-steps tables).
 
 Conditional flow matching (paper Sec. 2): x_t = t·x1 + (1 − t)·ε, target u* = x1 − ε, t logit-normal; the prompt is
 replaced by ∅ (all padding) with probability ``--dropout`` so the model also learns u(x_t|∅) for CFG and MI. Data are

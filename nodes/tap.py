@@ -6,8 +6,8 @@ model several times per step (heun, dpmpp_2s, ...) or move the grid (uni_pc) are
 the last evaluation before callback(i) is step i, at its own σ; its Δt runs to the σ of the next committed step (or
 to the schedule's final σ). Evaluations after the last callback are dropped, never double-counted.
 
-Each evaluation is reduced to its integrands at once (a few [B] and [B, *P] tensors): the tap never keeps a
-latent-sized tensor past the hook, so the sampler's memory is reused exactly as without it.
+Each evaluation is reduced to its integrands at once (a few [B] and [B, *P] tensors): the tap keeps no
+latent-sized tensor past the hook.
 """
 
 from __future__ import annotations

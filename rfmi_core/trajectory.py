@@ -132,7 +132,7 @@ class TrajectoryMI:
         self.add_integrand(self.integrand(sigma, x, u_cond, u_uncond, cfg_scale), sigma_next)
 
     def integrand(self, sigma: Tensor | float, x: Tensor, u_cond: Tensor, u_uncond: Tensor,
-                  cfg_scale: Tensor | float = 1.0) -> "StepIntegrand":
+                  cfg_scale: Tensor | float = 1.0) -> StepIntegrand:
         """The step's integrands at σ (before the Δt that the next σ gives): small tensors, so a caller that learns
         σ_{i+1} only later (a sampler hook) holds these instead of the latent-sized velocities."""
         require_batched("x", x)
@@ -157,7 +157,7 @@ class TrajectoryMI:
                 inner[active], per_position[active] = self._integrands(u_cond[active], u_uncond[active], w[active])
         return StepIntegrand(sigma=sigma, weight=weight, inner=inner, per_position=per_position)
 
-    def add_integrand(self, step: "StepIntegrand", sigma_next: Tensor | float) -> None:
+    def add_integrand(self, step: StepIntegrand, sigma_next: Tensor | float) -> None:
         """Adds a step from its integrands and σ_{i+1}: Δt_i = σ_i − σ_{i+1}."""
         sigma_next = per_sample("sigma_next", sigma_next, step.sigma.shape[0], step.sigma.device)
         require_unit_interval("sigma_next", sigma_next)

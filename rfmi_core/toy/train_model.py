@@ -2,6 +2,8 @@
 
     python -m rfmi_core.toy.train_model --steps 9000 --warmup 100 --out rfmi_core/toy/weights/toy_rf.safetensors
 
+(the defaults are these values, so the plain command does the same).
+
 The shipped file is that run's final save (step 9000, the cosine schedule annealed to 0; 3258 s on one torch thread
 of a 2-core machine shared with other jobs; final loss 0.095 over the last 100 steps; it ran with ``--save-every 1000
 --snapshots runs/toy_snapshots_9k --out runs/toy_rf_9k.safetensors`` and was copied: those flags do not change the
@@ -74,7 +76,7 @@ def load_toy_model(path: str | None = None) -> ToyFlowTransformer:
 
 
 def train(steps: int, batch: int, lr: float, dropout: float, ema_decay: float, seed: int, out: str,
-          resume: bool, save_every: int, snapshot_dir: str | None = None, warmup: int = 200) -> None:
+          resume: bool, save_every: int, snapshot_dir: str | None = None, warmup: int = 100) -> None:
     torch.manual_seed(seed)
     model = ToyFlowTransformer(toy_config())
     ema = ToyFlowTransformer(toy_config())
@@ -119,14 +121,14 @@ def train(steps: int, batch: int, lr: float, dropout: float, ema_decay: float, s
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--steps", type=int, default=9000, help="total steps (the shipped weights: 9000)")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--dropout", type=float, default=0.1, help="probability of training on ∅ (for CFG)")
     parser.add_argument("--ema", type=float, default=0.995)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save-every", type=int, default=250)
-    parser.add_argument("--warmup", type=int, default=200, help="linear learning-rate warm-up steps")
+    parser.add_argument("--warmup", type=int, default=100, help="linear learning-rate warm-up steps")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--out", default=DEFAULT_WEIGHTS)
     parser.add_argument("--snapshots", default=None, help="folder that keeps a copy of the weights at every save")

@@ -373,7 +373,7 @@ def main() -> None:
                 same = torch.equal(ours, stock())
                 times = rounds(timed, {"stock": stock, "rfmi": rfmi, "stock_again": stock, "hooked": hooked},
                                opts.repeats)
-                (t_stock, c_stock), (t_rfmi, c_rfmi), (t_again, c_again), (t_hooked, _) = times.values()
+                (t_stock, c_stock), (t_rfmi, c_rfmi), (t_again, _), (t_hooked, _) = times.values()
                 m_stock, m_rfmi = statistics.median(t_stock), statistics.median(t_rfmi)
                 target = 1.01 if opts.sd35_medium else 1.02
                 print(f"\n(a) RFMI Sampler vs KSampler, batch {opts.batch}  (latents bitwise equal: {same}; "

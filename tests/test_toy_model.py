@@ -4,7 +4,8 @@ import torch
 from safetensors import safe_open
 
 from rfmi_core.toy.prompts import PAD_ID, tokenize_batch
-from rfmi_core.toy.train_model import DEFAULT_WEIGHTS, cfm_loss, load_toy_model, toy_config, train
+from rfmi_core.toy.prompts import prompt_phrases, without_phrases
+from rfmi_core.toy.train_model import DEFAULT_WEIGHTS, cfm_loss, drop_random_phrases, load_toy_model, toy_config, train
 from rfmi_core.toy.model import ToyFlowTransformer
 from rfmi_core.toy.world import random_training_batch
 
@@ -39,3 +40,16 @@ def test_shipped_weights_give_velocities_of_the_image_shape():
     assert u.shape == x.shape and torch.isfinite(u).all()
     with safe_open(DEFAULT_WEIGHTS, framework="pt") as f:
         assert int(f.metadata()["steps"]) >= 250
+
+
+def test_phrase_dropout_trains_on_each_prompt_without_one_phrase():
+    _, texts = random_training_batch(200, torch.Generator().manual_seed(7))
+    assert drop_random_phrases(texts, 0.0, torch.Generator().manual_seed(1)) == texts
+    dropped = drop_random_phrases(texts, 1.0, torch.Generator().manual_seed(1))
+    partials = {text: {without_phrases(text, [i]) for i in range(len(prompt_phrases(text)))} for text in texts}
+    assert all(d in partials[t] for t, d in zip(texts, dropped))
+    kinds = {prompt_phrases(t)[i][0] for t, d in zip(texts, dropped) for i in range(len(prompt_phrases(t)))
+             if without_phrases(t, [i]) == d}
+    assert kinds == {"object", "relation", "count"}
+    half = drop_random_phrases(texts, 0.5, torch.Generator().manual_seed(2))
+    assert 60 < sum(a != b for a, b in zip(texts, half)) < 140

@@ -35,6 +35,8 @@ from rfmi_core.toy import (
 from rfmi_core.toy.invalid import INVALID_KINDS, render_invalid, unknown_shapes
 from rfmi_core.toy.judge import SHAPE_TOLERANCE, _best_placements
 from rfmi_core.toy.judge_report import contrast_scenes, labelled_scenes
+from rfmi_core.toy.prompts import PHRASE_KINDS, prompt_phrases, without_phrases
+from rfmi_core.toy.world import GRID, background
 
 
 def _gen(seed=0):
@@ -129,6 +131,20 @@ def test_values_in_range_and_background_varies():
     assert corner.std() > 0.15
 
 
+def test_background_is_flat_grey_and_layouts_sit_on_the_patch_grid():
+    g = _gen(14)
+    for _ in range(20):
+        bg = background(g)
+        assert torch.equal(bg, bg.flatten()[0].expand_as(bg)) and -0.5 <= float(bg[0, 0, 0]) <= 0.5
+    rows, cols = set(), set()
+    for c in CATEGORIES:
+        for spec in prompt_specs(c, "all"):
+            for obj in sample_scene(spec, g).objects:
+                rows.add(obj.row)
+                cols.add(obj.col)
+    assert GRID == 2 and rows == cols == set(range(0, CANVAS - 4 + 1, GRID))  # squares reach 12, every even place
+
+
 def test_shapes_are_separable_and_unknown_shapes_are_not_shapes():
     for shape in SHAPES:
         mask = torch.zeros(CANVAS, CANVAS)
@@ -218,3 +234,34 @@ def test_judge_shapes_and_errors():
         judge(image[None].repeat(2, 1, 1, 1), [text])
     with pytest.raises(ValueError, match="NaN"):
         judge(image * float("nan"), text)
+
+
+def test_prompt_phrases_cover_every_prompt_and_dropping_them_stays_in_vocabulary():
+    assert prompt_phrases("a red square and a blue disk") == [("object", "a red square"), ("object", "a blue disk")]
+    assert prompt_phrases("a red square to the left of a blue disk") == [
+        ("object", "a red square"), ("relation", "to the left of"), ("object", "a blue disk")]
+    assert prompt_phrases("three green crosses") == [("count", "three"), ("object", "green crosses")]
+    assert without_phrases("a red square to the left of a blue disk", [1]) == "a red square and a blue disk"
+    assert without_phrases("a red square to the left of a blue disk", [0]) == "to the left of a blue disk"
+    assert without_phrases("a red disk above a blue cross", [2]) == "a red disk above"
+    assert without_phrases("a red square and a blue disk", [0]) == "a blue disk"
+    assert without_phrases("three green crosses", [0]) == "green crosses"
+    assert without_phrases("three green crosses", [1]) == "three"
+    for c in CATEGORIES:
+        for text in prompts(c, "all"):
+            phrases = prompt_phrases(text)
+            assert {k for k, _ in phrases} <= set(PHRASE_KINDS)
+            assert len(phrases) == (3 if c == "spatial" else 2)
+            words = " ".join(w for _, w in phrases).split()
+            assert [w for w in text.split() if w != "and"] == words  # every word but binding's link, in order
+            assert without_phrases(text, []) == text and without_phrases(text, range(len(phrases))) == ""
+            for i in range(len(phrases)):
+                partial = without_phrases(text, [i])
+                assert partial != text
+                assert len(partial.split()) == len(text.split()) - len(phrases[i][1].split()) - (
+                    c == "binding") + (c == "spatial" and i == 1)
+                tokenize(partial)  # in the vocabulary, within MAX_TOKENS
+    with pytest.raises(ValueError, match="drop must"):
+        without_phrases("three green crosses", [2])
+    with pytest.raises(ValueError, match="prompt"):
+        prompt_phrases("red square")

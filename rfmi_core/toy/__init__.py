@@ -1,6 +1,6 @@
 """A toy compositional world where the whole RFMI loop runs on a CPU in minutes, with an exact judge.
 
-16×16 RGB scenes of 1–4 coloured shapes (square, disk, cross; red, green, blue, yellow) on textured grey, in the
+16×16 RGB scenes of 1–4 coloured shapes (square, disk, cross; red, green, blue, yellow) on flat grey, in the
 model's data space [-1, 1]; prompts in three T2I-CompBench-like categories (binding, spatial, numeracy) with fixed
 train / held-out splits; a word tokenizer; and a judge that decides validity and prompt alignment from pixels alone.
 Pure torch; deterministic from a ``torch.Generator``.

@@ -25,7 +25,8 @@ from torch import Tensor
 __all__ = [
     "COLOURS", "SHAPES", "RELATIONS", "CATEGORIES", "SPLITS", "MAX_COUNT", "PromptSpec", "prompt_text",
     "parse_prompt", "canonical", "is_heldout", "prompt_specs", "prompts", "contrast_prompts", "PROMPT_VOCAB",
-    "PAD_ID", "MAX_TOKENS", "tokenize", "tokenize_batch", "detokenize",
+    "PAD_ID", "MAX_TOKENS", "tokenize", "tokenize_batch", "detokenize", "PHRASE_KINDS", "prompt_phrases",
+    "without_phrases",
 ]
 
 COLOURS = ("red", "green", "blue", "yellow")
@@ -109,6 +110,46 @@ def parse_prompt(text: str) -> PromptSpec:
             return PromptSpec("spatial", (_parse_object(words[:3], text), _parse_object(words[3 + len(link):], text)),
                               relation=relation)
     raise ValueError(f"prompt {text!r} is not a binding, spatial or numeracy prompt of the toy world")
+
+
+PHRASE_KINDS = ("object", "relation", "count")
+
+
+def prompt_phrases(text: str) -> list[tuple[str, str]]:
+    """The droppable phrases of a toy prompt, in prompt order, as (kind, words) with kind in PHRASE_KINDS.
+
+    binding "a red square and a blue disk"        → object "a red square", object "a blue disk"
+    spatial "a red square to the left of a blue disk" → object, relation "to the left of", object
+    numeracy "three green crosses"                → count "three", object "green crosses"
+
+    Binding's "and" is no phrase: it is the link between two objects when no relation is said (``without_phrases``).
+    """
+    spec = parse_prompt(text)
+    words = text.lower().split()
+    if spec.category == "numeracy":
+        return [("count", words[0]), ("object", " ".join(words[1:]))]
+    first, second = ("object", " ".join(words[:3])), ("object", " ".join(words[-3:]))
+    if spec.category == "binding":
+        return [first, second]
+    return [first, ("relation", " ".join(words[3:-3])), second]
+
+
+def without_phrases(text: str, drop) -> str:
+    """The prompt with the phrases at indices ``drop`` (of ``prompt_phrases(text)``) left out: the prompt "y ∖ p".
+
+    The remaining phrases keep their order; two objects left without their relation are joined by "and" (a spatial
+    prompt without its relation is its binding prompt), one object keeps its relation ("to the left of a blue disk").
+    Dropping every phrase gives "" (the unconditional ∅). Raises ValueError for an index outside the phrases.
+    """
+    phrases = prompt_phrases(text)
+    drop = {int(i) for i in drop}
+    if not drop <= set(range(len(phrases))):
+        raise ValueError(f"drop must hold phrase indices in [0, {len(phrases)}) of {text!r}; got {sorted(drop)}")
+    kept = [(kind, words) for i, (kind, words) in enumerate(phrases) if i not in drop]
+    objects = sum(kind == "object" for kind, _ in kept)
+    if parse_prompt(text).category != "numeracy" and objects == 2 and len(kept) == 2:
+        return f"{kept[0][1]} and {kept[1][1]}"
+    return " ".join(words for _, words in kept)
 
 
 def canonical(spec: PromptSpec) -> PromptSpec:

@@ -33,14 +33,27 @@ from safetensors import safe_open
 from ..lora import save_safetensors_atomic
 from ..progress import progress_bar
 from .model import ToyFlowConfig, ToyFlowTransformer
-from .prompts import MAX_TOKENS, PAD_ID, PROMPT_VOCAB, tokenize_batch
+from .prompts import MAX_TOKENS, PAD_ID, PROMPT_VOCAB, prompt_phrases, tokenize_batch, without_phrases
 from .world import random_training_batch
 
 DEFAULT_WEIGHTS = os.path.join(os.path.dirname(__file__), "weights", "toy_rf.safetensors")
 
 
-def toy_config() -> ToyFlowConfig:
-    return ToyFlowConfig(vocab_size=len(PROMPT_VOCAB), max_tokens=MAX_TOKENS, pad_id=PAD_ID)
+def toy_config(width: int = 96, depth: int = 4, heads: int = 4) -> ToyFlowConfig:
+    return ToyFlowConfig(vocab_size=len(PROMPT_VOCAB), max_tokens=MAX_TOKENS, pad_id=PAD_ID, width=width, depth=depth,
+                         heads=heads)
+
+
+def drop_random_phrases(texts: list[str], probability: float, generator: torch.Generator) -> list[str]:
+    """Each text, or with ``probability`` the text without one of its phrases (``prompts.prompt_phrases``, one drawn
+    uniformly; ``prompts.without_phrases``), so u(x_t | y ∖ p) is learnt for every phrase p of every prompt."""
+    out = []
+    for text in texts:
+        draw, pick = torch.rand(2, generator=generator).tolist()
+        if draw < probability:
+            text = without_phrases(text, [int(pick * len(prompt_phrases(text)))])
+        out.append(text)
+    return out
 
 
 def cfm_loss(model: ToyFlowTransformer, x1: torch.Tensor, tokens: torch.Tensor, generator: torch.Generator,
@@ -76,10 +89,12 @@ def load_toy_model(path: str | None = None) -> ToyFlowTransformer:
 
 
 def train(steps: int, batch: int, lr: float, dropout: float, ema_decay: float, seed: int, out: str,
-          resume: bool, save_every: int, snapshot_dir: str | None = None, warmup: int = 100) -> None:
+          resume: bool, save_every: int, snapshot_dir: str | None = None, warmup: int = 100,
+          phrase_dropout: float = 0.0, config: ToyFlowConfig | None = None) -> None:
     torch.manual_seed(seed)
-    model = ToyFlowTransformer(toy_config())
-    ema = ToyFlowTransformer(toy_config())
+    config = config or toy_config()
+    model = ToyFlowTransformer(config)
+    ema = ToyFlowTransformer(config)
     ema.load_state_dict(model.state_dict())
     start = 0
     if resume and os.path.isfile(out):
@@ -97,6 +112,8 @@ def train(steps: int, batch: int, lr: float, dropout: float, ema_decay: float, s
     for step in progress_bar(range(start, steps), desc="training toy model", initial=start, total=steps):
         generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
         images, texts = random_training_batch(batch, generator)
+        if phrase_dropout > 0:
+            texts = drop_random_phrases(texts, phrase_dropout, generator)
         loss = cfm_loss(model, images, tokenize_batch(texts), generator, dropout)
         for group in optimizer.param_groups:
             group["lr"] = lr * schedule(step)
@@ -112,7 +129,7 @@ def train(steps: int, batch: int, lr: float, dropout: float, ema_decay: float, s
         if done % save_every == 0 or done == steps:
             recent = sum(losses[-100:]) / len(losses[-100:])
             save_toy_weights(ema, out, {"steps": done, "batch": batch, "lr": lr, "dropout": dropout,
-                                        "ema_decay": ema_decay, "seed": seed, "loss_last100": f"{recent:.5f}",
+                                        "phrase_dropout": phrase_dropout, "ema_decay": ema_decay, "seed": seed, "loss_last100": f"{recent:.5f}",
                                         "command": command, "seconds": f"{time.time() - began:.0f}"})
             if snapshot_dir:  # a copy per save, for studies of model quality against training steps
                 os.makedirs(snapshot_dir, exist_ok=True)
@@ -125,6 +142,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--dropout", type=float, default=0.1, help="probability of training on ∅ (for CFG)")
+    parser.add_argument("--phrase-dropout", type=float, default=0.15,
+                        help="probability of training on the prompt without one of its phrases (drawn uniformly)")
+    parser.add_argument("--width", type=int, default=96)
+    parser.add_argument("--depth", type=int, default=4)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--ema", type=float, default=0.995)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save-every", type=int, default=250)
@@ -134,8 +157,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--snapshots", default=None, help="folder that keeps a copy of the weights at every save")
     args = parser.parse_args(argv)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    train(args.steps, args.batch, args.lr, args.dropout, args.ema, args.seed, args.out, args.resume, args.save_every, args.snapshots,
-          args.warmup)
+    torch.set_num_threads(args.threads)
+    train(args.steps, args.batch, args.lr, args.dropout, args.ema, args.seed, args.out, args.resume, args.save_every,
+          args.snapshots, args.warmup, args.phrase_dropout, toy_config(args.width, args.depth, args.heads))
 
 
 if __name__ == "__main__":

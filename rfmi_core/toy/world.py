@@ -1,6 +1,7 @@
-"""The toy compositional world: scenes of 1–4 coloured shapes on a textured grey 16×16 background, in [-1, 1].
+"""The toy compositional world: scenes of 1–4 coloured shapes on a flat grey 16×16 background, in [-1, 1].
 
-Design (each choice removes a shortcut the MI ranking could take instead of prompt alignment):
+Design (each choice removes a shortcut the MI ranking could take instead of prompt alignment, or makes the world
+learnable by a small CPU-trained model without making it less compositional):
 
 - Shapes: square = 4×4 filled (16 px), disk = 5×5 without its 4 corner pixels (21 px), cross = 6×6 plus with 2-px
   arms (20 px). Filled shapes with the 4-fold symmetry of a square, disk or plus cannot all have the same pixel count
@@ -10,10 +11,17 @@ Design (each choice removes a shortcut the MI ranking could take instead of prom
   with a 3-pixel tolerance.
 - Colours: saturated corners of the RGB cube, red (1,-1,-1), green (-1,1,-1), blue (-1,-1,1), yellow (1,1,-1); each
   lies 1.63 or more from every grey and 2.0 or more from the others.
-- Background: a per-image grey level uniform in [-0.5, 0.5], plus a smooth achromatic texture (bilinear 4×4 noise,
-  peak ±0.15) and a faint per-image tint (chroma ≤ 0.05): lightness and texture carry no prompt information.
-- Layout: every footprint inside the canvas, footprints at least one empty pixel apart; positions uniform among the
-  layouts that satisfy the prompt (vectorised rejection sampling).
+- Background: one flat grey level per image, uniform in [-0.5, 0.5] and drawn independently of the prompt, so
+  lightness carries no prompt information (a scene's only prompt-dependent pixels are its shapes' ink). The earlier
+  world added a smooth achromatic texture and a faint tint; both were equally prompt-independent and only made the
+  background harder to draw (its models drew stray specks), so they are gone: the shortcut control is the
+  independence of the background from the prompt, which the flat level keeps.
+- Layout: every footprint inside the canvas with its top-left pixel on the even grid (row, col ∈ {0, 2, 4, …}; GRID),
+  footprints at least one empty pixel apart; positions uniform among the layouts that satisfy the prompt (vectorised
+  rejection sampling). The grid is the toy model's 2×2 patch grid: each shape then has one pixel pattern per patch
+  (its phase against the patches never varies), which makes shapes learnable by a small model; composition is
+  untouched (any object may still go anywhere on a 6×6 (disk, cross) or 7×7 (square) grid of positions, in any relation). The judge does
+  not rely on the grid: it matches shapes at every pixel offset.
 - Spatial relations compare footprint centres: "A left of B" when B's centre is at least SPATIAL_MARGIN px to the
   right of A's and that horizontal distance exceeds the vertical one (so the four relations exclude each other).
 """
@@ -24,14 +32,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from .prompts import CATEGORIES, COLOURS, MAX_COUNT, SHAPES, PromptSpec, parse_prompt, prompt_specs
 
 __all__ = [
-    "CANVAS", "PALETTE", "MAX_OBJECTS", "GAP", "SPATIAL_MARGIN", "BACKGROUND_LEVELS", "TEXTURE_AMPLITUDE",
-    "TINT_AMPLITUDE", "shape_mask", "SHAPE_PIXELS", "SceneObject", "Scene", "relation_holds", "background",
+    "CANVAS", "PALETTE", "MAX_OBJECTS", "GAP", "GRID", "SPATIAL_MARGIN", "BACKGROUND_LEVELS", "shape_mask", "SHAPE_PIXELS", "SceneObject", "Scene", "relation_holds", "background",
     "paint", "render", "sample_positions", "sample_layout", "sample_scene", "random_scene", "satisfies",
     "random_training_pair", "random_training_batch",
 ]
@@ -40,10 +46,9 @@ CANVAS = 16
 PALETTE = torch.tensor([[1.0, -1.0, -1.0], [-1.0, 1.0, -1.0], [-1.0, -1.0, 1.0], [1.0, 1.0, -1.0]])  # COLOURS order
 MAX_OBJECTS = MAX_COUNT
 GAP = 1
+GRID = 2  # sampled footprints start on multiples of GRID (the toy model's patch size)
 SPATIAL_MARGIN = 3.0
 BACKGROUND_LEVELS = (-0.5, 0.5)
-TEXTURE_AMPLITUDE = 0.15
-TINT_AMPLITUDE = 0.05
 
 
 @lru_cache(maxsize=None)
@@ -111,16 +116,10 @@ def relation_holds(first: tuple, second: tuple, relation: str):
 
 
 def background(generator: torch.Generator | None = None) -> Tensor:
-    """A grey level in BACKGROUND_LEVELS + smooth achromatic texture + faint tint: float [3, CANVAS, CANVAS]."""
+    """A flat grey image at a level uniform in BACKGROUND_LEVELS: float [3, CANVAS, CANVAS]."""
     low, high = BACKGROUND_LEVELS
     level = low + (high - low) * torch.rand((), generator=generator)
-    coarse = torch.randn(1, 1, 4, 4, generator=generator)
-    texture = F.interpolate(coarse, size=(CANVAS, CANVAS), mode="bilinear", align_corners=True)[0]
-    texture = TEXTURE_AMPLITUDE * texture / texture.abs().max().clamp(min=1e-6)
-    tint = torch.randn(3, generator=generator)
-    tint = tint - tint.mean()
-    tint = TINT_AMPLITUDE * torch.rand((), generator=generator) * tint / tint.norm().clamp(min=1e-6)
-    return level + texture + tint[:, None, None]
+    return torch.full((3, CANVAS, CANVAS), float(level))
 
 
 def paint(image: Tensor, mask: Tensor, row: int, col: int, rgb: Tensor) -> Tensor:
@@ -151,13 +150,16 @@ def _layout_ok(rows: Tensor, cols: Tensor, sizes: list[tuple[int, int]]) -> Tens
 
 def sample_positions(sizes: list[tuple[int, int]], generator: torch.Generator | None = None,
                      relation: str | None = None, batch: int = 512, max_batches: int = 200) -> list[tuple[int, int]]:
-    """Top-left (row, col) per (h, w) footprint, uniform among the layouts that keep GAP pixels between footprints
-    (and, with ``relation``, put footprint 0 <relation> footprint 1). Raises RuntimeError if none is found."""
+    """Top-left (row, col) per (h, w) footprint, on multiples of GRID, uniform among the layouts that keep GAP pixels
+    between footprints (and, with ``relation``, put footprint 0 <relation> footprint 1). Raises RuntimeError if none
+    is found."""
     if not sizes:
         return []
     for _ in range(max_batches):
-        rows = torch.stack([torch.randint(0, CANVAS - h + 1, (batch,), generator=generator) for h, _ in sizes], 1)
-        cols = torch.stack([torch.randint(0, CANVAS - w + 1, (batch,), generator=generator) for _, w in sizes], 1)
+        rows = torch.stack([GRID * torch.randint(0, (CANVAS - h) // GRID + 1, (batch,), generator=generator)
+                            for h, _ in sizes], 1)
+        cols = torch.stack([GRID * torch.randint(0, (CANVAS - w) // GRID + 1, (batch,), generator=generator)
+                            for _, w in sizes], 1)
         ok = _layout_ok(rows, cols, sizes)
         if relation is not None:
             centre_r = rows[:, :2] + torch.tensor([(h - 1) / 2 for h, _ in sizes[:2]])

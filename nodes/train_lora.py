@@ -20,7 +20,7 @@ from ..rfmi_core.train import T_SAMPLINGS, TrainConfig, latest_checkpoint, train
 from .export_set import set_path
 from .model_checks import require_flow_model
 from .sockets import CATEGORY
-from .training_adapter import comfy_velocity_fn
+from .training_adapter import comfy_training_mode, comfy_velocity_fn
 
 
 class LatentSpaceData:
@@ -123,8 +123,9 @@ class RFMITrainLoRA(io.ComfyNode):
 
         resume_from = latest_checkpoint(checkpoints) if resume and os.path.isdir(checkpoints) else None
         make_weights_trainable(base.diffusion_model)
-        result = train_lora(base.diffusion_model, data, comfy_velocity_fn(base), config, checkpoint_dir=checkpoints,
-                            resume_from=resume_from, on_step=on_step)
+        with comfy_training_mode():
+            result = train_lora(base.diffusion_model, data, comfy_velocity_fn(base), config, checkpoint_dir=checkpoints,
+                                resume_from=resume_from, on_step=on_step)
         save_lora(result.lora_state_dict, out_path, metadata={"rfmi_set": set_name, "steps": str(result.steps_done)})
         patched, _ = comfy.sd.load_lora_for_models(model, None, result.lora_state_dict, 1.0, 0)
         text = f"{os.path.basename(out_path)}: {result.steps_done} steps, final loss {result.losses[-1]:.4f}"

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 
 import comfy.model_base
+import comfy.model_management
 
 
 def comfy_velocity_fn(base_model: comfy.model_base.BaseModel):
@@ -29,3 +32,19 @@ def comfy_velocity_fn(base_model: comfy.model_base.BaseModel):
         return (denoised - x_t) / sigma.reshape([-1] + [1] * (x_t.ndim - 1))
 
     return velocity
+
+
+@contextmanager
+def comfy_training_mode():
+    """ComfyUI's own training switch (``comfy.model_management.in_training``, as its TrainLoraNode sets it) for the
+    duration of a training run: newer ComfyUI then takes its differentiable paths (e.g. FLUX's RoPE instead of
+    comfy_kitchen's kernel, which has no backward). ComfyUI versions without the switch are left as they are."""
+    if not hasattr(comfy.model_management, "in_training"):
+        yield
+        return
+    previous = comfy.model_management.in_training
+    comfy.model_management.in_training = True
+    try:
+        yield
+    finally:
+        comfy.model_management.in_training = previous

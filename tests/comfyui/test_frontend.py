@@ -379,9 +379,9 @@ def test_mi_widget_shows_the_servers_values_and_is_replaced_on_rerun(ui, screens
         # not saved into the workflow: the saved widgets_values are those of the file
         assert shown["serialized"] == _node(load(WORKFLOW_DIR / "rfmi_sampler_sd35.json"), "RFMISampler")["widgets_values"]
     browser.evaluate(f"(() => {{ {FIT_VIEW}; fitView({APP}); }})()")
-    time.sleep(0.5)
-    final = browser.evaluate(mi_widget_js(sampler_id))
-    assert final["visible"] and not final["scrolls"]
+    # the frontend lays DOM widgets out on its next frames (slower on a loaded machine): wait for it, then assert
+    browser.wait_for(f"(() => {{ const s = {mi_widget_js(sampler_id)}; return s.visible && !s.scrolls; }})()",
+                     timeout=15, what="the MI widget laid out visible, with no scroll bar, after fitting the view")
     browser.screenshot(screens / f"rfmi_sampler_sd35_executed{suffix}.png")
 
     # Best-of-N: ranked, the kept ones starred, each candidate with its seed

@@ -129,8 +129,10 @@ def test_gallery_ranks_by_mi_and_a_click_sends_that_candidate_to_the_output(page
     shown = browser.wait_for(
         f"(() => {{ const g = {gallery_js(pick_id)}; return g.cards.length === {n} && g.cards.every(c => c.loaded) "
         f"&& g.cards[0].candidate === '{ranked[0]}' ? g : null; }})()", timeout=30, what="the gallery of run 1")
-    time.sleep(0.6)  # the frontend moves DOM widgets over the canvas on its next frames
-    shown = browser.evaluate(gallery_js(pick_id))
+    # the frontend moves DOM widgets over the canvas on its next frames (slower on a loaded machine)
+    shown = browser.wait_for(
+        f"(() => {{ const g = {gallery_js(pick_id)}; return g.cards.every(c => c.w > 40 && c.h > 40) ? g : null; }})()",
+        timeout=15, what="the gallery's thumbnails laid out")
     assert shown["inDocument"]
     assert [int(c["candidate"]) for c in shown["cards"]] == ranked
     assert [c["mi"] for c in shown["cards"]] == [f"{mi[c]:.3f}" for c in ranked]

@@ -3,8 +3,11 @@ ComfyUI's classes, and an analytic Gaussian flow model whose MI is known in clos
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
+import comfy.ldm.flux.model
 import comfy.model_base
 import comfy.model_patcher
 import comfy.ops
@@ -37,11 +40,22 @@ def sd3_conditioning(seed: int = 0, batch: int = 1):
     return [[torch.randn(batch, 7, 64, generator=g), {"pooled_output": torch.randn(batch, 32, generator=g)}]]
 
 
+def flux1_params_required_by(params_class) -> dict:
+    """The FLUX.1 values of the required ``FluxParams`` fields that newer ComfyUI added, chosen by the signature of the
+    ComfyUI at hand (not its version number): ``txt_ids_dims`` (required since ComfyUI 0.4; FLUX.1 detection sets [])."""
+    fields = {f.name: f for f in dataclasses.fields(params_class)}
+    flux1_values = {"txt_ids_dims": []}
+    missing = [name for name, f in fields.items()
+               if name in flux1_values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    return {name: flux1_values[name] for name in missing}
+
+
 def tiny_flux(seed: int = 0):
     """A 2-block FLUX (guidance-embedded, like FLUX-dev) from ComfyUI's own classes: ModelSamplingFlux, shift 1.15."""
     unet_config = {"image_model": "flux", "in_channels": 16, "out_channels": 16, "vec_in_dim": 32, "context_in_dim": 64,
                    "hidden_size": 64, "mlp_ratio": 4.0, "num_heads": 2, "depth": 1, "depth_single_blocks": 1,
                    "axes_dim": [8, 12, 12], "theta": 10000, "patch_size": 2, "qkv_bias": True, "guidance_embed": True}
+    unet_config.update(flux1_params_required_by(comfy.ldm.flux.model.FluxParams))
     config = comfy.supported_models.Flux(unet_config)
     config.set_inference_dtype(torch.float32, None)
     model = config.get_model({}, device="cpu")

@@ -1,7 +1,9 @@
-"""The artist's picks among N ranked candidates (issue 6): a text value any client can set, and what it selects.
+"""The artist's picks among N ranked candidates: a text value any client can set, and what it selects.
 
 Picks are candidate numbers, 1-based as the gallery shows them (candidate j = Best-of-N's seed + j − 1), separated
-by commas or spaces, in the order they were picked. No picks means the top-k by MI (paper Algorithm 1).
+by commas, semicolons or spaces, in the order they were picked. No picks means the top-k by MI (paper Algorithm 1).
+The gallery (web/rfmi_gallery_logic.js, ``readPicks``) reads a text exactly as ``parse_picks`` does and shows the
+same refusal; tests/data/picks_cases.json drives both sides' tests.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ def parse_picks(text: str, n: int) -> list[int]:
         raise ValueError(f"picks must be text like '3, 1'; got {text!r}")
     out: list[int] = []
     for part in (p for p in re.split(r"[\s,;]+", text.strip()) if p):
-        if not part.isdigit() or not 1 <= int(part) <= n:
+        if not re.fullmatch(r"[0-9]+", part) or not 1 <= int(part) <= n:
             raise ValueError(f"picks {text!r}: {part!r} is not a candidate number between 1 and {n}; give the "
                              "numbers shown on the thumbnails, comma-separated, or leave it empty for the top-k by MI")
         if int(part) - 1 not in out:

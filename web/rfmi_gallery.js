@@ -145,7 +145,7 @@ function render(node) {
   status.className = "rfmi-gallery-status";
   status.style.cssText = "flex:1;overflow:hidden;text-overflow:ellipsis;";
   status.textContent = `${view.items.length} by MI (nats) · ` +
-    (view.usingDefault ? `output: top ${view.chosen.length} by MI` : `picked: ${view.picks.map((c) => `c${c}`).join(", ")}`);
+    (view.error ? "picks refused (see below)" : view.usingDefault ? `output: top ${view.chosen.length} by MI` : `picked: ${view.picks.map((c) => `c${c}`).join(", ")}`);
   const heatButton = button(state.showHeat ? "images" : "heatmaps", "show the MI heatmap on every thumbnail (or the images)",
     () => { state.showHeat = !state.showHeat; render(node); });
   heatButton.className = "rfmi-heat-toggle";
@@ -153,11 +153,19 @@ function render(node) {
   reset.className = "rfmi-reset";
   reset.disabled = view.usingDefault;
   header.append(status, heatButton, reset);
+  const parts = [header];
+  if (view.error) { // the node will refuse this picks text when queued: say so now, in its words
+    const error = document.createElement("div");
+    error.className = "rfmi-gallery-error";
+    error.style.cssText = "color:#ff6b6b;font-size:11px;padding:2px 4px;white-space:normal;";
+    error.textContent = `⚠ ${view.error}`;
+    parts.push(error);
+  }
   const grid = document.createElement("div");
   grid.className = "rfmi-gallery-grid";
   grid.style.cssText = `display:grid;grid-template-columns:repeat(${columns(node)},1fr);gap:${GAP}px;`;
   grid.append(...view.items.map((item) => card(node, item, state.showHeat)));
-  element.replaceChildren(header, grid);
+  element.replaceChildren(...parts, grid);
   element.dataset.count = String(view.items.length);
 }
 

@@ -10,16 +10,31 @@ import { formatNats, rankDescending } from "./rfmi_format.js";
 
 export const MAX_KEY = 9;
 
-/** Candidate numbers (1-based) of a picks text, in pick order; anything not a candidate in 1..n is dropped, repeats too. */
-export function parsePicks(text, n) {
-  if (typeof text !== "string") return [];
-  const out = [];
-  for (const part of text.split(/[\s,;]+/)) {
-    if (!/^\d+$/.test(part)) continue;
-    const candidate = Number(part);
-    if (candidate >= 1 && candidate <= n && !out.includes(candidate)) out.push(candidate);
+/**
+ * A picks text read exactly as rfmi_core/picks.py's parse_picks reads it (tests/data/picks_cases.json drives both):
+ * {picks: candidate numbers (1-based) in pick order, repeats dropped, error: null}, or, when any entry is not a whole
+ * number in 1..n, {picks: [], error: the message the node would refuse the text with}. Not text: no picks, no error.
+ */
+export function readPicks(text, n) {
+  if (typeof text !== "string") return { picks: [], error: null };
+  const picks = [];
+  for (const part of text.trim().split(/[\s,;]+/).filter((p) => p !== "")) {
+    if (!/^[0-9]+$/.test(part) || Number(part) < 1 || Number(part) > n) {
+      const shown = text.replace(/\\/g, "\\\\").replace(/\n/g, "\\n");
+      return {
+        picks: [],
+        error: `picks '${shown}': '${part}' is not a candidate number between 1 and ${n}; give the numbers shown on ` +
+          "the thumbnails, comma-separated, or leave it empty for the top-k by MI",
+      };
+    }
+    if (!picks.includes(Number(part))) picks.push(Number(part));
   }
-  return out;
+  return { picks, error: null };
+}
+
+/** Candidate numbers (1-based) of a picks text, in pick order; none when readPicks refuses the text. */
+export function parsePicks(text, n) {
+  return readPicks(text, n).picks;
 }
 
 /** The widget value of a pick list: [3, 1] → "3,1". */
@@ -58,11 +73,12 @@ export function resetPicks() {
 
 /**
  * Everything the gallery shows for one message and the current picks text: the entries in MI order, each with
- * {candidate, seed, mi, text (MI, 3 decimals), rank, key ("1".."9" or ""), pickOrder (1-based or null), chosen}.
+ * {candidate, seed, mi, text (MI, 3 decimals), rank, key ("1".."9" or ""), pickOrder (1-based or null), chosen};
+ * ``error`` is the refusal of a picks text the node would refuse (then no picks are shown), else null.
  */
 export function galleryView(entries, picksText, k) {
   const ranked = rankEntries(entries);
-  const picks = parsePicks(picksText, ranked.length === 0 ? 0 : Math.max(...ranked.map((e) => e.candidate)));
+  const { picks, error } = readPicks(picksText, ranked.length === 0 ? 0 : Math.max(...ranked.map((e) => e.candidate)));
   const chosen = chosenCandidates(ranked, picks, k);
   const items = ranked.map((e) => ({
     ...e,
@@ -71,7 +87,7 @@ export function galleryView(entries, picksText, k) {
     pickOrder: picks.includes(e.candidate) ? picks.indexOf(e.candidate) + 1 : null,
     chosen: chosen.includes(e.candidate),
   }));
-  return { items, picks, chosen, usingDefault: picks.length === 0 };
+  return { items, picks, chosen, usingDefault: picks.length === 0, error };
 }
 
 /** The /view query of an image reference (the frontend prefixes its API base). */

@@ -24,6 +24,7 @@ from test_frontend import (APP, FIT_VIEW, SETTINGS, Chromium, frontend_session, 
                            screenshot_dir, use_renderer)
 
 from comfy_server import ComfyServer, prepare_base  # noqa: E402
+from rfmi_core.picks import parse_picks  # noqa: E402
 from test_workflows import WORKFLOW_DIR, _node, load  # noqa: E402
 
 WORKFLOW = "toy_rfmi_loop"
@@ -194,5 +195,19 @@ def test_gallery_ranks_by_mi_and_a_click_sends_that_candidate_to_the_output(page
         node.widgets.find(w => w.name === "rfmi_gallery").element.querySelector(".rfmi-reset").click(); return true; }})()""")
     reset = browser.evaluate(gallery_js(pick_id))
     assert reset["picks"] == "" and [c["chosen"] for c in reset["cards"]] == ["true"] * k + ["false"] * (n - k)
+
+    # a picks text the node would refuse (a candidate past N): the gallery shows the node's own refusal, word for word
+    bad = f"{ranked[0]},{n + 1}"
+    browser.evaluate(f"""(() => {{ const w = {APP}.graph.getNodeById({pick_id}).widgets.find(w => w.name === "picks");
+        w.value = {json.dumps(bad)}; w.callback?.(w.value); return true; }})()""")
+    refusal = browser.wait_for(f"""(() => {{ const el = {APP}.graph.getNodeById({pick_id}).widgets
+        .find(w => w.name === "rfmi_gallery").element.querySelector(".rfmi-gallery-error");
+        const box = el?.getBoundingClientRect(); return box && box.width > 0 && box.height > 0 ? el.textContent : null; }})()""",
+                               timeout=10, what="the gallery's refusal of the picks text")
+    with pytest.raises(ValueError) as python_refusal:
+        parse_picks(bad, n)
+    assert refusal == f"⚠ {python_refusal.value}"
+    assert all(c["picked"] == "false" for c in browser.evaluate(gallery_js(pick_id))["cards"])
+    browser.screenshot(screens / f"rank_and_pick_refused_picks{suffix}.png")
     assert not [e for e in browser.console_errors() if "rfmi" in e.lower()]
     print(f"\ngallery screenshots: {first_shot} {second_shot} {hover_shot}")

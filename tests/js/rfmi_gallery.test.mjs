@@ -1,9 +1,11 @@
 // node --test tests/js/   — the pure logic of the Rank and Pick gallery (web/rfmi_gallery_logic.js).
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 
 import {
-  candidateForKey, chosenCandidates, formatPicks, galleryView, parsePicks, rankEntries, resetPicks, togglePick, viewPath,
+  candidateForKey, chosenCandidates, formatPicks, galleryView, parsePicks, rankEntries, readPicks, resetPicks, togglePick,
+  viewPath,
 } from "../../web/rfmi_gallery_logic.js";
 
 // five candidates as the node sends them (candidate order), MI in nats
@@ -23,11 +25,23 @@ test("rankEntries: highest MI first, ties in candidate order, NaN last, with ran
   assert.deepEqual(rankEntries(undefined), []);
 });
 
-test("parsePicks / formatPicks: 1-based candidates in pick order; junk, repeats and out-of-range dropped", () => {
-  assert.deepEqual(parsePicks("3, 1", 5), [3, 1]);
-  assert.deepEqual(parsePicks(" 4;2 4  x 0 6 -1 2.5", 5), [4, 2]);
-  assert.deepEqual(parsePicks("", 5), []);
-  assert.deepEqual(parsePicks(null, 5), []);
+// the table rfmi_core/picks.py's tests read too: the gallery reads and refuses a picks text as the node does
+const PICK_CASES = JSON.parse(readFileSync(new URL("../data/picks_cases.json", import.meta.url), "utf8")).cases;
+
+test("readPicks: every text of the shared table is read, or refused with the node's message, as Python does", () => {
+  assert.ok(PICK_CASES.some((c) => c.refused) && PICK_CASES.some((c) => c.picks?.length > 1));
+  for (const c of PICK_CASES) {
+    const read = readPicks(c.text, c.n);
+    if (c.picks) {
+      assert.deepEqual(read, { picks: c.picks, error: null }, JSON.stringify(c));
+      assert.deepEqual(parsePicks(c.text, c.n), c.picks);
+    } else {
+      assert.deepEqual(read.picks, [], JSON.stringify(c));
+      assert.ok(read.error.includes(c.refused), `${JSON.stringify(c)} → ${read.error}`);
+      assert.ok(read.error.endsWith("leave it empty for the top-k by MI"));
+    }
+  }
+  assert.deepEqual(readPicks(null, 5), { picks: [], error: null });
   assert.equal(formatPicks([3, 1]), "3,1");
   assert.deepEqual(parsePicks(formatPicks([5, 2, 4]), 5), [5, 2, 4]);
 });
@@ -78,7 +92,14 @@ test("galleryView: MI order, texts, keys, pick order and what the node will outp
   assert.deepEqual(fallback.chosen, [2, 4]);
   assert.deepEqual(fallback.items.filter((i) => i.chosen).map((i) => i.candidate), [2, 4]);
   assert.ok(fallback.items.every((i) => i.pickOrder === null));
+  assert.equal(view.error, null);
   assert.deepEqual(galleryView([], "1", 1).items, []);
+
+  // a text the node would refuse: the gallery says so (no pick shown as if it counted)
+  const refused = galleryView(ENTRIES, "3,9", 2);
+  assert.match(refused.error, /'9' is not a candidate number between 1 and 5/);
+  assert.deepEqual(refused.picks, []);
+  assert.ok(refused.items.every((i) => i.pickOrder === null));
 });
 
 test("viewPath: a /view query of the node's image reference", () => {

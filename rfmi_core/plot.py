@@ -1,11 +1,80 @@
-"""A loss curve drawn straight into an image tensor (no plotting library): for ComfyUI's IMAGE outputs."""
+"""Figures by matplotlib, headless (the Agg canvas, never a GUI backend and never pyplot's global state): loss curves,
+histograms, and the conversions to a PNG file or to ComfyUI's IMAGE tensor.
+
+matplotlib is imported when a figure is made, not when this module is imported, so the ComfyUI nodes still load in an
+environment without it. There ``loss_curve_image`` alone falls back to a bare curve (no axes, no text) and warns.
+"""
 
 from __future__ import annotations
 
+import os
+import tempfile
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["loss_curve_image", "moving_average"]
+if TYPE_CHECKING:  # only for annotations: the import itself is deferred
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = ["new_figure", "figure_to_image", "save_figure", "write_atomically", "moving_average", "loss_curve_figure", "loss_curve_image",
+           "histogram_axes", "LOSS_LABEL"]
+
+LOSS_LABEL = "flow-matching loss (velocity MSE)"
+DPI = 100
+
+
+def _figure_class():
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as error:  # pragma: no cover - exercised only where matplotlib is missing
+        raise ImportError("the figures need matplotlib: pip install matplotlib (it is in the pack's "
+                          "requirements.txt)") from error
+    return Figure, FigureCanvasAgg
+
+
+def new_figure(width: float, height: float, dpi: int = DPI, layout: str | None = "constrained") -> Figure:
+    """An empty figure of ``width`` × ``height`` inches on an Agg canvas (no window, no pyplot)."""
+    figure_cls, canvas_cls = _figure_class()
+    figure = figure_cls(figsize=(width, height), dpi=dpi, layout=layout)
+    canvas_cls(figure)
+    return figure
+
+
+def figure_to_image(figure: Figure) -> Tensor:
+    """The rendered figure as float [H, W, 3] in [0, 1] (H, W = inches × dpi)."""
+    figure.canvas.draw()
+    rgba = np.asarray(figure.canvas.buffer_rgba())
+    return torch.from_numpy(rgba[..., :3].astype(np.float32) / 255.0)
+
+
+def write_atomically(path: str, write) -> str:
+    """Calls ``write(handle)`` on a temporary file beside ``path``, then renames it over ``path`` (a reader never sees
+    half a file); returns the path."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def save_figure(figure: Figure, path: str, dpi: int | None = None) -> str:
+    """Writes the figure as a PNG cropped to what it draws (nothing cut off), atomically; returns the path."""
+    return write_atomically(path, lambda handle: figure.savefig(
+        handle, format="png", dpi=dpi or figure.dpi, facecolor="white", bbox_inches="tight", pad_inches=0.1))
 
 
 def moving_average(values: Tensor, window: int) -> Tensor:
@@ -16,27 +85,107 @@ def moving_average(values: Tensor, window: int) -> Tensor:
     return (cumulative[index] - cumulative[start]) / (index - start)
 
 
-def loss_curve_image(losses: list[float], width: int = 512, height: int = 256, margin: int = 16) -> Tensor:
-    """[1, H, W, 3] in [0, 1]: raw losses in light blue, their moving average in dark blue, on a light grid."""
-    if not losses:
+def _series(losses: Sequence[float] | Mapping[str, Sequence[float]]) -> dict[str, list[float]]:
+    series = dict(losses) if isinstance(losses, Mapping) else {"": list(losses)}
+    series = {name: [float(v) for v in values] for name, values in series.items()}
+    if not series or not any(series.values()):
         raise ValueError("losses is empty: train at least one step to draw a curve")
-    image = torch.ones(height, width, 3)
-    for frac in (0.25, 0.5, 0.75):
-        image[margin + int(frac * (height - 2 * margin)), margin : width - margin] = 0.9
-    values = torch.tensor(losses, dtype=torch.float64)
-    low, high = float(values.min()), float(values.max())
-    span = high - low if high > low else 1.0
+    return series
 
-    def draw(series: Tensor, colour: tuple[float, float, float]) -> None:
-        xs = torch.linspace(margin, width - margin - 1, len(series)) if len(series) > 1 else torch.tensor([width / 2])
-        ys = (height - margin - 1) - (series - low) / span * (height - 2 * margin - 1)
-        for i in range(max(len(series) - 1, 1)):  # a line segment per pair of points
-            j = min(i + 1, len(series) - 1)
+
+def loss_curve_figure(losses: Sequence[float] | Mapping[str, Sequence[float]], title: str = "LoRA training loss",
+                      width: float = 7.68, height: float = 3.84, dpi: int = DPI) -> Figure:
+    """Loss against step: each run's raw per-step loss (thin, light) under its trailing moving average (window = 1/20
+    of the run, thick; a run shorter than 40 steps is drawn raw only); several runs as a mapping name → losses, one
+    colour each, the legend naming the runs."""
+    from matplotlib.ticker import MaxNLocator
+
+    series = _series(losses)
+    figure = new_figure(width, height, dpi)
+    ax = figure.add_subplot()
+    colours = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"]
+    smoothed = False
+    for i, (name, values) in enumerate(series.items()):
+        if not values:
+            continue
+        colour = colours[i % len(colours)]
+        steps = np.arange(1, len(values) + 1)
+        window = max(1, len(values) // 20)
+        if window == 1:
+            ax.plot(steps, values, color=colour, linewidth=1.5, marker="o" if len(values) <= 20 else None,
+                    markersize=3, label=name or "per step")
+            continue
+        smoothed = True
+        average = moving_average(torch.tensor(values, dtype=torch.float64), window).numpy()
+        ax.plot(steps, values, color=colour, alpha=0.3, linewidth=0.8, label="_nolegend_" if name else "per step")
+        ax.plot(steps, average, color=colour, linewidth=2.0, label=name or f"moving average ({window} steps)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel(LOSS_LABEL)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    named = len(series) > 1 or "" not in series
+    ax.legend(fontsize="small", loc="best", title_fontsize="small",
+              title="thin: per step; thick: moving average over 1/20 of the run" if named and smoothed else None)
+    return figure
+
+
+def loss_curve_image(losses: Sequence[float] | Mapping[str, Sequence[float]], width: int = 768, height: int = 384,
+                     title: str | None = None) -> Tensor:
+    """ComfyUI's IMAGE of the loss curve (``loss_curve_figure``): float [1, height, width, 3] in [0, 1]."""
+    series = _series(losses)
+    if title is None:
+        steps = max(len(v) for v in series.values())
+        last = [v[-1] for v in series.values() if v]
+        title = f"LoRA training loss: {steps} steps, final {last[0]:.4f}" if len(last) == 1 else "LoRA training loss"
+    try:
+        figure = loss_curve_figure(series, title, width / DPI, height / DPI, DPI)
+    except ImportError as error:
+        warnings.warn(f"{error}; the loss curve is drawn without axes or labels", stacklevel=2)
+        return _bare_curve(series, width, height)[None]
+    return figure_to_image(figure)[None]
+
+
+def _bare_curve(series: dict[str, list[float]], width: int, height: int, margin: int = 16) -> Tensor:
+    """Only where matplotlib is missing: each run's moving average as a dark polyline on white, no text."""
+    image = torch.ones(height, width, 3)
+    values = [torch.tensor(v, dtype=torch.float64) for v in series.values() if v]
+    low = min(float(v.min()) for v in values)
+    high = max(float(v.max()) for v in values)
+    span = high - low if high > low else 1.0
+    for v in values:
+        curve = moving_average(v, max(1, len(v) // 20))
+        xs = torch.linspace(margin, width - margin - 1, len(curve)) if len(curve) > 1 else torch.tensor([width / 2])
+        ys = (height - margin - 1) - (curve - low) / span * (height - 2 * margin - 1)
+        for i in range(max(len(curve) - 1, 1)):  # one line segment per pair of points
+            j = min(i + 1, len(curve) - 1)
             n = int(max(abs(xs[j] - xs[i]), abs(ys[j] - ys[i])).item()) + 1
             px = torch.linspace(float(xs[i]), float(xs[j]), n).round().long().clamp(0, width - 1)
             py = torch.linspace(float(ys[i]), float(ys[j]), n).round().long().clamp(0, height - 1)
-            image[py, px] = torch.tensor(colour, dtype=image.dtype)
+            image[py, px] = torch.tensor([0.05, 0.2, 0.6], dtype=image.dtype)
+    return image
 
-    draw(values, (0.65, 0.8, 1.0))
-    draw(moving_average(values, max(1, len(values) // 20)), (0.05, 0.2, 0.6))
-    return image[None]
+
+def histogram_axes(ax: Axes, groups: Mapping[str, Tensor | np.ndarray | Sequence[float]],
+                   colours: Mapping[str, str] | None = None, bins: int = 30, title: str = "",
+                   xlabel: str = "MI (nats)", ylabel: str = "count") -> np.ndarray:
+    """Overlaid count histograms of 1-D groups on shared bin edges (returned), one BarContainer per group (in
+    ``ax.containers``, labelled "name (n = …, mean …)"), and a legend of those labels."""
+    data = {name: np.asarray(torch.as_tensor(v).detach().float().flatten().cpu()) for name, v in groups.items()}
+    values = np.concatenate([v for v in data.values()]) if data else np.zeros(0)
+    edges = np.histogram_bin_edges(values if values.size else np.zeros(1), bins=bins)
+    for name, v in data.items():
+        colour = (colours or {}).get(name)
+        label = f"{name} (n = {v.size}, mean {v.mean():.1f})" if v.size else f"{name} (n = 0)"
+        _, _, bars = ax.hist(v, bins=edges, color=colour, alpha=0.55, edgecolor=colour, linewidth=0.8)
+        bars.set_label(label)  # on the BarContainer (as ax.bar does), so the legend has one entry per group
+    from matplotlib.ticker import MaxNLocator
+
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize="small", loc="best")
+    return edges

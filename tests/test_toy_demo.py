@@ -4,11 +4,11 @@ import math
 
 import pytest
 import torch
+from matplotlib.image import imread
 from safetensors import safe_open
 
 from rfmi_core.toy.demo import SIZES, Candidates, FinetuneData, run_demo, select
 from rfmi_core.toy.evaluate import Rate, diff_ci, noise_for, pick_prompts
-from rfmi_core.toy.pictures import text_image, write_png
 from rfmi_core.toy.prompts import CATEGORIES
 
 
@@ -21,10 +21,11 @@ def tiny(tmp_path_factory):
 
 def test_tiny_demo_writes_its_files(tiny):
     out, _ = tiny
-    for name in ["results.md", "mi_histogram.png", *(f"grid_{c}.png" for c in CATEGORIES),
+    for name in ["results.md", "mi_histogram.png", "loss_curve.png", *(f"grid_{c}.png" for c in CATEGORIES),
                  *(f"lora_{s}.safetensors" for s in ("mi", "random", "judge"))]:
         assert (out / name).stat().st_size > 0, name
     assert (out / "grid_binding.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert imread(out / "mi_histogram.png").shape[1] > 1000  # three panels side by side
     text = (out / "results.md").read_text()
     assert "| binding | correct |" in text and "kept by mi" in text
 
@@ -92,19 +93,3 @@ def test_finetune_data_items_fit_the_trainer():
     data = FinetuneData(torch.zeros(2, 3, 16, 16), ["one red square", "a red square and a blue disk"])
     latent, cond, uncond = data[1]
     assert latent.shape == (3, 16, 16) and cond["tokens"].shape == (1, 10) and int(uncond["tokens"].abs().sum()) == 0
-
-
-def test_png_writer_round_trips_size(tmp_path):
-    import struct
-    import zlib
-    image = torch.rand(3, 7, 5)
-    path = write_png(str(tmp_path / "x.png"), image)
-    data = open(path, "rb").read()
-    width, height = struct.unpack(">II", data[16:24])
-    assert (width, height) == (5, 7)
-    idat = data[data.index(b"IDAT") + 4:data.index(b"IEND") - 8]
-    raw = zlib.decompress(idat)
-    assert len(raw) == 7 * (1 + 5 * 3)
-    row = torch.tensor(list(raw[1:16]), dtype=torch.float32).reshape(5, 3).T
-    assert torch.allclose(row / 255, image[:, 0, :], atol=0.5 / 255 + 1e-6)
-    assert text_image("12").shape == (3, 5, 8)

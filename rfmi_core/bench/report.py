@@ -9,6 +9,8 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
+from ..plot import new_figure, save_figure
+
 __all__ = ["FIELDS", "read_rows", "append_rows", "summarise", "markdown_table", "heatmap"]
 
 FIELDS = ("task", "dim_x", "dim_y", "true_mi", "estimator", "seed", "estimate", "stderr", "seconds", "n_train",
@@ -116,15 +118,13 @@ def heatmap(summary: dict, path: str | Path) -> str:
     """Figure-1-style PNG: estimators × tasks, the seed-mean estimate written in, coloured by relative bias
     (estimate − truth)/truth clipped to ±1. Returns a note (empty when written)."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return "matplotlib is not installed (bench extra): heatmap skipped"
+        fig = new_figure(1.0 + 0.42 * len(summary["tasks"]), 1.6 + 0.42 * len(summary["estimators"]), dpi=150,
+                         layout=None)
+    except ImportError as error:
+        return f"{error}: heatmap skipped"
     tasks, estimators = summary["tasks"], summary["estimators"]
     bias = [[math.nan] * len(tasks) for _ in estimators]
-    fig, ax = plt.subplots(figsize=(1.0 + 0.42 * len(tasks), 1.6 + 0.42 * len(estimators)))
+    ax = fig.add_subplot()
     for r, est in enumerate(estimators):
         for c, task in enumerate(tasks):
             if (task, est) in summary["stats"]:
@@ -138,10 +138,5 @@ def heatmap(summary: dict, path: str | Path) -> str:
     ax.set_yticks(range(len(estimators)), estimators, fontsize=7)
     fig.colorbar(image, ax=ax, fraction=0.02, label="relative bias (estimate − MI)/MI")
     ax.set_title("Czyż et al. 2023 tasks: seed-mean estimate (nats);\ntrue MI in the labels", fontsize=8)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=150, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, str(path))
     return ""

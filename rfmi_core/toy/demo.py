@@ -18,7 +18,8 @@ Resumable: candidates and each model's held-out samples are kept in ``<out>/part
 same settings (so an interrupted ``--full`` continues where it stopped). Writes to ``--out`` (default ./out/toy_demo):
 results.md (the tables), grid_<category>.png (base vs FT samples of
 held-out prompts, MI under each, frame green = correct, amber = valid but wrong, red = invalid), mi_histogram.png
-(MI of the candidates, correct vs wrong, per category) and the LoRA of each FT model (safetensors).
+(MI of the candidates, correct vs wrong, per category), loss_curve.png (each FT model's training loss) and the LoRA of
+each FT model (safetensors); the pictures are matplotlib figures.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -36,18 +38,23 @@ from torch import Tensor, nn
 from safetensors import safe_open
 
 from ..lora import save_lora, save_safetensors_atomic
+from ..plot import loss_curve_figure, save_figure
 from ..select import top_k
 from ..train import TrainConfig, train_lora
 from .evaluate import DEFAULT_CFG, DEFAULT_STEPS, Rate, diff_ci, generate, judge_batch, pick_prompts, rate
-from .pictures import grid, histogram_image, stack_rows, text_image, tile, write_png
+from .pictures import Sample, mi_histogram_figure, sample_grid_figure
 from .prompts import CATEGORIES, MAX_TOKENS, PAD_ID, prompts, tokenize_batch
 from .train_model import DEFAULT_WEIGHTS, load_toy_model
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["DemoSize", "SIZES", "Candidates", "make_candidates", "select", "FinetuneData", "finetune", "evaluate",
            "run_demo", "main"]
 
 SELECTIONS = ("mi", "random", "judge")
-GREEN, AMBER, RED = (0.2, 0.9, 0.2), (1.0, 0.7, 0.0), (1.0, 0.15, 0.15)
+MODEL_NAMES = {"base": "base", "mi": "FT on MI-selected", "random": "FT on random picks",
+               "judge": "FT on judge-selected"}
 
 
 @dataclass
@@ -217,27 +224,22 @@ def _load_part(path: str, key: str) -> tuple[dict[str, Tensor], list[str], list[
     return tensors, json.loads(meta["texts"]), json.loads(meta["categories"])
 
 
-def _frame(valid: bool, correct: bool) -> tuple[float, float, float]:
-    return GREEN if correct else AMBER if valid else RED
+def _verdict(valid: bool, correct: bool) -> str:
+    return "correct" if correct else "wrong" if valid else "invalid"
 
 
-def sample_grid(evaluations: dict[str, Evaluation], category: str, rows: int = 6, columns: int = 4) -> Tensor:
+def sample_grid(evaluations: dict[str, Evaluation], category: str, rows: int = 6, columns: int = 4) -> Figure:
     """Rows of held-out prompts; per model (base, each FT) ``columns`` samples with MI and verdict frames."""
     base = evaluations["base"]
-    index = [i for i, c in enumerate(base.categories) if c == category]
     by_text: dict[str, list[int]] = {}
-    for i in index:
-        by_text.setdefault(base.texts[i], []).append(i)
-    lines = [stack_rows([text_image(f"{category}: base | " + " | ".join(f"ft-{n}" for n in evaluations if n != "base")
-                                    + "   (mi in nats; frame: green correct, amber wrong, red invalid)")], axis=1)]
-    for text, members in list(by_text.items())[:rows]:
-        members = members[:columns]
-        blocks = []
-        for name, ev in evaluations.items():
-            blocks.append(grid([[tile(ev.images[i], 4, _frame(bool(ev.valid[i]), bool(ev.correct[i])),
-                                      f"{float(ev.mi[i]):.0f}") for i in members]], gap=2))
-        lines += [text_image(text), stack_rows(blocks, gap=8, axis=2)]
-    return stack_rows(lines, gap=3, axis=1)
+    for i, c in enumerate(base.categories):
+        if c == category:
+            by_text.setdefault(base.texts[i], []).append(i)
+    lines = [(text, {MODEL_NAMES.get(name, f"FT on {name}-selected"): [
+        Sample(ev.images[i], float(ev.mi[i]), _verdict(bool(ev.valid[i]), bool(ev.correct[i])))
+        for i in members[:columns]] for name, ev in evaluations.items()})
+        for text, members in list(by_text.items())[:rows]]
+    return sample_grid_figure(lines, f"{category}: held-out prompts, base vs fine-tuned (same seeds)")
 
 
 def _table(result: DemoResult, categories: tuple[str, ...]) -> list[str]:
@@ -331,12 +333,16 @@ def run_demo(size: DemoSize, weights: str | None = None, out: str = "out/toy_dem
     result.lines = lines
     os.makedirs(out, exist_ok=True)
     for category in CATEGORIES:
-        write_png(os.path.join(out, f"grid_{category}.png"), sample_grid(evaluations, category))
-    write_png(os.path.join(out, "mi_histogram.png"), stack_rows([histogram_image(
-        {"correct": cands.mi[mask & cands.correct], "wrong": cands.mi[mask & ~cands.correct]},
-        {"correct": GREEN, "wrong": RED}, title=f"{category}: mi of candidates (nats)")
-        for category in CATEGORIES for mask in [torch.tensor([c == category for c in cands.categories])]],
-        gap=10, axis=2))
+        save_figure(sample_grid(evaluations, category), os.path.join(out, f"grid_{category}.png"))
+    save_figure(mi_histogram_figure({category: {"correct": cands.mi[mask & cands.correct],
+                                                "wrong": cands.mi[mask & ~cands.correct]}
+                                     for category in CATEGORIES
+                                     for mask in [torch.tensor([c == category for c in cands.categories])]},
+                                    f"MI of the {len(cands.texts)} candidates (train prompts), correct vs wrong by the "
+                                    "judge"), os.path.join(out, "mi_histogram.png"))
+    save_figure(loss_curve_figure({MODEL_NAMES.get(n, n): l for n, l in losses.items()},
+                                  f"LoRA fine-tuning loss (rank {rank}, lr {lr:g}, batch {size.ft_batch})"),
+                os.path.join(out, "loss_curve.png"))
     with open(os.path.join(out, "results.md"), "w") as handle:
         handle.write("\n".join(lines) + "\n")
     return result
@@ -371,7 +377,7 @@ def main(argv: list[str] | None = None) -> None:
     result = run_demo(size, args.weights, args.out, args.steps, args.cfg, args.seed, args.lr, args.rank,
                       progress=True)
     print("\n" + "\n".join(result.lines))
-    print(f"\nwrote {args.out}/results.md, grid_*.png, mi_histogram.png, lora_*.safetensors "
+    print(f"\nwrote {args.out}/results.md, grid_*.png, mi_histogram.png, loss_curve.png, lora_*.safetensors "
           f"({time.perf_counter() - start:.0f} s)")
 
 

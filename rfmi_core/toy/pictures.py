@@ -1,63 +1,110 @@
-"""PNG pictures of the toy demo without an imaging library: a PNG writer (zlib), a 3×5 pixel font, sample grids with
-captions and verdict frames, and histograms. Images are float [3, H, W] in [0, 1]."""
+"""The toy demo's pictures, as matplotlib figures (``rfmi_core.plot``): sample grids of held-out prompts (base vs each
+fine-tuned model, MI under each sample, a frame coloured by the judge's verdict) and MI histograms of correct vs wrong
+candidates per category. Plus plain pixel mosaics (``tile``, ``grid``, ``write_png``) for quick looks at samples.
+Images are float [3, H, W]: the world's samples in [-1, 1], mosaics in [0, 1]."""
 
 from __future__ import annotations
 
-import os
-import struct
-import tempfile
-import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["write_png", "text_image", "tile", "grid", "histogram_image", "stack_rows"]
+from ..plot import histogram_axes, new_figure, write_atomically
 
-_GLYPHS = {  # 3×5, rows top to bottom, '#' = ink
-    "0": "###,#.#,#.#,#.#,###", "1": ".#.,##.,.#.,.#.,###", "2": "###,..#,###,#..,###", "3": "###,..#,.##,..#,###",
-    "4": "#.#,#.#,###,..#,..#", "5": "###,#..,###,..#,###", "6": "###,#..,###,#.#,###", "7": "###,..#,.#.,.#.,.#.",
-    "8": "###,#.#,###,#.#,###", "9": "###,#.#,###,..#,###", ".": "...,...,...,...,.#.", "-": "...,...,###,...,...",
-    "+": "...,.#.,###,.#.,...", ":": "...,.#.,...,.#.,...", "%": "#.#,..#,.#.,#..,#.#", "/": "..#,..#,.#.,#..,#..",
-    "(": ".#.,#..,#..,#..,.#.", ")": ".#.,..#,..#,..#,.#.", "=": "...,###,...,###,...", " ": "...,...,...,...,...",
-    "a": "...,##.,.##,#.#,###", "b": "#..,##.,#.#,#.#,##.", "c": "...,.##,#..,#..,.##", "d": "..#,.##,#.#,#.#,.##",
-    "e": "...,###,#.#,##.,.##", "f": ".##,#..,##.,#..,#..", "g": "...,###,#.#,.##,##.", "h": "#..,##.,#.#,#.#,#.#",
-    "i": ".#.,...,.#.,.#.,.#.", "j": "..#,...,..#,#.#,.#.", "k": "#..,#.#,##.,#.#,#.#", "l": "##.,.#.,.#.,.#.,###",
-    "m": "...,#.#,###,#.#,#.#", "n": "...,##.,#.#,#.#,#.#", "o": "...,.#.,#.#,#.#,.#.", "p": "...,##.,#.#,##.,#..",
-    "q": "...,.##,#.#,.##,..#", "r": "...,#.#,##.,#..,#..", "s": "...,.##,##.,..#,##.", "t": "#..,###,#..,#..,.##",
-    "u": "...,#.#,#.#,#.#,###", "v": "...,#.#,#.#,#.#,.#.", "w": "...,#.#,#.#,###,#.#", "x": "...,#.#,.#.,#.#,#.#",
-    "y": "...,#.#,#.#,.#.,#..", "z": "...,###,.##,#..,###",
-}
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["Sample", "VERDICTS", "sample_grid_figure", "mi_histogram_figure", "tile", "grid", "stack_rows",
+           "write_png"]
+
+# verdict → (frame colour, legend text)
+VERDICTS = {"correct": ("#2ca02c", "correct"), "wrong": ("#ff9f0e", "valid scene, wrong for the prompt"),
+            "invalid": ("#d62728", "invalid scene")}
 
 
-def _glyph(ch: str) -> Tensor:
-    rows = _GLYPHS.get(ch.lower(), _GLYPHS[" "]).split(",")
-    return torch.tensor([[c == "#" for c in row] for row in rows], dtype=torch.float32)
+@dataclass
+class Sample:
+    """One generated image [3, h, w] in [-1, 1], its point-wise MI (nats) and the judge's verdict (``VERDICTS``)."""
+
+    image: Tensor
+    mi: float
+    verdict: str
 
 
-def text_image(text: str, scale: int = 1, colour: tuple[float, float, float] = (1.0, 1.0, 1.0),
-               background: float = 0.0) -> Tensor:
-    """The text in the 3×5 font (1-px spacing, unknown characters blank), [3, 5·scale, 4·len·scale]."""
-    if not text:
-        return torch.full((3, 5 * scale, scale), background)
-    ink = torch.cat([torch.cat([_glyph(c), torch.zeros(5, 1)], 1) for c in text], 1)
-    ink = ink.repeat_interleave(scale, 0).repeat_interleave(scale, 1)
-    rgb = torch.tensor(colour)[:, None, None]
-    return background + ink[None] * (rgb - background)
+def _rgb(image: Tensor) -> np.ndarray:
+    return ((image.detach().float().cpu().clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()
 
 
-def tile(image: Tensor, scale: int, frame: tuple[float, float, float] | None, caption: str = "") -> Tensor:
-    """A [-1, 1] image [3, h, w] upscaled ``scale``×, framed 2 px in ``frame`` colour, with a caption below."""
+def sample_grid_figure(rows: Sequence[tuple[str, Mapping[str, Sequence[Sample]]]], title: str,
+                       tile_inches: float = 1.0) -> Figure:
+    """One row per prompt (its text above the row); in each row, for each model (name above its block) the samples
+    side by side, MI in nats under each, framed in the verdict's colour; a legend of the frame colours below."""
+    if not rows:
+        raise ValueError("no rows to draw")
+    models = list(rows[0][1])
+    columns = max(len(samples) for _, by_model in rows for samples in by_model.values())
+    blocks = len(models) * columns
+    width = max(6.0, tile_inches * (blocks + 0.4 * (len(models) - 1)) + 0.6)
+    height = 1.0 + len(rows) * (tile_inches + 0.75)
+    figure = new_figure(width, height)
+    figure.suptitle(title, fontsize="large")
+    row_figures = figure.subfigures(len(rows), 1, hspace=0.02)
+    row_figures = [row_figures] if len(rows) == 1 else list(row_figures)
+    for row_figure, (prompt, by_model) in zip(row_figures, rows):
+        row_figure.suptitle(f"“{prompt}”", fontsize="medium", x=0.0, ha="left", fontweight="bold")
+        model_figures = row_figure.subfigures(1, len(models), wspace=0.03)
+        model_figures = [model_figures] if len(models) == 1 else list(model_figures)
+        for model_figure, model in zip(model_figures, models):
+            samples = list(by_model.get(model, []))
+            model_figure.suptitle(model, fontsize="small", color="0.3")
+            axes = model_figure.subplots(1, columns, squeeze=False)[0]
+            for ax, sample in zip(axes, samples + [None] * (columns - len(samples))):
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if sample is None:
+                    ax.set_axis_off()
+                    continue
+                ax.imshow(_rgb(sample.image), interpolation="nearest")
+                colour = VERDICTS[sample.verdict][0]
+                for spine in ax.spines.values():
+                    spine.set_edgecolor(colour)
+                    spine.set_linewidth(3.5)
+                ax.set_xlabel(f"MI {sample.mi:.1f}", fontsize="small", labelpad=5)
+    from matplotlib.patches import Patch
+
+    handles = [Patch(facecolor="white", edgecolor=colour, linewidth=3, label=label)
+               for colour, label in VERDICTS.values()]
+    figure.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize="small",
+                  title="frame: the judge's verdict; MI under each sample, in nats", title_fontsize="small",
+                  frameon=False)
+    return figure
+
+
+def mi_histogram_figure(panels: Mapping[str, Mapping[str, Tensor]], title: str = "", bins: int = 30,
+                        colours: Mapping[str, str] | None = None) -> Figure:
+    """Side-by-side panels (title → {group name → 1-D MI values}) of overlaid count histograms (``histogram_axes``),
+    MI in nats on the x axis, number of candidates on the y axis, each group's n and mean in the legend."""
+    colours = colours or {"correct": VERDICTS["correct"][0], "wrong": VERDICTS["invalid"][0]}
+    figure = new_figure(4.2 * max(1, len(panels)), 3.6)
+    axes = figure.subplots(1, max(1, len(panels)), squeeze=False)[0]
+    for ax, (name, groups) in zip(axes, panels.items()):
+        histogram_axes(ax, groups, colours, bins=bins, title=name, xlabel="MI (nats)", ylabel="candidates")
+    if title:
+        figure.suptitle(title)
+    return figure
+
+
+def tile(image: Tensor, scale: int, frame: tuple[float, float, float] | None = None) -> Tensor:
+    """A [-1, 1] image [3, h, w] as [0, 1], upscaled ``scale``× (nearest), framed 2 px in ``frame`` colour."""
     big = ((image.clamp(-1, 1) + 1) / 2).repeat_interleave(scale, 1).repeat_interleave(scale, 2)
     if frame is not None:
         pad = torch.tensor(frame)[:, None, None].expand(3, big.shape[1] + 4, big.shape[2] + 4).clone()
         pad[:, 2:-2, 2:-2] = big
         big = pad
-    if caption:
-        label = text_image(caption)
-        strip = torch.zeros(3, 7, big.shape[2])
-        width = min(label.shape[2], big.shape[2])
-        strip[:, 1:6, :width] = label[:, :, :width]
-        big = torch.cat([big, strip], 1)
     return big
 
 
@@ -80,45 +127,9 @@ def grid(tiles: list[list[Tensor]], gap: int = 2) -> Tensor:
     return stack_rows([stack_rows(row, gap, axis=2) for row in tiles], gap, axis=1)
 
 
-def histogram_image(groups: dict[str, Tensor], colours: dict[str, tuple[float, float, float]], bins: int = 30,
-                    height: int = 120, bar: int = 4, title: str = "") -> Tensor:
-    """Overlaid histograms (each normalised to its own count) of 1-D value groups, with the value range and counts."""
-    values = torch.cat([v.flatten().float() for v in groups.values() if v.numel()])
-    low, high = float(values.min()), float(values.max())
-    high = high if high > low else low + 1.0
-    width = bins * bar
-    plot = torch.zeros(3, height, width)
-    shares = {name: torch.histc(v.float(), bins=bins, min=low, max=high) / v.numel()
-              for name, v in groups.items() if v.numel()}
-    top = max(float(s.max()) for s in shares.values())
-    for name, share in shares.items():
-        rgb = torch.tensor(colours[name])[:, None, None]
-        for b, h in enumerate((share / top * (height - 1)).round().long().tolist()):
-            if h:
-                column = plot[:, height - h:, b * bar:(b + 1) * bar]
-                plot[:, height - h:, b * bar:(b + 1) * bar] = torch.maximum(column, 0.6 * rgb)
-    legend = [text_image(f"{name} n={int(v.numel())} mean={float(v.float().mean()) if v.numel() else 0:.1f}",
-                         colour=colours[name]) for name, v in groups.items()]
-    axis = text_image(f"{low:.1f}" + " " * max(1, width // 4 - len(f"{low:.1f}") - len(f"{high:.1f}")) + f"{high:.1f}")
-    return stack_rows([text_image(title), plot, axis, *legend], gap=2, axis=1)
-
-
 def write_png(path: str, image: Tensor) -> str:
-    """Writes a float image [3, H, W] in [0, 1] as an 8-bit RGB PNG, atomically; returns the path."""
-    pixels = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous()
-    height, width = pixels.shape[:2]
-    raw = b"".join(b"\x00" + bytes(pixels[r].flatten().tolist()) for r in range(height))
+    """Writes a float image [3, H, W] in [0, 1] as an 8-bit PNG (matplotlib's writer), atomically; returns the path."""
+    from matplotlib.image import imsave
 
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-           + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=folder)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(png)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-    return path
+    pixels = (image.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return write_atomically(path, lambda handle: imsave(handle, np.ascontiguousarray(pixels), format="png"))

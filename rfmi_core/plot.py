@@ -98,10 +98,10 @@ def loss_curve_figure(losses: Sequence[float] | Mapping[str, Sequence[float]], t
     """Loss against step: each run's raw per-step loss (thin, light) under its trailing moving average (window = 1/20
     of the run, thick; a run shorter than 40 steps is drawn raw only); several runs as a mapping name → losses, one
     colour each, the legend naming the runs."""
+    series = _series(losses)
+    figure = new_figure(width, height, dpi)  # first: it says how to install matplotlib where it is missing
     from matplotlib.ticker import MaxNLocator
 
-    series = _series(losses)
-    figure = new_figure(width, height, dpi)
     ax = figure.add_subplot()
     colours = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"]
     smoothed = False

@@ -48,7 +48,7 @@ def test_loss_curve_without_matplotlib_is_a_bare_curve(monkeypatch):
         raise ImportError("no matplotlib here")
 
     monkeypatch.setattr(plot, "_figure_class", missing)
-    with pytest.warns(UserWarning, match="without axes"):
+    with pytest.warns(UserWarning, match="no matplotlib here; the loss curve is drawn without axes"):
         image = loss_curve_image([3.0, 2.0, 1.0], width=100, height=50)
     assert image.shape == (1, 50, 100, 3)
     ink = (image[0] < 0.9).any(-1)

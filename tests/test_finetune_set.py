@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -97,28 +98,30 @@ def test_a_write_killed_midway_leaves_the_previous_set_readable(tmp_path):
     assert [r.seed for r in kept] == [0]
 
 
-def test_missing_or_corrupt_files_give_named_errors(tmp_path):
-    s = FinetuneSet.open(tmp_path / "set", create=True)
-    s.append([record()], latents(1), conditioning("a red cube", ""))
-    shard = tmp_path / "set" / s.records()[0].latent_shard
-    shard.write_bytes(b"not a safetensors file")
-    with pytest.raises(FinetuneSetError, match=f"{shard.name} is not a readable latent shard"):
-        s.records()
-    shard.unlink()
-    with pytest.raises(FinetuneSetError, match=f"latent shard .*{shard.name} is missing"):
-        s.records()
+# which file of a record → (its path in the set, how a corrupt one is named, how a missing one is named); the corrupt
+# shard is met by records(), the corrupt conditioning by training_data(); a missing one of either by records()
+DAMAGED_FILES = {
+    "latent shard": (lambda r: r.latent_shard,
+                     lambda r: f"{Path(r.latent_shard).name} is not a readable latent shard",
+                     lambda r: f"latent shard .*{Path(r.latent_shard).name} is missing"),
+    "conditioning": (lambda r: f"conditioning/{r.prompt_conditioning}.safetensors",
+                     lambda r: f"{r.prompt_conditioning}.safetensors is missing or unreadable",
+                     lambda r: f"conditioning file conditioning/{r.prompt_conditioning}.safetensors is missing"),
+}
 
 
-def test_a_missing_or_corrupt_conditioning_file_is_named(tmp_path):
+@pytest.mark.parametrize("which", DAMAGED_FILES)
+def test_a_missing_or_corrupt_file_is_named(tmp_path, which):
+    relative_path, corrupt_message, missing_message = DAMAGED_FILES[which]
     s = FinetuneSet.open(tmp_path / "set", create=True)
     s.append([record()], latents(1), conditioning("a red cube", ""))
-    key = s.records()[0].prompt_conditioning
-    path = tmp_path / "set" / "conditioning" / f"{key}.safetensors"
-    path.write_bytes(b"garbage")
-    with pytest.raises(FinetuneSetError, match=f"{key}.safetensors is missing or unreadable"):
-        s.training_data()
+    kept = s.records()[0]
+    path = tmp_path / "set" / relative_path(kept)
+    path.write_bytes(b"not a safetensors file")
+    with pytest.raises(FinetuneSetError, match=corrupt_message(kept)):
+        s.records() if which == "latent shard" else s.training_data()
     path.unlink()
-    with pytest.raises(FinetuneSetError, match=f"conditioning file conditioning/{key}.safetensors is missing"):
+    with pytest.raises(FinetuneSetError, match=missing_message(kept)):
         s.records()
 
 

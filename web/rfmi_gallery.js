@@ -10,6 +10,7 @@ import { api } from "../../scripts/api.js";
 import {
   candidateForKey, formatPicks, galleryView, parsePicks, resetPicks, togglePick, viewPath,
 } from "./rfmi_gallery_logic.js";
+import { after, fitNode } from "./rfmi_node_ui.js";
 
 const NODE_TYPE = "RFMIRankAndPick";
 const WIDGET_NAME = "rfmi_gallery";
@@ -211,45 +212,18 @@ function showGallery(node, message) {
   const state = ensureGallery(node);
   state.entries = entries;
   render(node);
-  const size = node.computeSize?.();
-  if (size) node.setSize?.([Math.max(node.size[0], size[0]), Math.max(node.size[1], size[1])]);
-  node.setDirtyCanvas?.(true, true);
-  app.graph?.setDirtyCanvas?.(true, true);
+  fitNode(node);
 }
 
 app.registerExtension({
   name: "RFMI.RankAndPickGallery",
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (nodeData?.name !== NODE_TYPE) return;
-    const onNodeCreated = nodeType.prototype.onNodeCreated;
-    nodeType.prototype.onNodeCreated = function () {
-      const result = onNodeCreated?.apply(this, arguments);
-      try {
-        ensureGallery(this);
-        const node = this;
-        const picks = widgetOf(this, "picks");
-        if (picks) {
-          const original = picks.callback;
-          picks.callback = function (...args) { // picks typed into the widget show at once
-            const out = original?.apply(this, args);
-            render(node);
-            return out;
-          };
-        }
-      } catch (error) {
-        console.error("[RFMI] could not create the gallery", error);
-      }
-      return result;
-    };
-    const onExecuted = nodeType.prototype.onExecuted;
-    nodeType.prototype.onExecuted = function (message) {
-      const result = onExecuted?.apply(this, arguments);
-      try {
-        showGallery(this, message);
-      } catch (error) {
-        console.error("[RFMI] could not show the gallery", error);
-      }
-      return result;
-    };
+    after(nodeType.prototype, "onNodeCreated", "create the gallery", (node) => {
+      ensureGallery(node);
+      const picks = widgetOf(node, "picks");
+      if (picks) after(picks, "callback", "show the picks", () => render(node)); // typed picks show at once
+    });
+    after(nodeType.prototype, "onExecuted", "show the gallery", showGallery);
   },
 });

@@ -5,6 +5,7 @@
 // neither in the workflow's widgets_values (which would shift the saved values) nor in the prompt.
 import { app } from "../../scripts/app.js";
 import { formatMiList } from "./rfmi_format.js";
+import { after, fitNode } from "./rfmi_node_ui.js";
 
 const WIDGET_NAME = "rfmi_mi";
 const ROW_HEIGHT = 18; // px, every row (the cells have no padding; see cell())
@@ -92,25 +93,13 @@ function showMi(node, message) {
   }
   renderRows(widget.element, values, bestSeeds, widgetValue(node, "n"));
 
-  const size = node.computeSize?.();
-  if (size) node.setSize?.([Math.max(node.size[0], size[0]), Math.max(node.size[1], size[1])]);
-  node.setDirtyCanvas?.(true, true);
-  app.graph?.setDirtyCanvas?.(true, true);
+  fitNode(node);
 }
 
 app.registerExtension({
   name: "RFMI.MIDisplay",
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (!nodeData?.name?.startsWith("RFMI")) return;
-    const onExecuted = nodeType.prototype.onExecuted;
-    nodeType.prototype.onExecuted = function (message) {
-      const result = onExecuted?.apply(this, arguments);
-      try {
-        showMi(this, message);
-      } catch (error) {
-        console.error("[RFMI] could not show the MI values", error);
-      }
-      return result;
-    };
+    after(nodeType.prototype, "onExecuted", "show the MI values", showMi);
   },
 });

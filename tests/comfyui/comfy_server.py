@@ -125,6 +125,18 @@ def server_flags() -> list[str]:
     return flags
 
 
+def end_process(process: subprocess.Popen, timeout: float) -> None:
+    """Terminates a child process that is still running, then kills it if it has not exited within ``timeout`` s."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout)
+
+
 class ComfyServer:
     def __init__(self, base: Path, port: int | None = None, extra_args: list[str] = ()):
         self.base = Path(base)
@@ -155,18 +167,17 @@ class ComfyServer:
         raise TimeoutError(f"ComfyUI did not answer on {self.url} within {timeout:.0f} s:\n{self.log_tail()}")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=15)
+        if self.process is not None:
+            end_process(self.process, timeout=15)
         if getattr(self, "_log", None):
             self._log.close()
 
     def __enter__(self):
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()  # a server that never answered is not left running
+            raise
 
     def __exit__(self, *exc):
         self.stop()

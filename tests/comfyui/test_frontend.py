@@ -31,7 +31,7 @@ import pytest
 
 websocket = pytest.importorskip("websocket", reason="frontend test skipped: websocket-client is not installed")
 
-from comfy_server import PACK_NAME, ComfyServer, prepare_base  # noqa: E402
+from comfy_server import PACK_NAME, ComfyServer, end_process, prepare_base  # noqa: E402
 from test_workflows import WORKFLOW_DIR, WORKFLOWS, _node, load, tiny_sampler_workflow  # noqa: E402
 from workflow_convert import is_model_file, link_table, to_api_prompt  # noqa: E402
 
@@ -163,13 +163,7 @@ class Chromium:
             if getattr(self, "ws", None):
                 self.ws.close()
         finally:
-            if self.process.poll() is None:
-                self.process.terminate()
-                try:
-                    self.process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait(timeout=10)
+            end_process(self.process, timeout=10)
             self.log.close()
 
 

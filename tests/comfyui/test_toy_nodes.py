@@ -131,13 +131,8 @@ def test_rank_and_pick_outputs_the_picks_in_pick_order_else_the_top_k(rfmi_nodes
 def server(tmp_path_factory):
     from comfy_server import ComfyServer, prepare_base
 
-    base = prepare_base(tmp_path_factory.mktemp("toy_base"), tiny_model=False)
-    srv = ComfyServer(base)
-    try:
-        srv.start()
+    with ComfyServer(prepare_base(tmp_path_factory.mktemp("toy_base"), tiny_model=False)) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def _png_pixels(server, ref: dict) -> torch.Tensor:

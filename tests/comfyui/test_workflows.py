@@ -37,7 +37,7 @@ EXPECTED = {
     "score_latent_sd35",
     "toy_rfmi_loop",
 }
-WEB_FILES = {"rfmi_mi_display.js", "rfmi_format.js", "rfmi_gallery.js", "rfmi_gallery_logic.js"}
+WEB_FILES = {"rfmi_mi_display.js", "rfmi_format.js", "rfmi_gallery.js", "rfmi_gallery_logic.js", "rfmi_node_ui.js"}
 
 
 def load(path: Path) -> dict:
@@ -46,13 +46,8 @@ def load(path: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    base = prepare_base(tmp_path_factory.mktemp("comfy_base"))
-    srv = ComfyServer(base)
-    try:
-        srv.start()
+    with ComfyServer(prepare_base(tmp_path_factory.mktemp("comfy_base"))) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Rank and Pick: the artist sees all candidates sorted by MI in a gallery and overrules the ranking (issue 6).
+"""Rank and Pick: the artist sees all candidates sorted by MI in a gallery and overrules the ranking.
 
 The gallery (web/rfmi_gallery.js) is a DOM widget fed by this node's ui message; clicks write the ``picks`` widget, an
 ordinary STRING input, so the workflow JSON saves the picks and the HTTP API can set them. Queueing again re-runs only

@@ -169,16 +169,21 @@ def _bare_curve(series: dict[str, list[float]], width: int, height: int, margin:
 def histogram_axes(ax: Axes, groups: Mapping[str, Tensor | np.ndarray | Sequence[float]],
                    colours: Mapping[str, str] | None = None, bins: int = 30, title: str = "",
                    xlabel: str = "MI (nats)", ylabel: str = "count") -> np.ndarray:
-    """Overlaid count histograms of 1-D groups on shared bin edges (returned), one BarContainer per group (in
-    ``ax.containers``, labelled "name (n = …, mean …)"), and a legend of those labels."""
+    """Count histograms of 1-D groups on shared bin edges (returned), the groups' bars side by side in each bin: one
+    BarContainer per group (in ``ax.containers``, labelled "name (n = …, mean …)"), and a legend of those labels."""
     data = {name: np.asarray(torch.as_tensor(v).detach().float().flatten().cpu()) for name, v in groups.items()}
     values = np.concatenate([v for v in data.values()]) if data else np.zeros(0)
     edges = np.histogram_bin_edges(values if values.size else np.zeros(1), bins=bins)
-    for name, v in data.items():
-        colour = (colours or {}).get(name)
-        label = f"{name} (n = {v.size}, mean {v.mean():.1f})" if v.size else f"{name} (n = 0)"
-        _, _, bars = ax.hist(v, bins=edges, color=colour, alpha=0.55, edgecolor=colour, linewidth=0.8)
-        bars.set_label(label)  # on the BarContainer (as ax.bar does), so the legend has one entry per group
+    names = list(data)
+    default = [f"C{i}" for i in range(len(names))]
+    palette = [(colours or {}).get(name, default[i]) for i, name in enumerate(names)]
+    labels = [f"{name} (n = {v.size}, mean {v.mean():.1f})" if v.size else f"{name} (n = 0)"
+              for name, v in data.items()]
+    if names:  # the groups' bars side by side within each bin, so no group hides another
+        _, _, containers = ax.hist([data[name] for name in names], bins=edges, color=palette, alpha=0.8,
+                                   edgecolor="white", linewidth=0.3)
+        for container, label in zip(containers, labels):
+            container.set_label(label)  # on the BarContainer (as ax.bar does): one legend entry per group
     from matplotlib.ticker import MaxNLocator
 
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))

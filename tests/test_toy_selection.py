@@ -53,3 +53,31 @@ def test_auroc_and_top1_by_prompt():
     assert ids.tolist() == [0, 2] and torch.allclose(auc, torch.tensor([0.75, 0.0]))
     hits, chance = top1_by_group(score, correct, groups)
     assert hits.tolist() == [1.0, 1.0, 0.0] and torch.allclose(chance, torch.tensor([0.5, 1.0, 0.5]))
+
+
+def test_study_writes_the_mi_histogram_of_every_candidate(tmp_path, monkeypatch):
+    from matplotlib.image import imread
+
+    from rfmi_core.toy import selection_study
+    from rfmi_core.toy.selection_study import Condition, figure_name, study
+
+    drawn = []
+
+    def save(figure, path):
+        drawn.append(figure)
+        return save_figure(figure, path)
+
+    save_figure = selection_study.save_figure
+    monkeypatch.setattr(selection_study, "save_figure", save)
+    torch.set_num_threads(1)
+    condition = Condition(None, 3.0, 4, 3)
+    lines = study(condition, 1, 2, 0, fresh=False, contrast=False, m_values=[], say=lambda *_: None,
+                  figures=str(tmp_path))
+    path = tmp_path / figure_name(condition)
+    assert figure_name(condition) == "mi_histogram_toy_rf_cfg3_steps4.png"
+    assert f"MI histogram: `{path}`" in lines
+    (figure,) = drawn
+    assert [ax.get_title() for ax in figure.axes] == ["binding", "spatial", "numeracy"]
+    # each panel counts its category's 1 prompt × M = 3 candidates, correct and wrong together
+    assert [sum(bar.get_height() for c in ax.containers for bar in c) for ax in figure.axes] == [3, 3, 3]
+    assert imread(path).shape[1] > 1000

@@ -2,6 +2,7 @@
 and of model-only alternatives, against the exact judge, on the toy world.
 
     python -m rfmi_core.toy.selection_study [--weights A B ...] [--cfgs 3] [--steps 20] [--m 8] [--prompts 32]
+                                               [--figures DIR]
 
 For each condition (weights × CFG scale × Euler steps), ``--prompts`` train prompts per category get M candidates each
 (CFG Euler sampling, MI read along the trajectory). Scores (higher = "more aligned"):
@@ -34,14 +35,17 @@ import torch
 from torch import Tensor, nn
 
 from ..estimate import estimate_mi
+from ..plot import save_figure
 from ..progress import progress_bar
 from ..select import top_k
 from .evaluate import DEFAULT_CFG, DEFAULT_STEPS, generate, judge_batch, pick_prompts, velocity_fn
 from .judge import classify_pixels
+from .pictures import mi_histogram_figure
 from .prompts import CATEGORIES, contrast_prompts, parse_prompt, prompts, tokenize_batch
 from .train_model import load_toy_model
 
-__all__ = ["trajectory_scores", "fresh_mi", "contrast_scores", "auroc_by_group", "top1_by_group", "study", "main"]
+__all__ = ["trajectory_scores", "fresh_mi", "contrast_scores", "auroc_by_group", "top1_by_group", "figure_name", "study",
+           "main"]
 
 
 def trajectory_scores(result, cfg: float, images: Tensor) -> dict[str, Tensor]:
@@ -154,9 +158,16 @@ def spearman_within(score: Tensor, other: Tensor, groups: Tensor) -> float:
     return sum(rho) / len(rho) if rho else float("nan")
 
 
+def figure_name(condition: Condition) -> str:
+    """The histogram's file name for one condition: mi_histogram_<weights>_cfg<cfg>_steps<steps>.png."""
+    weights = os.path.splitext(os.path.basename(condition.weights or "toy_rf.safetensors"))[0]
+    return f"mi_histogram_{weights}_cfg{condition.cfg:g}_steps{condition.steps}.png"
+
+
 def study(condition: Condition, prompts_per_category: int, n_t: int, seed: int, fresh: bool, contrast: bool,
-          m_values: list[int], say=print) -> list[str]:
-    """Runs one condition; returns its markdown section."""
+          m_values: list[int], say=print, figures: str | None = None) -> list[str]:
+    """Runs one condition; returns its markdown section. With ``figures`` (a folder), also writes the histogram of
+    the paper's default score (rfmi-cfg) of correct vs wrong candidates per category there (``figure_name``)."""
     model = load_toy_model(condition.weights)
     texts, groups, cats = [], [], []
     for c, category in enumerate(CATEGORIES):
@@ -180,6 +191,13 @@ def study(condition: Condition, prompts_per_category: int, n_t: int, seed: int, 
     name = os.path.basename(condition.weights or "toy_rf.safetensors")
     lines = [f"### {name}, CFG {condition.cfg:g}, {condition.steps} Euler steps, M = {condition.m}, "
              f"{prompts_per_category} train prompts per category ({seconds:.0f} s)", ""]
+    if figures:
+        path = save_figure(mi_histogram_figure(
+            {category: {"correct": scores["rfmi-cfg"][mask & correct], "wrong": scores["rfmi-cfg"][mask & ~correct]}
+             for category in CATEGORIES for mask in [torch.tensor([c == category for c in cats])]},
+            f"rfmi-cfg of {len(texts)} candidates, correct vs wrong by the judge ({name}, CFG {condition.cfg:g}, "
+            f"{condition.steps} steps)"), os.path.join(figures, figure_name(condition)))
+        lines += [f"MI histogram: `{path}`", ""]
     for category in ("all", *CATEGORIES):
         mask = torch.ones(len(texts), dtype=torch.bool) if category == "all" else torch.tensor(
             [c == category for c in cats])
@@ -231,6 +249,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: robust on a shared CPU)")
     parser.add_argument("--out", default=None, help="append the markdown to this file")
+    parser.add_argument("--figures", default=None, metavar="DIR",
+                        help="also write each condition's MI histogram (correct vs wrong, per category) as a PNG here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     m_values = args.m_values if args.m_values is not None else [m for m in (2, 4, 8, 16, 32) if m <= args.m]
@@ -238,7 +258,7 @@ def main(argv: list[str] | None = None) -> None:
         for cfg in args.cfgs:
             for steps in args.steps:
                 lines = study(Condition(weights, cfg, steps, args.m), args.prompts, args.n_t, args.seed,
-                              not args.no_fresh, not args.no_contrast, m_values)
+                              not args.no_fresh, not args.no_contrast, m_values, figures=args.figures)
                 if args.out:
                     with open(args.out, "a") as handle:
                         handle.write("\n".join(lines) + "\n")

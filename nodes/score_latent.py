@@ -16,6 +16,7 @@ import comfy.utils
 from comfy_api.latest import io
 
 from ..rfmi_core import VELOCITIES, ScoredCandidates, estimate_mi_draws_from_pairs, velocity_from_denoised
+from ..rfmi_core.stats import mean_and_standard_error
 from .model_checks import require_flow_model
 from .sampling import model_latent
 from .sockets import CATEGORY, MAX_SEED, Scores
@@ -106,8 +107,7 @@ class RFMIScoreLatent(io.ComfyNode):
         draws = score_latents(model, latent, positive, negative, seed=seed, n_t=n_t, t_eps=t_eps, cfg=cfg,
                               velocity=velocity, draws_per_call=draws_per_call)
         n = draws.shape[0]
-        mi = draws.mean(dim=1)
-        se = draws.std(dim=1) / n_t**0.5 if n_t > 1 else torch.full((n,), float("nan"))
+        mi, se = mean_and_standard_error(draws, dim=1)
         scores = ScoredCandidates(mi=mi, seeds=[seed] * n, batch_index=list(range(n)), mi_standard_error=se,
                                   latents=latent["samples"].cpu(),
                                   settings=dict(n_t=n_t, t_eps=t_eps, cfg=cfg, velocity=velocity, estimator="prop3.3"))

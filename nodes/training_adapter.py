@@ -10,6 +10,8 @@ import torch
 import comfy.model_base
 import comfy.model_management
 
+from ..rfmi_core import velocity_from_denoised
+
 
 def comfy_velocity_fn(base_model: comfy.model_base.BaseModel):
     """velocity(net, x_t, t, cond) → u for ``base_model`` (the MODEL's ``.model``), batched.
@@ -28,8 +30,7 @@ def comfy_velocity_fn(base_model: comfy.model_base.BaseModel):
         kwargs = {name: c.process_cond(batch_size=x_t.shape[0], device=device).cond for name, c in extras.items()}
         if "guidance" in cond:
             kwargs["guidance"] = cond["guidance"].to(device).reshape(-1)
-        denoised = base_model.apply_model(x_t, sigma, **kwargs)
-        return (denoised - x_t) / sigma.reshape([-1] + [1] * (x_t.ndim - 1))
+        return velocity_from_denoised(x_t, base_model.apply_model(x_t, sigma, **kwargs), sigma)
 
     return velocity
 

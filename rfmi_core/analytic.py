@@ -18,6 +18,8 @@ import math
 import torch
 from torch import Tensor
 
+from .stats import mean_and_standard_error
+
 __all__ = ["gaussian_velocity", "GaussianChannel", "GaussianMixture"]
 
 
@@ -125,5 +127,5 @@ class GaussianMixture:
         log_comp = self.log_component_densities(x)
         log_joint = log_comp[torch.arange(n), labels]
         log_marginal = torch.logsumexp(log_comp + torch.log(self.weights), dim=1)
-        pmi = log_joint - log_marginal
-        return float(pmi.mean()), float(pmi.std() / math.sqrt(n))
+        mean, standard_error = mean_and_standard_error(log_joint - log_marginal)
+        return float(mean), float(standard_error)

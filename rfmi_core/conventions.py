@@ -5,17 +5,26 @@ ComfyUI (CONST models): x = σ·noise + (1 − σ)·data, so σ = 1 − t; the n
                         ``denoised = x − σ·output`` is its estimate of the data.
 
 Hence u = data − noise = −output = (denoised − x)/σ. One sign slip here inverts every MI ranking, so each conversion is
-its own function with its own test (tests/test_conventions.py).
+its own function with its own test (tests/test_conventions.py). The straight path itself, x_t = t·x1 + (1 − t)·ε with
+its velocity x1 − ε, is ``straight_path`` (the estimator's draws and every trainer's targets), and a velocity field in
+the paper's convention is typed by the ``Velocity`` protocol.
 """
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple, Protocol
+
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .checks import require_same_shape, require_unit_interval
 
 __all__ = [
+    "Velocity",
+    "ModuleVelocity",
+    "VelocityPair",
+    "PathSample",
+    "straight_path",
     "t_from_sigma",
     "sigma_from_t",
     "velocity_from_denoised",
@@ -23,6 +32,51 @@ __all__ = [
     "velocity_from_model_output",
     "cfg_velocity",
 ]
+
+
+class Velocity(Protocol):
+    """A velocity field in the paper's convention: ``velocity(x_t [B, ...], t [B], condition) -> u [B, ...]``, the
+    velocity u = x1 − x0 (data minus noise) at paper time t (0 = noise, 1 = data); ``condition`` is whatever the
+    field is conditioned on (a label tensor, a dict of tensors, or None for ∅)."""
+
+    def __call__(self, x_t: Tensor, t: Tensor, condition: Any, /) -> Tensor: ...
+
+
+class ModuleVelocity(Protocol):
+    """A ``Velocity`` of the module being trained, which the trainer passes first: ``velocity_fn(module, x_t, t,
+    cond)``, with ``cond`` the batch's condition dict (so the trainer can wrap or adapt the module it calls)."""
+
+    def __call__(self, module: nn.Module, x_t: Tensor, t: Tensor, cond: dict[str, Tensor], /) -> Tensor: ...
+
+
+class VelocityPair(Protocol):
+    """Both velocities of a CFG model at once: ``velocity_pair(x_t [N, ...], t [N]) -> (u_y, u_∅)``, each [N, ...]
+    (one call may batch the two, as CFG does)."""
+
+    def __call__(self, x_t: Tensor, t: Tensor, /) -> tuple[Tensor, Tensor]: ...
+
+
+class PathSample(NamedTuple):
+    """A point of the straight path and its velocity: ``x_t`` = t·x1 + (1 − t)·ε and ``target`` = x1 − ε."""
+
+    x_t: Tensor
+    target: Tensor
+
+
+def straight_path(x1: Tensor, noise: Tensor, t: Tensor | float) -> PathSample:
+    """The rectified-flow path from noise ε (t = 0) to data x1 (t = 1): x_t = t·x1 + (1 − t)·ε, velocity u* = x1 − ε.
+
+    ``t`` is a scalar or holds one time per leading index of ``x1`` ([B] for x1 [B, ...], [E, B] for x1 [E, B, d]);
+    it is broadcast over the remaining dims in x1's dtype. u* is the flow-matching target and the exact velocity
+    E[x1 − ε | x_t] is what a trained network estimates.
+    """
+    require_same_shape("noise", noise, "x1", x1)
+    t = torch.as_tensor(t, device=x1.device)
+    if t.ndim > x1.ndim or tuple(t.shape) != tuple(x1.shape[: t.ndim]):
+        raise ValueError(f"t must be a scalar or match the leading dims of x1 {tuple(x1.shape)}; got "
+                         f"{tuple(t.shape)}")
+    t_b = t.reshape(*t.shape, *[1] * (x1.ndim - t.ndim)).to(x1.dtype)
+    return PathSample(t_b * x1 + (1 - t_b) * noise, x1 - noise)
 
 
 def t_from_sigma(sigma: Tensor | float) -> Tensor | float:

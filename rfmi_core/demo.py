@@ -20,10 +20,12 @@ import torch
 from .analytic import GaussianChannel, GaussianMixture
 from .estimate import estimate_mi
 from .sampler import sample_with_mi
+from .stats import mean_and_standard_error
 
 
 def _mean_se(values: torch.Tensor) -> tuple[float, float]:
-    return float(values.mean()), float(values.std() / math.sqrt(values.numel()))
+    mean, standard_error = mean_and_standard_error(values)
+    return float(mean), float(standard_error)
 
 
 def run_case(name: str, field, truth: float, truth_se: float, images: int, steps: int, n_t: int, seed: int) -> dict:

@@ -9,18 +9,18 @@ its variance.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from .checks import require_batched, require_choice, require_same_shape
-from .conventions import cfg_velocity
+from .conventions import Velocity, VelocityPair, cfg_velocity, straight_path
 from .density import TruncatedRatioDensity
 from .progress import progress_bar
 from .trajectory import VELOCITIES
 
-__all__ = ["estimate_mi", "estimate_mi_draws", "estimate_mi_draws_from_pairs", "draw_times", "VelocityPairFn"]
+__all__ = ["estimate_mi", "estimate_mi_draws", "estimate_mi_draws_from_pairs", "draw_times"]
 
 
 def draw_times(density: TruncatedRatioDensity, n_t: int, batch: int, generator: torch.Generator | None,
@@ -33,13 +33,9 @@ def draw_times(density: TruncatedRatioDensity, n_t: int, batch: int, generator: 
     return torch.from_numpy(density.icdf(uniform.numpy()))
 
 
-VelocityPairFn = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
-"""velocity_pair(x_t [N, ...], t [N]) -> (u_y, u_∅), both [N, ...]: one call may batch the two (as CFG does)."""
-
-
 @torch.no_grad()
 def estimate_mi_draws_from_pairs(
-    velocity_pair: VelocityPairFn,
+    velocity_pair: VelocityPair,
     x1: Tensor,
     n_t: int = 64,
     t_eps: float = 0.99,
@@ -70,8 +66,7 @@ def estimate_mi_draws_from_pairs(
         k = min(draws_per_call, n_t - start)
         t = times[start : start + k].reshape(-1).to(device=device, dtype=torch.float32)  # [k·B], draw-major
         eps = torch.randn((k * batch, *x1.shape[1:]), generator=generator, device=noise_device).to(device)
-        t_b = t.reshape([-1] + [1] * (x1.ndim - 1))
-        x_t = t_b * x1.repeat(k, *[1] * (x1.ndim - 1)) + (1 - t_b) * eps
+        x_t = straight_path(x1.repeat(k, *[1] * (x1.ndim - 1)), eps, t).x_t
         u_y, u_0 = (u.float() for u in velocity_pair(x_t, t))
         require_same_shape("u_cond", u_y, "x_t", x_t)
         require_same_shape("u_uncond", u_0, "x_t", x_t)
@@ -82,7 +77,7 @@ def estimate_mi_draws_from_pairs(
 
 
 def estimate_mi_draws(
-    velocity: Callable[[Tensor, Tensor, Any], Tensor],
+    velocity: Velocity,
     x1: Tensor,
     cond: Any,
     uncond: Any,
@@ -104,7 +99,7 @@ def estimate_mi_draws(
 
 
 def estimate_mi(
-    velocity: Callable[[Tensor, Tensor, Any], Tensor],
+    velocity: Velocity,
     x1: Tensor,
     cond: Any,
     uncond: Any,

@@ -6,20 +6,17 @@ through ComfyUI's own sampler instead.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from .checks import require_batched, require_unit_interval
-from .conventions import cfg_velocity, t_from_sigma
+from .conventions import Velocity, cfg_velocity, t_from_sigma
 from .progress import progress_bar
 from .trajectory import MIResult, TrajectoryMI
 
-__all__ = ["VelocityFn", "sample_with_mi"]
-
-VelocityFn = Callable[[Tensor, Tensor, Any], Tensor]
-"""velocity(x_t [B, ...], t [B], condition) -> u [B, ...], the paper's velocity x1 − x0 (data minus noise)."""
+__all__ = ["sample_with_mi"]
 
 
 def check_sigma_grid(sigmas: Tensor) -> Tensor:
@@ -35,7 +32,7 @@ def check_sigma_grid(sigmas: Tensor) -> Tensor:
 
 @torch.no_grad()
 def sample_with_mi(
-    velocity: VelocityFn,
+    velocity: Velocity,
     noise: Tensor,
     sigmas: Tensor,
     cond: Any,

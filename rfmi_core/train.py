@@ -46,6 +46,7 @@ from safetensors import safe_open
 from torch import Tensor, nn
 
 from .checks import require_choice, require_same_shape
+from .conventions import ModuleVelocity, straight_path
 from .lora import (
     DEFAULT_TARGETS,
     has_lora,
@@ -64,9 +65,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "TrainCheckpoint",
-    "VelocityFn",
     "train_lora",
-    "flow_matching_pair",
     "sample_t",
     "lr_at",
     "step_generator",
@@ -82,9 +81,6 @@ __all__ = [
 T_SAMPLINGS = ("logit_normal", "uniform")
 DEFAULT_CHECKPOINT_MODULES = r"(?:joint_blocks|double_blocks|single_blocks|transformer_blocks|blocks|layers)\.\d+"
 CHECKPOINT_KIND = "rfmi-ft-checkpoint"
-
-VelocityFn = Callable[[nn.Module, Tensor, Tensor, dict], Tensor]
-"""velocity_fn(model, x_t [B, ...], t [B], cond: dict[str, Tensor]) -> u [B, ...], u = x1 − x0 at paper time t."""
 
 _STEP_STREAM, _EPOCH_STREAM = 0, 1
 
@@ -181,12 +177,6 @@ class TrainResult:
 
 
 # ----------------------------------------------------------------------------------------------- the flow matching loss
-
-
-def flow_matching_pair(x1: Tensor, t: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
-    """(x_t, u*) = (t·x1 + (1 − t)·ε, x1 − ε): the point on the straight path at time t and its velocity."""
-    t_b = t.reshape([-1] + [1] * (x1.ndim - 1)).to(x1.dtype)
-    return t_b * x1 + (1 - t_b) * eps, x1 - eps
 
 
 def sample_t(n: int, generator: torch.Generator, config: TrainConfig) -> Tensor:
@@ -487,7 +477,7 @@ def _restore(state: TrainCheckpoint, params: dict[str, nn.Parameter], optimizer:
 # ---------------------------------------------------------------------------------------------------------- training
 
 
-def _train_step(model: nn.Module, data: Any, velocity_fn: VelocityFn, params: dict[str, nn.Parameter],
+def _train_step(model: nn.Module, data: Any, velocity_fn: ModuleVelocity, params: dict[str, nn.Parameter],
                 optimizer: torch.optim.Optimizer, config: TrainConfig, step: int, device: torch.device,
                 copy_activations: bool = False) -> float:
     """One optimizer update (0-based ``step``): ``grad_accum_steps`` micro-batches, clipping, AdamW. Returns the mean
@@ -506,7 +496,7 @@ def _train_step(model: nn.Module, data: Any, velocity_fn: VelocityFn, params: di
                               times.split(config.batch_size)):
         x1, cond = _micro_batch(data, micro, drop, device)
         eps = torch.stack([torch.randn(x.shape, generator=generator) for x in x1]).to(device)
-        x_t, target = flow_matching_pair(x1, t.to(device), eps)
+        x_t, target = straight_path(x1, eps, t.to(device))
         with autocast, saved_activation_copies(copy_activations):
             u = velocity_fn(model, x_t, t.to(device), cond)
         require_same_shape("velocity_fn output", u, "x_t", x_t)
@@ -528,7 +518,7 @@ def _device_of(params: dict[str, nn.Parameter]) -> torch.device:
     return next(iter(params.values())).device
 
 
-def _run(model: nn.Module, data: Any, velocity_fn: VelocityFn, config: TrainConfig, targets: list[str],
+def _run(model: nn.Module, data: Any, velocity_fn: ModuleVelocity, config: TrainConfig, targets: list[str],
          params: dict[str, nn.Parameter], state: TrainCheckpoint | None, checkpoint_dir: Path | None,
          on_step: Callable[[int, float], Any] | None, progress: bool) -> tuple[list[float], int]:
     """The training loop from the checkpoint's step (or 0) to ``config.steps``; returns (losses, global step)."""
@@ -581,7 +571,7 @@ def _run(model: nn.Module, data: Any, velocity_fn: VelocityFn, config: TrainConf
 def train_lora(
     model: nn.Module,
     data: Any,
-    velocity_fn: VelocityFn,
+    velocity_fn: ModuleVelocity,
     config: TrainConfig | None = None,
     *,
     checkpoint_dir: str | Path | None = None,

@@ -28,9 +28,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .conventions import straight_path
 from .density import TruncatedRatioDensity
 from .estimate import estimate_mi_draws_from_pairs
 from .progress import progress_bar
+from .stats import mean_and_standard_error
 
 __all__ = ["VectorRFConfig", "EnsembleVelocityMLP", "train_vector_rf", "vector_rf_mi", "default_hidden",
            "gaussianise_marginals", "estimate_vector_mi"]
@@ -191,10 +193,10 @@ def train_vector_rf(
         t = torch.where(from_q, q_pool[torch.randint(0, q_pool.numel(), (members, batch), generator=gen).to(device)],
                         torch.rand(members, batch, generator=gen).to(device))
         x0 = torch.randn(members, batch, dim_x, generator=gen).to(device)
-        x_t = t.unsqueeze(-1) * x1 + (1 - t.unsqueeze(-1)) * x0
+        x_t, target = straight_path(x1, x0, t)
         keep = (torch.rand(members, batch, 1, generator=gen).to(device) >= config.p_uncond).float()
         pred = model(x_t, t, yb, keep=keep)
-        loss = ((pred - (x1 - x0)) ** 2).sum(-1).mean(-1).sum()
+        loss = ((pred - target) ** 2).sum(-1).mean(-1).sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -258,8 +260,8 @@ def vector_rf_mi(
 
         draws = estimate_mi_draws_from_pairs(pair, xb, k, config.t_eps, gen, draws_per_call=k)
         per_sample.append(draws.mean(dim=1))
-    values = torch.cat(per_sample).double()
-    return float(values.mean()), float(values.std() / math.sqrt(values.numel()))
+    mean, standard_error = mean_and_standard_error(torch.cat(per_sample).double())
+    return float(mean), float(standard_error)
 
 
 def estimate_vector_mi(

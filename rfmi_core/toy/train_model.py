@@ -30,6 +30,7 @@ import time
 import torch
 from safetensors import safe_open
 
+from ..conventions import straight_path
 from ..lora import save_safetensors_atomic
 from ..progress import progress_bar
 from .model import ToyFlowConfig, ToyFlowTransformer
@@ -64,9 +65,8 @@ def cfm_loss(model: ToyFlowTransformer, x1: torch.Tensor, tokens: torch.Tensor, 
     eps = torch.randn(x1.shape, generator=generator)
     drop = torch.rand(n, generator=generator) < dropout
     tokens = torch.where(drop[:, None], torch.full_like(tokens, PAD_ID), tokens)
-    tb = t.view(-1, 1, 1, 1)
-    x_t = tb * x1 + (1 - tb) * eps
-    return (model(x_t, t, tokens) - (x1 - eps)).square().mean()
+    x_t, target = straight_path(x1, eps, t)
+    return (model(x_t, t, tokens) - target).square().mean()
 
 
 def save_toy_weights(model: ToyFlowTransformer, path: str, metadata: dict) -> None:

@@ -4,7 +4,7 @@ Headless by design: this package never imports ComfyUI. Units are nats. Time fol
 data); ComfyUI's σ is 1 − t (see ``conventions``).
 """
 
-from .analytic import GaussianChannel, GaussianMixture, gaussian_velocity
+from .analytic import GaussianChannel, GaussianMixture, TwoPartGaussianChannel, gaussian_velocity
 from .conventions import (
     cfg_velocity,
     denoised_from_velocity,
@@ -16,6 +16,17 @@ from .conventions import (
 from .density import TruncatedRatioDensity
 from .finetune_set import CandidateRecord, FinetuneSet, FinetuneSetError
 from .estimate import estimate_mi, estimate_mi_draws, estimate_mi_draws_from_pairs
+from .phrase_mi import (
+    PHRASE_SCORES,
+    PHRASE_VELOCITIES,
+    PhraseEstimate,
+    PhraseMIResult,
+    PhraseTrajectoryMI,
+    estimate_phrase_mi,
+    phrase_score,
+    sample_with_phrase_mi,
+)
+from .phrases import SplitPrompt, split_prompt
 from .sampler import sample_with_mi
 from .scores import ScoredCandidates
 from .select import top_k
@@ -26,6 +37,7 @@ __version__ = "0.1.0"
 __all__ = [
     "GaussianChannel",
     "GaussianMixture",
+    "TwoPartGaussianChannel",
     "gaussian_velocity",
     "cfg_velocity",
     "denoised_from_velocity",
@@ -40,6 +52,16 @@ __all__ = [
     "estimate_mi",
     "estimate_mi_draws",
     "estimate_mi_draws_from_pairs",
+    "PHRASE_SCORES",
+    "PHRASE_VELOCITIES",
+    "PhraseEstimate",
+    "PhraseMIResult",
+    "PhraseTrajectoryMI",
+    "estimate_phrase_mi",
+    "phrase_score",
+    "sample_with_phrase_mi",
+    "SplitPrompt",
+    "split_prompt",
     "sample_with_mi",
     "ScoredCandidates",
     "top_k",

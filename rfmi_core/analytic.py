@@ -9,6 +9,9 @@ marginal velocity E[x1 − x0 | x_t] is linear in x_t:
   Σ = AAᵀ + Σ_n. I(X; Y) = ½·log det Σ_X / det Σ_{X|Y}.
 - ``GaussianMixture``: Y ~ Categorical(π), X | Y = k ~ N(μ_k, s_k²I). u(·|k) is the component's Gaussian velocity and
   u(·|∅) = Σ_k p(k | x_t)·u(·|k). I(X; Y) = H(Y) − H(Y|X), estimated by Monte Carlo from the exact densities.
+- ``TwoPartGaussianChannel``: a prompt of two parts, Y1, Y2 independent N(0, I), X = A1·Y1 + A2·Y2 + N(0, Σ_n);
+  exact velocities given (y1, y2), y1 alone, y2 alone and ∅, and closed-form I(X; Y), I(X; Y1), I(X; Y2 | Y1), … for
+  the phrase MI (``phrase_mi``).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from torch import Tensor
 
 from .stats import mean_and_standard_error
 
-__all__ = ["gaussian_velocity", "GaussianChannel", "GaussianMixture"]
+__all__ = ["gaussian_velocity", "GaussianChannel", "GaussianMixture", "TwoPartGaussianChannel"]
 
 
 def gaussian_velocity(x: Tensor, t: Tensor, mean: Tensor, cov: Tensor) -> Tensor:
@@ -129,3 +132,93 @@ class GaussianMixture:
         log_marginal = torch.logsumexp(log_comp + torch.log(self.weights), dim=1)
         mean, standard_error = mean_and_standard_error(log_joint - log_marginal)
         return float(mean), float(standard_error)
+
+
+class TwoPartGaussianChannel:
+    """A prompt of two parts: Y1 ~ N(0, I_d1), Y2 ~ N(0, I_d2) independent; X = A1·Y1 + A2·Y2 + N(0, Σ_n).
+
+    A condition is a pair ``(y1, y2)`` whose missing part is ``None`` (``(y1, None)`` is y∖y2), or ``None`` for ∅.
+    Every conditional is Gaussian (condition on the known part, marginalise the other):
+
+        X | y1, y2 ~ N(A1·y1 + A2·y2, Σ_n)      X | y1 ~ N(A1·y1, A2A2ᵀ + Σ_n)
+        X | y2     ~ N(A2·y2, A1A1ᵀ + Σ_n)      X      ~ N(0, A1A1ᵀ + A2A2ᵀ + Σ_n)
+
+    so each velocity is ``gaussian_velocity`` with that mean and covariance, and every MI is ½·log det ratio:
+    I(X; Y) = ½·log |Σ_X|/|Σ_n|, I(X; Y1) = ½·log |Σ_X|/|A2A2ᵀ + Σ_n|, I(X; Y2 | Y1) = ½·log |A2A2ᵀ + Σ_n|/|Σ_n|
+    (and the same with 1 and 2 swapped); the chain rule I(X; Y) = I(X; Y1) + I(X; Y2 | Y1) holds exactly.
+    """
+
+    def __init__(self, mixing_1: Tensor, mixing_2: Tensor, noise_cov: Tensor):
+        self.mixing_1, self.mixing_2, self.noise_cov = mixing_1.double(), mixing_2.double(), noise_cov.double()
+        if self.mixing_1.shape[0] != self.mixing_2.shape[0] or self.noise_cov.shape != (self.mixing_1.shape[0],) * 2:
+            raise ValueError(f"mixing_1 {tuple(mixing_1.shape)}, mixing_2 {tuple(mixing_2.shape)} and noise_cov "
+                             f"{tuple(noise_cov.shape)} must share dim X (rows; noise_cov is [dim X, dim X])")
+        self.dim_x, self.dim_y1 = self.mixing_1.shape
+        self.dim_y2 = self.mixing_2.shape[1]
+        self.cov_given_y1 = self.mixing_2 @ self.mixing_2.T + self.noise_cov  # Cov(X | y1)
+        self.cov_given_y2 = self.mixing_1 @ self.mixing_1.T + self.noise_cov  # Cov(X | y2)
+        self.marginal_cov = self.mixing_1 @ self.mixing_1.T + self.cov_given_y1
+
+    @classmethod
+    def random(cls, dim_x: int = 4, dim_y1: int = 1, dim_y2: int = 1, noise_scale: float = 0.5,
+               seed: int = 0) -> "TwoPartGaussianChannel":
+        g = torch.Generator().manual_seed(seed)
+        mixing_1 = torch.randn(dim_x, dim_y1, generator=g, dtype=torch.float64) / math.sqrt(dim_y1)
+        mixing_2 = torch.randn(dim_x, dim_y2, generator=g, dtype=torch.float64) / math.sqrt(dim_y2)
+        root = torch.randn(dim_x, dim_x, generator=g, dtype=torch.float64) / math.sqrt(dim_x)
+        noise_cov = noise_scale**2 * (0.5 * root @ root.T + 0.5 * torch.eye(dim_x, dtype=torch.float64))
+        return cls(mixing_1, mixing_2, noise_cov)
+
+    @staticmethod
+    def _half_log_det_ratio(numerator: Tensor, denominator: Tensor) -> float:
+        return 0.5 * float(torch.logdet(numerator) - torch.logdet(denominator))
+
+    @property
+    def true_mi(self) -> float:
+        """I(X; Y1, Y2) = ½·log |Σ_X|/|Σ_n|, nats."""
+        return self._half_log_det_ratio(self.marginal_cov, self.noise_cov)
+
+    @property
+    def mi_y1(self) -> float:
+        """I(X; Y1) = ½·log |Σ_X|/|A2A2ᵀ + Σ_n|, nats."""
+        return self._half_log_det_ratio(self.marginal_cov, self.cov_given_y1)
+
+    @property
+    def mi_y2(self) -> float:
+        """I(X; Y2) = ½·log |Σ_X|/|A1A1ᵀ + Σ_n|, nats."""
+        return self._half_log_det_ratio(self.marginal_cov, self.cov_given_y2)
+
+    @property
+    def mi_y2_given_y1(self) -> float:
+        """I(X; Y2 | Y1) = ½·log |A2A2ᵀ + Σ_n|/|Σ_n|, nats."""
+        return self._half_log_det_ratio(self.cov_given_y1, self.noise_cov)
+
+    @property
+    def mi_y1_given_y2(self) -> float:
+        """I(X; Y1 | Y2) = ½·log |A1A1ᵀ + Σ_n|/|Σ_n|, nats."""
+        return self._half_log_det_ratio(self.cov_given_y2, self.noise_cov)
+
+    def sample_condition(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """(y1 [n, d1], y2 [n, d2]) from the prior."""
+        y1 = torch.randn(n, self.dim_y1, generator=generator, dtype=torch.float64).float()
+        y2 = torch.randn(n, self.dim_y2, generator=generator, dtype=torch.float64).float()
+        return y1, y2
+
+    def sample_data(self, y: tuple[Tensor, Tensor], generator: torch.Generator | None = None) -> Tensor:
+        """x ~ p(x | y1, y2), [n, dim X]."""
+        y1, y2 = y
+        root = torch.linalg.cholesky(self.noise_cov)
+        eps = torch.randn(y1.shape[0], self.dim_x, generator=generator, dtype=torch.float64)
+        return (y1.double() @ self.mixing_1.T + y2.double() @ self.mixing_2.T + eps @ root.T).float()
+
+    def velocity(self, x: Tensor, t: Tensor, y: tuple[Tensor | None, Tensor | None] | None) -> Tensor:
+        """The exact velocity given (y1, y2), (y1, None), (None, y2), or ∅ (None or (None, None))."""
+        y1, y2 = (None, None) if y is None else y
+        mean = torch.zeros(self.dim_x, dtype=torch.float64, device=x.device)
+        if y1 is not None:
+            mean = mean + y1.double().to(x.device) @ self.mixing_1.T.to(x.device)
+        if y2 is not None:
+            mean = mean + y2.double().to(x.device) @ self.mixing_2.T.to(x.device)
+        cov = {(True, True): self.noise_cov, (True, False): self.cov_given_y1,
+               (False, True): self.cov_given_y2, (False, False): self.marginal_cov}[(y1 is not None, y2 is not None)]
+        return gaussian_velocity(x, t, mean, cov)

@@ -11,8 +11,8 @@ import comfy.sample
 import comfy.utils
 
 from ..rfmi_core import MIResult
+from ..rfmi_core.taps import TrajectoryTap
 from .model_checks import require_flow_model
-from .tap import TrajectoryTap
 
 StepCallback = Callable[[int, torch.Tensor, torch.Tensor, int], None]
 

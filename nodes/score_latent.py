@@ -15,33 +15,20 @@ import comfy.samplers
 import comfy.utils
 from comfy_api.latest import io
 
-from ..rfmi_core import VELOCITIES, ScoredCandidates, estimate_mi_draws_from_pairs, velocity_from_denoised
+from ..rfmi_core import VELOCITIES, ScoredCandidates, estimate_mi_draws_from_pairs, sigma_from_t
 from ..rfmi_core.stats import mean_and_standard_error
+from ..rfmi_core.taps import PairTap
 from .model_checks import require_flow_model
 from .sampling import model_latent
 from .sockets import CATEGORY, MAX_SEED, Scores
-
-
-class _PairTap:
-    """Post-CFG hook that keeps the cond/uncond velocities of the latest model call."""
-
-    def __init__(self):
-        self.pair = None
-
-    def __call__(self, args: dict) -> torch.Tensor:
-        x, sigma = args["input"].detach(), args["sigma"].detach()
-        self.pair = (velocity_from_denoised(x, args["cond_denoised"].detach(), sigma),
-                     velocity_from_denoised(x, args["uncond_denoised"].detach(), sigma))
-        return args["denoised"]
 
 
 def score_latents(model, latent: dict, positive, negative, *, seed: int, n_t: int, t_eps: float, cfg: float,
                   velocity: str, draws_per_call: int) -> torch.Tensor:
     """[B, n_t] importance-weighted draws per latent (their mean is the MI), through ComfyUI's sampling machinery."""
     require_flow_model(model)
-    tap = _PairTap()
-    patched = model.clone()
-    patched.set_model_sampler_post_cfg_function(tap, disable_cfg1_optimization=True)
+    tap = PairTap()
+    patched = tap.attach(model)
     latent_image = model_latent(patched, latent)
     progress = comfy.utils.ProgressBar(n_t)
     draws = {}
@@ -53,7 +40,7 @@ def score_latents(model, latent: dict, positive, negative, *, seed: int, n_t: in
         def velocity_pair(x_t, t):
             nonlocal calls
             comfy.model_management.throw_exception_if_processing_interrupted()
-            model_k(x_t, (1 - t).to(x_t.device), **extra_args)
+            model_k(x_t, sigma_from_t(t).to(x_t.device), **extra_args)
             calls += 1
             progress.update_absolute(min(calls * draws_per_call, n_t), n_t)
             return tap.pair

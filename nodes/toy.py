@@ -15,7 +15,9 @@ import torch
 import folder_paths
 from comfy_api.latest import io
 
-from ..rfmi_core.toy import CANVAS, MAX_TOKENS, PAD_ID, PROMPT_VOCAB, tokenize
+from ..rfmi_core import t_from_sigma
+from ..rfmi_core.toy import CANVAS, MAX_TOKENS, PAD_ID, PROMPT_VOCAB
+from ..rfmi_core.toy.conditioning import conditioning_from_text, tokens_from_conditioning
 from ..rfmi_core.toy.model import ToyFlowTransformer
 from ..rfmi_core.toy.train_model import DEFAULT_WEIGHTS, load_toy_model
 from .flow_model import flow_model_patcher
@@ -46,8 +48,8 @@ class ComfyToyNet(ToyFlowTransformer):
         if context.ndim != 3 or context.shape[-1] != 1:
             raise ValueError(f"the toy model takes the conditioning of RFMI Toy Text Encode ([B, L, 1] word ids); got "
                              f"shape {tuple(context.shape)}: other text encoders do not fit it")
-        tokens = context[..., 0].round().long()
-        t = 1 - timestep.to(x.dtype).reshape(-1).expand(x.shape[0])
+        tokens = tokens_from_conditioning(context)
+        t = t_from_sigma(timestep.to(x.dtype).reshape(-1).expand(x.shape[0]))
         return -super().forward(x, t, tokens.expand(x.shape[0], -1))
 
 
@@ -66,11 +68,10 @@ def toy_model_patcher(path: str | None = None):
 def toy_conditioning(text: str) -> list:
     """CONDITIONING of a toy prompt: word ids as float [1, MAX_TOKENS, 1]; "" is ∅ (all padding)."""
     try:
-        ids = tokenize(text)
+        return [[conditioning_from_text(text), {}]]
     except ValueError as error:
         raise ValueError(f"{error}. The toy model knows only these words: {' '.join(PROMPT_VOCAB[1:])} "
                          f"(at most {MAX_TOKENS} of them), e.g. 'a red square to the left of a blue disk'") from None
-    return [[ids.to(torch.float32)[None, :, None], {}]]
 
 
 class RFMIToyModelLoader(io.ComfyNode):

@@ -10,7 +10,7 @@ import torch
 import comfy.model_base
 import comfy.model_management
 
-from ..rfmi_core import velocity_from_denoised
+from ..rfmi_core import sigma_from_t, velocity_from_denoised
 
 
 def comfy_velocity_fn(base_model: comfy.model_base.BaseModel):
@@ -22,7 +22,7 @@ def comfy_velocity_fn(base_model: comfy.model_base.BaseModel):
     """
 
     def velocity(net: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor, cond: dict) -> torch.Tensor:
-        sigma = (1 - t).to(x_t.dtype)
+        sigma = sigma_from_t(t).to(x_t.dtype)
         device = x_t.device
         extras = base_model.extra_conds(cross_attn=cond["cross_attn"].to(device), noise=x_t, device=device,
                                         pooled_output=cond.get("pooled_output"),

@@ -28,8 +28,11 @@ from typing import Iterable
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 from torch import Tensor
+
+from .safetensors_io import TMP_PREFIX as _TMP_PREFIX
+from .safetensors_io import save_safetensors_atomic
+from .safetensors_io import write_bytes_atomic as _atomic_write_bytes
 
 __all__ = [
     "FORMAT",
@@ -42,7 +45,6 @@ __all__ = [
 
 FORMAT = "rfmi-finetune-set"
 SCHEMA_VERSION = 1
-_TMP_PREFIX = ".tmp-"
 
 
 class FinetuneSetError(ValueError):
@@ -97,36 +99,6 @@ class CandidateRecord:
         if missing:
             raise FinetuneSetError(f"{where}: record lacks {', '.join(missing)}; the file is damaged or not an RFMI set")
         return cls(**{k: data[k] for k in cls.__dataclass_fields__})
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.parent / f"{_TMP_PREFIX}{uuid.uuid4().hex}-{path.name}"
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _atomic_save_tensors(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str] | None = None) -> None:
-    tmp = path.parent / f"{_TMP_PREFIX}{uuid.uuid4().hex}-{path.name}"
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 def _default_writer_id() -> str:
@@ -212,7 +184,7 @@ class FinetuneSet:
         model = fresh[0][1].model
         for text in {t for _, r in fresh for t in (r.prompt, r.negative)}:
             self._store_conditioning(model, text, conditioning[text])
-        _atomic_save_tensors(self.root / shard, {"latents": rows}, {"format": FORMAT, "writer": self.writer_id})
+        save_safetensors_atomic({"latents": rows}, self.root / shard, {"format": FORMAT, "writer": self.writer_id})
         lines, ids = [], []
         for row, (_, record) in enumerate(fresh):
             if list(record.latent_shape) != list(latents.shape[1:]):
@@ -247,7 +219,7 @@ class FinetuneSet:
             return
         if not tensors:
             raise FinetuneSetError(f"the conditioning of {text!r} is empty")
-        _atomic_save_tensors(path, tensors, {"format": FORMAT, "model": model, "text": text})
+        save_safetensors_atomic(tensors, path, {"format": FORMAT, "model": model, "text": text})
 
     # --- reading -------------------------------------------------------------------------------------------------
     def _all_records(self, validate: bool = True) -> list[CandidateRecord]:

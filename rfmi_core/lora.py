@@ -18,18 +18,19 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import torch
-from safetensors.torch import save_file
 from torch import Tensor, nn
+
+from .safetensors_io import save_safetensors_atomic
 
 __all__ = [
     "DEFAULT_TARGETS",
+    "parse_target_modules",
     "resolve_targets",
     "inject_lora",
     "remove_lora",
@@ -38,6 +39,7 @@ __all__ = [
     "lora_state_dict",
     "save_lora",
     "save_safetensors_atomic",
+    "make_weights_trainable",
 ]
 
 ADAPTER = "default"
@@ -71,6 +73,17 @@ def _matches(name: str, target_modules: str | Sequence[str]) -> bool:
     if isinstance(target_modules, str):
         return re.fullmatch(target_modules, name) is not None
     return any(name == entry or name.endswith("." + entry) for entry in target_modules)
+
+
+def parse_target_modules(text: str) -> str | list[str]:
+    """``target_modules`` from a line of text: empty gives ``DEFAULT_TARGETS``; text with regex characters is a regex;
+    otherwise module names separated by commas or new lines."""
+    text = text.strip()
+    if not text:
+        return DEFAULT_TARGETS
+    if any(ch in text for ch in "\\()[]|*+?^$"):
+        return text
+    return [part.strip() for part in text.replace("\n", ",").split(",") if part.strip()]
 
 
 def resolve_targets(model: nn.Module, target_modules: str | Sequence[str] = DEFAULT_TARGETS) -> list[str]:
@@ -188,23 +201,6 @@ def lora_state_dict(model: nn.Module, key_prefix: str = "diffusion_model.") -> d
     return state
 
 
-def save_safetensors_atomic(tensors: dict[str, Tensor], path: str | os.PathLike, metadata: dict[str, str]) -> Path:
-    """Write ``tensors`` to ``path`` as safetensors through a temporary file in the same folder and ``os.replace``:
-    a crash leaves the previous file (or none), never a partial one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    contiguous = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(contiguous, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def save_lora(state_dict: dict[str, Tensor], path: str | os.PathLike, metadata: dict | None = None,
               dtype: torch.dtype | None = None) -> Path:
     """Save a ``lora_state_dict`` (optionally cast to ``dtype``; α stays float32) atomically as safetensors.
@@ -215,3 +211,16 @@ def save_lora(state_dict: dict[str, Tensor], path: str | os.PathLike, metadata: 
     text = {"format": "pt"}
     text.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()})
     return save_safetensors_atomic(tensors, path, text)
+
+
+def make_weights_trainable(net: nn.Module) -> int:
+    """Replaces inference-mode parameters (ComfyUI loads weights inside torch.inference_mode, and autograd may not save
+    those) by ordinary tensors with the same values, one at a time; returns how many. The weights stay bitwise equal."""
+    count = 0
+    with torch.inference_mode(False):
+        for module in net.modules():
+            for name, param in list(module._parameters.items()):
+                if param is not None and param.is_inference():
+                    module._parameters[name] = nn.Parameter(param.clone(), requires_grad=param.requires_grad)
+                    count += 1
+    return count

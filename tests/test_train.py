@@ -390,7 +390,7 @@ def test_learning_rate_warms_up_linearly_then_stays_constant():
 
 def test_cli_trains_and_resumes(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]), "OMP_NUM_THREADS": "1"}
-    common = [sys.executable, "-m", "rfmi_core.train_cli", "--model", "test_train:tiny_factory", "--data",
+    common = [sys.executable, "-m", "rfmi_core.train", "--model", "test_train:tiny_factory", "--data",
               "test_train:tiny_data", "--data-kwargs", '{"n": 6}', "--rank", "4", "--alpha", "4", "--lr", "1e-2",
               "--warmup-steps", "0", "--batch-size", "2", "--grad-accum-steps", "1",
               "--checkpoint-dir", str(tmp_path / "ckpt"), "--no-progress"]

@@ -1,22 +1,22 @@
-"""Headless RFMI FT: LoRA fine-tuning of any rectified-flow velocity model by flow matching (``rfmi_core.train``).
+"""Headless RFMI FT: LoRA fine-tuning of any rectified-flow velocity model by flow matching.
 
     python -m rfmi_core.train SET --model MODULE:FACTORY --out lora.safetensors [--latent-scale S --latent-shift B]
     python -m rfmi_core.train --data MODULE:FACTORY --model MODULE:FACTORY --out lora.safetensors
                               [--model-kwargs JSON] [--data-kwargs JSON] [--device cuda]
                               [--checkpoint-dir DIR] [--resume CKPT_OR_DIR] [--steps 2000] [--rank 32] ...
 
-(``python -m rfmi_core.train_cli`` is the same command.) ``SET``: a fine-tune set folder (``rfmi_core.finetune_set``,
-e.g. ComfyUI's output/rfmi_sets/<name>); its latents are ComfyUI LATENTs, so give the latent format's
-``process_in`` as ``--latent-scale``/``--latent-shift`` (x1 = (latent − shift)·scale; SD3: 1.5305 / 0.0609, FLUX:
-0.3611 / 0.1159; the toy model: none). ``--data``: instead of a set, a callable returning the dataset, items
-``(latent [C, ...], cond, uncond)`` with condition dicts of [1, ...] tensors. ``--model``: a callable
-(``package.module:function``) returning ``(module, velocity_fn)``: the nn.Module to adapt and
-``velocity_fn(module, x_t, t, cond) -> u``, the paper velocity at paper time t (0 = noise, 1 = data); ``toy`` names
-the toy transformer (``toy_model``). Factories are called with the JSON object of ``--model-kwargs`` /
-``--data-kwargs`` as keyword arguments. Every ``TrainConfig`` field has a flag (defaults: the paper's Table 2);
-``--target-regex`` or ``--target-names`` choose the adapted Linear modules. The LoRA is written in ComfyUI's format
-(``<key-prefix><path>.lora_A.weight`` …), atomically; checkpoints (``--checkpoint-dir``: every ``--save-every`` steps,
-at the end, and at the end of the step during which Ctrl-C was pressed) resume bit-for-bit with ``--resume``.
+``SET``: a fine-tune set folder (``rfmi_core.finetune_set``, e.g. ComfyUI's output/rfmi_sets/<name>); its latents
+are ComfyUI LATENTs, so give the latent format's ``process_in`` as ``--latent-scale``/``--latent-shift``
+(x1 = (latent − shift)·scale; SD3: 1.5305 / 0.0609, FLUX: 0.3611 / 0.1159; the toy model: none). ``--data``: instead
+of a set, a callable returning the dataset, items ``(latent [C, ...], cond, uncond)`` with condition dicts of
+[1, ...] tensors. ``--model``: a callable (``package.module:function``) returning ``(module, velocity_fn)``: the
+nn.Module to adapt and ``velocity_fn(module, x_t, t, cond) -> u``, the paper velocity at paper time t (0 = noise,
+1 = data); ``toy`` names the toy transformer (``toy_model``). Factories are called with the JSON object of
+``--model-kwargs`` / ``--data-kwargs`` as keyword arguments. Every ``TrainConfig`` field has a flag, with its help
+and default from the field (``rfmi_core.train.config``); ``--target-regex`` or ``--target-names`` choose the adapted
+Linear modules. The LoRA is written in ComfyUI's format (``<key-prefix><path>.lora_A.weight`` …), atomically;
+checkpoints (``--checkpoint-dir``: every ``--save-every`` steps, at the end, and at the end of the step during which
+Ctrl-C was pressed) resume bit-for-bit with ``--resume``.
 """
 
 from __future__ import annotations
@@ -26,14 +26,17 @@ import importlib
 import json
 import signal
 import sys
-from dataclasses import fields
 from typing import Any, Callable
 
 from torch import Tensor, nn
 
-from .finetune_set import FinetuneSet
-from .lora import save_lora
-from .train import T_SAMPLINGS, TrainConfig, train_lora
+from ..finetune_set import FinetuneSet
+from ..lora import save_lora
+from .config import Setting, TrainConfig, config_from_settings, settings
+from .data import LatentSpaceData, affine_latent_map
+from .loop import train_lora
+
+__all__ = ["build_parser", "config_from_args", "main", "load_factory", "toy_model", "toy_velocity", "set_data"]
 
 TOY = "toy"
 
@@ -63,30 +66,22 @@ def _kwargs(text: str | None, flag: str) -> dict:
 def toy_velocity(model: nn.Module, x_t: Tensor, t: Tensor, cond: dict[str, Tensor]) -> Tensor:
     """The toy transformer's paper velocity; its words come as ``tokens`` [B, L] or, as RFMI Toy Text Encode's
     CONDITIONING stores them in a fine-tune set, ``cross_attn`` [B, L, 1] (float word ids)."""
-    tokens = cond["tokens"] if "tokens" in cond else cond["cross_attn"][..., 0]
-    return model(x_t, t, tokens.round().long())
+    from ..toy.conditioning import tokens_from_conditioning
+
+    tokens = cond["tokens"].round().long() if "tokens" in cond else tokens_from_conditioning(cond["cross_attn"])
+    return model(x_t, t, tokens)
 
 
 def toy_model(weights: str | None = None) -> tuple[nn.Module, object]:
     """``--model toy``: the toy transformer (the shipped weights, or ``weights``) and its velocity function."""
-    from .toy.train_model import load_toy_model
+    from ..toy.train_model import load_toy_model
 
     return load_toy_model(weights), toy_velocity
 
 
-class SetData:
+def set_data(path: str, scale: float = 1.0, shift: float = 0.0) -> LatentSpaceData:
     """A fine-tune set's selected records as training items, latents in the model's space: (x − shift)·scale."""
-
-    def __init__(self, path: str, scale: float = 1.0, shift: float = 0.0):
-        self.data = FinetuneSet.open(path).training_data()
-        self.scale, self.shift = scale, shift
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, index: int):
-        latent, cond, uncond = self.data[index]
-        return (latent - self.shift) * self.scale, cond, uncond
+    return LatentSpaceData(FinetuneSet.open(path).training_data(), affine_latent_map(scale, shift))
 
 
 class StopAfterStep:
@@ -114,57 +109,57 @@ class StopAfterStep:
             raise KeyboardInterrupt(f"stopped after step {step}")
 
 
+def _add_setting(group: argparse._ArgumentGroup, item: Setting) -> None:
+    """The flag of one TrainConfig field: its name with dashes, its type, default and help from the field."""
+    help_text = item.described.replace("%", "%%")
+    if item.kind == "bool":
+        group.add_argument(item.flag, action="store_true", help=help_text)
+    elif item.kind == "pair":
+        group.add_argument(item.flag, type=float, nargs=2, default=list(item.default), metavar=("B1", "B2"),
+                           help=help_text)
+    elif item.kind == "choice":
+        group.add_argument(item.flag, choices=item.choices, default=item.default, help=help_text)
+    else:
+        kind = {"int": int, "float": float}.get(item.kind, str)
+        group.add_argument(item.flag, type=kind, default=item.default, help=help_text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rfmi_core.train", description=__doc__.splitlines()[0])
     io = parser.add_argument_group("model, data, output")
     io.add_argument("set", nargs="?", help="a fine-tune set folder to train on (or give --data)")
-    io.add_argument("--model", required=True, help=f"MODULE:FACTORY returning (nn.Module, velocity_fn), or {TOY!r}")
+    io.add_argument("--model", required=True, help=f"MODULE:FACTORY returning (nn.Module, velocity_fn), or {TOY!r} "
+                                                   f"for the toy model shipped with the pack")
     io.add_argument("--data", help="MODULE:FACTORY returning the dataset (instead of SET)")
-    io.add_argument("--latent-scale", type=float, default=1.0, help="SET latents: x1 = (latent − shift)·scale")
-    io.add_argument("--latent-shift", type=float, default=0.0)
-    io.add_argument("--model-kwargs", help="JSON object of keyword arguments for the model factory")
-    io.add_argument("--data-kwargs", help="JSON object of keyword arguments for the data factory")
+    io.add_argument("--latent-scale", type=float, default=1.0,
+                    help="SET latents into the model's space: x1 = (latent − shift)·scale (default 1; SD3 1.5305, "
+                         "FLUX 0.3611)")
+    io.add_argument("--latent-shift", type=float, default=0.0,
+                    help="the shift of --latent-scale (default 0; SD3 0.0609, FLUX 0.1159)")
+    io.add_argument("--model-kwargs", help="JSON object of keyword arguments for the model factory (default none)")
+    io.add_argument("--data-kwargs", help="JSON object of keyword arguments for the data factory (default none)")
     io.add_argument("--out", required=True, help="the LoRA .safetensors to write")
     io.add_argument("--device", help="move the module there first (default: where the factory put it)")
-    io.add_argument("--checkpoint-dir", help="write step_<n>.safetensors training checkpoints here")
-    io.add_argument("--resume", help="a checkpoint file, or a folder (its latest), to continue from")
+    io.add_argument("--checkpoint-dir", help="write step_<n>.safetensors training checkpoints here (default: none)")
+    io.add_argument("--resume", help="a checkpoint file, or a folder (its latest), to continue from (default: none)")
     io.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     targets = io.add_mutually_exclusive_group()
-    targets.add_argument("--target-regex", help="adapt the Linear modules whose whole path matches this regex")
+    targets.add_argument("--target-regex", help="adapt the Linear modules whose whole path matches this regex "
+                                                "(default: attention qkv/proj of every joint/double block)")
     targets.add_argument("--target-names", nargs="+", help="adapt these modules (a path or a dotted suffix of one)")
 
-    defaults = TrainConfig()
-    hyper = parser.add_argument_group("training (TrainConfig; defaults: the paper's Table 2)")
-    hyper.add_argument("--rank", type=int, default=defaults.rank)
-    hyper.add_argument("--alpha", type=float, default=defaults.alpha)
-    hyper.add_argument("--lr", type=float, default=defaults.lr)
-    hyper.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
-    hyper.add_argument("--max-grad-norm", type=float, default=defaults.max_grad_norm, help="0: no clipping")
-    hyper.add_argument("--betas", type=float, nargs=2, default=list(defaults.betas))
-    hyper.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
-    hyper.add_argument("--eps", type=float, default=defaults.eps)
-    hyper.add_argument("--steps", type=int, default=defaults.steps)
-    hyper.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    hyper.add_argument("--grad-accum-steps", type=int, default=defaults.grad_accum_steps)
-    hyper.add_argument("--bf16", action="store_true", help="bf16 autocast on the model's device type")
-    hyper.add_argument("--gradient-checkpointing", action="store_true")
-    hyper.add_argument("--checkpoint-modules", help="regex of the modules to recompute (default: numbered blocks)")
-    hyper.add_argument("--seed", type=int, default=defaults.seed)
-    hyper.add_argument("--save-every", type=int, default=defaults.save_every, help="0: only at the end")
-    hyper.add_argument("--t-sampling", choices=T_SAMPLINGS, default=defaults.t_sampling)
-    hyper.add_argument("--logit-mean", type=float, default=defaults.logit_mean)
-    hyper.add_argument("--logit-std", type=float, default=defaults.logit_std)
-    hyper.add_argument("--cond-dropout", type=float, default=defaults.cond_dropout)
-    hyper.add_argument("--key-prefix", default=defaults.key_prefix)
+    hyper = parser.add_argument_group("training (TrainConfig; defaults: the paper's Table 2 where so marked)")
+    for item in settings():
+        if item.kind != "targets":  # target_modules: --target-regex or --target-names
+            _add_setting(hyper, item)
     return parser
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig of the parsed flags (each field's flag is its name with dashes)."""
-    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
-    values["max_grad_norm"] = args.max_grad_norm or None
+    values = {item.name: getattr(args, item.name) for item in settings() if hasattr(args, item.name)}
     values["target_modules"] = args.target_regex or tuple(args.target_names or ()) or TrainConfig().target_modules
-    return TrainConfig(**values)
+    return config_from_settings(values)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -176,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
             raise ValueError("give either a fine-tune SET folder or --data MODULE:FACTORY (one of the two)")
         model_factory = toy_model if args.model == TOY else load_factory(args.model, "--model")
         data_factory = (load_factory(args.data, "--data") if args.data else
-                        lambda: SetData(args.set, args.latent_scale, args.latent_shift))
+                        lambda: set_data(args.set, args.latent_scale, args.latent_shift))
         model_kwargs, data_kwargs = _kwargs(args.model_kwargs, "--model-kwargs"), _kwargs(args.data_kwargs,
                                                                                             "--data-kwargs")
     except ValueError as error:
@@ -202,7 +197,3 @@ def main(argv: list[str] | None = None) -> None:
     tail = result.losses[-min(10, len(result.losses)):]
     print(f"wrote {path}: {len(result.targets)} adapted modules, step {result.steps_done}, "
           f"mean loss of the last {len(tail)} steps {sum(tail) / max(1, len(tail)):.4f}")
-
-
-if __name__ == "__main__":
-    main()

@@ -44,22 +44,39 @@ def run_case(name: str, field, truth: float, truth_se: float, images: int, steps
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``--analytic``: the analytic demo (``analytic_main``); anything else goes to the toy demo."""
+    """``--analytic``: the analytic demo (``analytic_main``); anything else goes to the toy demo, whose ``--help`` is
+    followed by the analytic demo's options."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if "--analytic" in argv:
         analytic_main([a for a in argv if a != "--analytic"])
-    else:
-        from .toy.demo import main as toy_main
+        return
+    from .toy.demo import main as toy_main
 
+    if "-h" not in argv and "--help" not in argv:
         toy_main(argv)
+        return
+    try:
+        toy_main(argv)
+    except SystemExit:  # the toy demo's --help has been printed
+        print("\n" + analytic_parser().format_help())
+        raise
+
+
+def analytic_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m rfmi_core.demo --analytic",
+        description="--analytic: RFMI against closed-form MI on exact velocity fields (CPU, seconds) instead of the "
+                    "toy-world loop; its options:")
+    parser.add_argument("--images", type=int, default=2000, help="images per case (default 2000)")
+    parser.add_argument("--steps", type=int, default=100, help="Euler steps per trajectory (default 100)")
+    parser.add_argument("--n-t", type=int, default=8,
+                        help="importance-sampled times per image for estimate_mi (default 8)")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the conditions, noise and times (default 0)")
+    return parser
 
 
 def analytic_main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="RFMI against closed-form MI on exact velocity fields")
-    parser.add_argument("--images", type=int, default=2000)
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--n-t", type=int, default=8, help="importance-sampled times per image for estimate_mi")
-    parser.add_argument("--seed", type=int, default=0)
+    parser = analytic_parser()
     args = parser.parse_args(argv)
     channel = GaussianChannel.random(dim_x=4, dim_y=2, noise_scale=0.5, seed=0)
     mixture = GaussianMixture.random(num_components=3, dim_x=4, seed=0)

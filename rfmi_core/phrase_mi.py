@@ -9,7 +9,8 @@ With one phrase y∖p = ∅ and this is the plain MI. Velocities (``velocity``):
 
 - ``"cfg"`` (default): both conditionals CFG-calibrated against the same ∅ at the sampler's scale w,
   u_cfg(c) = u_∅ + w·(u_c − u_∅), so the integrand is u_cfg(y)·(u_cfg(y) − u_cfg(y∖p)) with
-  u_cfg(y) − u_cfg(y∖p) = w·(u_y − u_{y∖p}); for y∖p = ∅ it is exactly the paper's (and ``TrajectoryMI``'s) "cfg" MI;
+  u_cfg(y) − u_cfg(y∖p) = w·(u_y − u_{y∖p}); for y∖p = ∅ it is exactly the paper's (and ``TrajectoryMI``'s) "cfg" MI,
+  and per step the plain "cfg" integrand splits exactly into this one plus u_cfg(y)·w·(u_{y∖p} − u_∅);
 - ``"cfg-y"``: u_cfg(y) in place of u_y only, u_cfg(y)·(u_cfg(y) − u_{y∖p}); note u_cfg(y) − u_{y∖p} =
   (u_y − u_{y∖p}) + (w − 1)·(u_y − u_∅) also carries the whole prompt's contrast, (w − 1)/w of the plain MI's;
 - ``"cond"``: u_y·(u_y − u_{y∖p}), the exact identity (w = 1 makes all three equal).

@@ -171,6 +171,22 @@ def test_velocity_options_by_hand():
         torch.testing.assert_close(result.maps, torch.tensor([[[0.5, 0.5]]]))
 
 
+def test_cfg_phrase_term_splits_the_plain_cfg_mi_exactly():
+    """Per step, u_cfg·(u_cfg − u_∅) = u_cfg·(u_cfg − u_cfg(y∖p)) + u_cfg·w·(u_{y∖p} − u_∅) on arbitrary velocities."""
+    g = torch.Generator().manual_seed(8)
+    sigmas = torch.linspace(1, 0, 7)
+    plain, phrase, rest = TrajectoryMI(velocity="cfg"), PhraseTrajectoryMI(1, velocity="cfg"), torch.zeros(3)
+    for i in range(6):
+        x, u_y, u_0, u_p = (torch.randn(3, 2, 4, 4, generator=g) for _ in range(4))
+        plain.add_step(sigmas[i], sigmas[i + 1], x, u_y, u_0, 4.5)
+        phrase.add_step(sigmas[i], sigmas[i + 1], x, u_y, u_0, [u_p], 4.5)
+        s = float(sigmas[i])
+        u_cfg = u_0 + 4.5 * (u_y - u_0)
+        rest += (1 - s) / s * (u_cfg * 4.5 * (u_p - u_0)).flatten(1).sum(1) * float(sigmas[i] - sigmas[i + 1])
+    torch.testing.assert_close(plain.result().mi, phrase.result().mi[:, 0] + rest, rtol=1e-4, atol=1e-3)
+    assert phrase.result().maps.shape == (3, 1, 4, 4)
+
+
 def test_steps_at_sigma_zero_contribute_nothing_and_bad_input_is_named():
     acc = PhraseTrajectoryMI(2, velocity="cfg")
     ones = torch.ones(2, 3)

@@ -53,3 +53,21 @@ def test_phrase_dropout_trains_on_each_prompt_without_one_phrase():
     assert kinds == {"object", "relation", "count"}
     half = drop_random_phrases(texts, 0.5, torch.Generator().manual_seed(2))
     assert 60 < sum(a != b for a, b in zip(texts, half)) < 140
+
+
+def test_local_mixing_is_a_zero_initialised_addition_that_old_files_skip():
+    torch.manual_seed(0)
+    mixing = ToyFlowTransformer(toy_config(local_mixing=True))
+    plain = ToyFlowTransformer(toy_config(local_mixing=False))
+    extra = set(mixing.state_dict()) - set(plain.state_dict())
+    assert extra and all(".local." in k for k in extra)
+    for name, p in mixing.named_parameters():  # adaLN and output start at zero: make the blocks do something
+        if "adaLN" in name or "final" in name:
+            p.data.normal_(0, 0.05)
+    plain.load_state_dict({k: v for k, v in mixing.state_dict().items() if k not in extra})
+    x, t, tokens = torch.randn(2, 3, 16, 16), torch.tensor([0.2, 0.8]), tokenize_batch(["one red square", ""])
+    with torch.no_grad():
+        assert torch.allclose(mixing(x, t, tokens), plain(x, t, tokens), atol=1e-6)  # the conv starts at zero
+        for block in mixing.joint_blocks:
+            block.x_block.local.weight.normal_(0, 0.1)
+        assert not torch.allclose(mixing(x, t, tokens), plain(x, t, tokens), atol=1e-4)

@@ -4,6 +4,10 @@ Image tokens (2×2 patches of a 3×16×16 image) and prompt tokens (a learned em
 attend jointly in every block; the time t (paper convention: 0 noise, 1 data) and the mean prompt embedding modulate
 each block through adaLN. The network returns the paper velocity u = x1 − x0. Module names follow SD3's MMDiT
 (``joint_blocks.N.x_block.attn.qkv`` / ``.proj``) so the trainer's default LoRA targets apply unchanged.
+
+``local_mixing`` (on in the shipped weights, off by default so older files load) adds a depthwise 3×3 convolution
+over the 8×8 grid of image tokens inside each block's MLP (SegFormer's MixFFN; zero-initialised, 15 k parameters):
+neighbouring patches of one shape agree on it sooner than through attention alone.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ class ToyFlowConfig:
     depth: int = 4
     heads: int = 4
     pad_id: int = 0
+    local_mixing: bool = False  # a depthwise 3×3 convolution over the image tokens inside each MLP (MixFFN)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -66,8 +71,9 @@ class Attention(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, width: int, heads: int):
+    def __init__(self, width: int, heads: int, side: int = 0):
         super().__init__()
+        self.side = side  # > 0: the image tokens (the last side² tokens) get a depthwise 3×3 conv in the MLP
         self.norm1 = nn.LayerNorm(width, elementwise_affine=False)
         self.attn = Attention(width, heads)
         self.norm2 = nn.LayerNorm(width, elementwise_affine=False)
@@ -75,19 +81,33 @@ class Block(nn.Module):
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))
         nn.init.zeros_(self.adaLN_modulation[1].weight)
         nn.init.zeros_(self.adaLN_modulation[1].bias)
+        if side:
+            self.local = nn.Conv2d(4 * width, 4 * width, 3, padding=1, groups=4 * width)
+            nn.init.zeros_(self.local.weight)
+            nn.init.zeros_(self.local.bias)
+
+    def _mlp(self, x: Tensor) -> Tensor:
+        if not self.side:
+            return self.mlp(x)
+        h = self.mlp[0](x)
+        b, n, d = h.shape
+        image = h[:, n - self.side ** 2:].transpose(1, 2).reshape(b, d, self.side, self.side)
+        local = self.local(image).reshape(b, d, self.side ** 2).transpose(1, 2)
+        h = torch.cat([h[:, : n - self.side ** 2], h[:, n - self.side ** 2:] + local], dim=1)
+        return self.mlp[2](self.mlp[1](h))
 
     def forward(self, x: Tensor, c: Tensor, mask: Tensor | None) -> Tensor:
         shift1, scale1, gate1, shift2, scale2, gate2 = self.adaLN_modulation(c)[:, None].chunk(6, dim=-1)
         x = x + gate1 * self.attn(self.norm1(x) * (1 + scale1) + shift1, mask)
-        return x + gate2 * self.mlp(self.norm2(x) * (1 + scale2) + shift2)
+        return x + gate2 * self._mlp(self.norm2(x) * (1 + scale2) + shift2)
 
 
 class JointBlock(nn.Module):
     """One joint-attention block over [prompt tokens; image tokens] (named like MMDiT's for LoRA targeting)."""
 
-    def __init__(self, width: int, heads: int):
+    def __init__(self, width: int, heads: int, side: int = 0):
         super().__init__()
-        self.x_block = Block(width, heads)
+        self.x_block = Block(width, heads, side)
 
     def forward(self, x: Tensor, c: Tensor, mask: Tensor | None) -> Tensor:
         return self.x_block(x, c, mask)
@@ -109,7 +129,8 @@ class ToyFlowTransformer(nn.Module):
         self.token_pos = nn.Parameter(torch.randn(1, config.max_tokens, w) * 0.02)
         self.t_embedder = nn.Sequential(nn.Linear(w, w), nn.SiLU(), nn.Linear(w, w))
         self.y_embedder = nn.Sequential(nn.Linear(w, w), nn.SiLU(), nn.Linear(w, w))
-        self.joint_blocks = nn.ModuleList([JointBlock(w, config.heads) for _ in range(config.depth)])
+        side = config.image_size // p if config.local_mixing else 0
+        self.joint_blocks = nn.ModuleList([JointBlock(w, config.heads, side) for _ in range(config.depth)])
         self.final_norm = nn.LayerNorm(w, elementwise_affine=False)
         self.final_modulation = nn.Sequential(nn.SiLU(), nn.Linear(w, 2 * w))
         self.final_linear = nn.Linear(w, config.channels * p * p)

@@ -93,3 +93,13 @@ def test_finetune_data_items_fit_the_trainer():
     data = FinetuneData(torch.zeros(2, 3, 16, 16), ["one red square", "a red square and a blue disk"])
     latent, cond, uncond = data[1]
     assert latent.shape == (3, 16, 16) and cond["tokens"].shape == (1, 10) and int(uncond["tokens"].abs().sum()) == 0
+
+
+def test_evaluate_command_prints_valid_and_correct_per_category(capsys):
+    from rfmi_core.toy.evaluate import main as evaluate_main
+    from rfmi_core.toy.train_model import DEFAULT_WEIGHTS
+    evaluate_main([DEFAULT_WEIGHTS, "--n", "2", "--steps", "2", "--reasons"])
+    lines = capsys.readouterr().out.splitlines()
+    assert "CFG 3, 2 Euler steps, 2 held-out images per category" in lines[0]
+    assert [line.split()[0] for line in lines[1:4]] == list(CATEGORIES)
+    assert all("valid" in line and "correct" in line and "%" in line for line in lines[1:4])

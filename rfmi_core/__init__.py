@@ -6,9 +6,12 @@ data); ComfyUI's σ is 1 − t (see ``conventions``).
 
 from .analytic import GaussianChannel, GaussianMixture, TwoPartGaussianChannel, gaussian_velocity
 from .conventions import (
+    PathSample,
+    Velocity,
     cfg_velocity,
     denoised_from_velocity,
     sigma_from_t,
+    straight_path,
     t_from_sigma,
     velocity_from_denoised,
     velocity_from_model_output,
@@ -28,6 +31,7 @@ from .phrase_mi import (
 )
 from .phrases import SplitPrompt, split_prompt
 from .sampler import sample_with_mi
+from .stats import mean_and_standard_error
 from .scores import ScoredCandidates
 from .select import top_k
 from .trajectory import SCORES, VELOCITIES, MIResult, StepIntegrand, TrajectoryMI
@@ -39,6 +43,9 @@ __all__ = [
     "GaussianMixture",
     "TwoPartGaussianChannel",
     "gaussian_velocity",
+    "PathSample",
+    "Velocity",
+    "straight_path",
     "cfg_velocity",
     "denoised_from_velocity",
     "sigma_from_t",
@@ -63,6 +70,7 @@ __all__ = [
     "SplitPrompt",
     "split_prompt",
     "sample_with_mi",
+    "mean_and_standard_error",
     "ScoredCandidates",
     "top_k",
     "SCORES",

@@ -1,6 +1,6 @@
 """Cost of phrase MI per candidate against plain Best-of-N sampling with MI, on a CPU tiny latent transformer.
 
-    python benchmarks/phrase_cost.py [--batch 2] [--steps 8] [--n-t 8] [--repeats 3] [--phrases 1 2 3 4]
+    python benchmarks/phrase_cost.py [--batch 2] [--steps 8] [--n-t 8] [--repeats 3] [--phrases 1 2 3 4] [--device cuda]
 
 The model is accumulator_cost.py's DiT-shaped transformer (16×32×32 latent, ~3 M parameters) with an additive prompt
 embedding and a time embedding, so y, ∅ and every y∖p are different conditions of the same forward. Per candidate:
@@ -53,15 +53,18 @@ class ConditionedTiny(TinyLatentTransformer):
         return y.permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)
 
 
-def paired(baseline, candidate, repeats: int) -> tuple[float, float, float]:
+def paired(baseline, candidate, repeats: int, device: torch.device) -> tuple[float, float, float]:
     """Runs baseline and candidate alternately (after one warm-up each): (median s, median s, median of the per-pair
     ratios). Pairing keeps the ratio honest on a shared machine whose load drifts between rows."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     baseline(), candidate()
     base_times, cand_times = [], []
     for _ in range(repeats):
         for fn, times in ((baseline, base_times), (candidate, cand_times)):
+            sync()
             start = time.perf_counter()
             fn()
+            sync()
             times.append(time.perf_counter() - start)
     ratios = [c / b for b, c in zip(base_times, cand_times)]
     return statistics.median(base_times), statistics.median(cand_times), statistics.median(ratios)
@@ -75,7 +78,7 @@ def batched_sampling(model: ConditionedTiny, noise, sigmas, conds: list, cfg: fl
     cond_rows = torch.cat(conds)  # [(2 + P)·B, width]
     for i in range(sigmas.numel() - 1):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        t = torch.full((batch * len(conds),), float(1 - sigma))
+        t = torch.full((batch * len(conds),), float(1 - sigma), device=x.device)
         u = model.velocity(x.repeat(len(conds), 1, 1, 1), t, cond_rows).chunk(len(conds))
         plain.add_step(sigma, sigma_next, x, u[0], u[1], cfg)
         if phrase_acc is not None:
@@ -91,19 +94,22 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cfg", type=float, default=4.5)
     parser.add_argument("--phrases", type=int, nargs="+", default=[1, 2, 3, 4])
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda for the GPU variant")
     args = parser.parse_args()
+    device = torch.device(args.device)
     torch.manual_seed(0)
-    model = ConditionedTiny().eval()
+    model = ConditionedTiny().eval().to(device)
     b = args.batch
-    noise = torch.randn(b, 16, 32, 32)
+    noise = torch.randn(b, 16, 32, 32, device=device)
     sigmas = torch.linspace(1, 0, args.steps + 1)
-    cond, uncond = torch.randn(b, model.width), None
-    ablated_all = [torch.randn(b, model.width) for _ in range(max(args.phrases))]
-    empty = torch.zeros(b, model.width)
-    x1 = torch.randn(b, 16, 32, 32)
+    cond, uncond = torch.randn(b, model.width, device=device), None
+    ablated_all = [torch.randn(b, model.width, device=device) for _ in range(max(args.phrases))]
+    empty = torch.zeros(b, model.width, device=device)
+    x1 = torch.randn(b, 16, 32, 32, device=device)
 
     params = sum(p.numel() for p in model.parameters())
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; model {params / 1e6:.2f} M parameters, "
+    print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads; model {params / 1e6:.2f} M "
+          f"parameters, "
           f"latent 16x32x32, batch {b}, {args.steps} Euler steps, cfg {args.cfg}, n_t {args.n_t}; seconds per "
           f"candidate (medians of {args.repeats}); each ratio is the median of {args.repeats} alternating pairs")
     print()
@@ -115,12 +121,13 @@ def main() -> None:
         rows = [
             paired(lambda: sample_with_mi(model.velocity, noise, sigmas, cond, uncond, cfg=args.cfg),
                    lambda: sample_with_phrase_mi(model.velocity, noise, sigmas, cond, uncond, ablated, cfg=args.cfg),
-                   args.repeats),
+                   args.repeats, device),
             paired(lambda: batched_sampling(model, noise, sigmas, [cond, empty], args.cfg, 0),
-                   lambda: batched_sampling(model, noise, sigmas, [cond, empty, *ablated], args.cfg, p), args.repeats),
+                   lambda: batched_sampling(model, noise, sigmas, [cond, empty, *ablated], args.cfg, p),
+                   args.repeats, device),
             paired(lambda: estimate_mi(model.velocity, x1, cond, uncond, n_t=args.n_t, cfg=args.cfg),
                    lambda: estimate_phrase_mi(model.velocity, x1, cond, uncond, ablated, n_t=args.n_t, cfg=args.cfg),
-                   args.repeats),
+                   args.repeats, device),
         ]
         cells = " | ".join(f"{base / b:.3f} | {cand / b:.3f} | {ratio:.2f}" for base, cand, ratio in rows)
         print(f"| {p} | {cells} | {(2 + p) / 2:.1f} |")

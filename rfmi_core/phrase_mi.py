@@ -56,7 +56,7 @@ PHRASE_VELOCITIES = ("cfg", "cfg-y", "cond")
 PHRASE_SCORES = ("phrase-min", "phrase-mean")
 
 VelocitySet = Callable[[Tensor, Tensor], tuple[Tensor, Tensor, Sequence[Tensor]]]
-"""velocity_set(x_t [N, ...], t [N]) -> (u_y, u_∅, [u_{y∖p} for each phrase]), each [N, ...] (one call may batch them)."""
+"""velocity_set(x_t [N, ...], t [N]) -> (u_y, u_∅, [u_{y∖p} per phrase]), each [N, ...] (one call may batch them)."""
 
 
 def phrase_score(phrase_mi: Tensor, score: str = "phrase-min") -> Tensor:

@@ -164,7 +164,8 @@ def _main(argv: list[str]) -> None:
         for category, prompts in categories.items():
             counts = phrase_counts(prompts, relations)
             mean = sum(k * v for k, v in counts.items()) / len(prompts)
-            cells = " | ".join(str(counts.get(k, 0)) for k in range(1, 6)) + f" | {sum(v for k, v in counts.items() if k >= 6)}"
+            more = sum(v for k, v in counts.items() if k >= 6)
+            cells = " | ".join(str(counts.get(k, 0)) for k in range(1, 6)) + f" | {more}"
             print(f"| {category} | {len(prompts)} | {cells} | {mean:.2f} |")
 
 

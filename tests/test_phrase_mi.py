@@ -147,7 +147,7 @@ def test_same_draws_make_phrase_differences_low_variance(channel):
                         mi_velocity="cond")
     spread_shared = float((est.total_mi - same - est.mi[:, 0]).std())
     spread_independent = float((est.total_mi - other - est.mi[:, 0]).std())
-    print(f"chain-rule residual spread per image: shared draws {spread_shared:.3f}, independent {spread_independent:.3f}")
+    print(f"chain-rule residual spread: shared draws {spread_shared:.3f}, independent {spread_independent:.3f}")
     assert spread_shared < 0.2 * spread_independent
     stacked = estimate_phrase_mi(channel.velocity, x1, (y1, y2), None, [(y1, None), (None, y2)], n_t=4,
                                  generator=torch.Generator().manual_seed(1), mi_velocity="cond", draws_per_call=4)

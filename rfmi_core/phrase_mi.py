@@ -101,7 +101,18 @@ class PhraseMIResult:
         return phrase_score(self.mi, score)
 
     def select(self, index: Tensor | list[int]) -> "PhraseMIResult":
+        """The rows of the given images, in that order."""
         return PhraseMIResult([r.select(index) for r in self.phrases], self.velocity)
+
+    @staticmethod
+    def concat(results: "list[PhraseMIResult]") -> "PhraseMIResult":
+        """Join the results of several batches (same steps, same phrases) into one, e.g. Best-of-N's chunks."""
+        if not results:
+            raise ValueError("results must hold at least one PhraseMIResult to concatenate")
+        if len({len(r.phrases) for r in results}) != 1:
+            raise ValueError(f"results must share their phrases; got {[len(r.phrases) for r in results]} phrases")
+        joined = [MIResult.concat([r.phrases[p] for r in results]) for p in range(len(results[0].phrases))]
+        return PhraseMIResult(joined, results[0].velocity)
 
 
 class PhraseTrajectoryMI:

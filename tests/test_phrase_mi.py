@@ -9,6 +9,7 @@ from rfmi_core import TrajectoryMI, estimate_mi, sample_with_mi
 from rfmi_core.analytic import GaussianChannel, TwoPartGaussianChannel
 from rfmi_core.conventions import t_from_sigma
 from rfmi_core.phrase_mi import (
+    PhraseMIResult,
     PhraseTrajectoryMI,
     estimate_phrase_mi,
     phrase_score,
@@ -103,6 +104,13 @@ def test_sample_with_phrase_mi_keeps_the_samples_and_the_plain_mi(channel):
         torch.testing.assert_close(phrase.mi[:, 2], plain.mi, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(phrase.maps[:, 2], plain.map, rtol=1e-5, atol=1e-5)
     assert torch.equal(phrase.score("phrase-min"), phrase.mi.amin(dim=1))
+    _, _, first = sample_with_phrase_mi(channel.velocity, noise[:40], sigmas, (y1[:40], y2[:40]), None,
+                                        [(None, y2[:40]), (y1[:40], None), None], cfg=3.0, mi_velocity="cond")
+    _, _, rest = sample_with_phrase_mi(channel.velocity, noise[40:], sigmas, (y1[40:], y2[40:]), None,
+                                       [(None, y2[40:]), (y1[40:], None), None], cfg=3.0, mi_velocity="cond")
+    joined = PhraseMIResult.concat([first, rest])  # batches of one Best-of-N run, joined
+    torch.testing.assert_close(joined.mi, phrase.mi, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(joined.select([63, 0]).maps, phrase.maps[[63, 0]], rtol=1e-5, atol=1e-5)
 
 
 def test_importance_sampled_phrase_mi_is_the_conditional_mi(channel):

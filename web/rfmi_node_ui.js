@@ -5,11 +5,11 @@ import { app } from "../../scripts/app.js";
 /**
  * Chains ``extra(self, ...args)`` after ``owner[method]`` (a node type's prototype, or one widget): the original runs
  * first and its result is returned; an error in ``extra`` is logged (``[RFMI] could not <what>``) and never breaks
- * the node.
+ * the node. The new method carries ``what`` as its ``rfmi`` property.
  */
 export function after(owner, method, what, extra) {
   const original = owner[method];
-  owner[method] = function (...args) {
+  const chained = function (...args) {
     const result = original?.apply(this, args);
     try {
       extra(this, ...args);
@@ -18,6 +18,8 @@ export function after(owner, method, what, extra) {
     }
     return result;
   };
+  chained.rfmi = what; // what the pack added here: tests read it to know the extension is in place
+  owner[method] = chained;
 }
 
 /** Grows the node (never shrinks it) to the size its widgets now ask for, and redraws the canvas. */

@@ -173,7 +173,7 @@ READY = f"""(() => {{
   const app = window.comfyAPI?.app?.app;
   const types = window.LiteGraph?.registered_node_types;
   return !!(app?.graph && app.canvas && types?.RFMISampler &&
-            String(types.RFMISampler.prototype.onExecuted).includes("showMi"));
+            types.RFMISampler.prototype.onExecuted?.rfmi === "show the MI values");
 }})()"""
 PROBE = f"""(() => {{
   const app = {APP};

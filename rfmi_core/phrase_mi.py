@@ -27,7 +27,7 @@ serve y, ∅ and every y∖p, so the phrase differences have low variance.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Protocol, Sequence
 
 import torch
 from torch import Tensor
@@ -38,6 +38,7 @@ from .density import TruncatedRatioDensity
 from .estimate import draw_times
 from .progress import progress_bar
 from .sampler import check_sigma_grid
+from .stats import mean_and_standard_error
 from .trajectory import MIResult, TrajectoryMI, positionwise_squared_norm
 
 __all__ = [
@@ -55,8 +56,11 @@ __all__ = [
 PHRASE_VELOCITIES = ("cfg", "cfg-y", "cond")
 PHRASE_SCORES = ("phrase-min", "phrase-mean")
 
-VelocitySet = Callable[[Tensor, Tensor], tuple[Tensor, Tensor, Sequence[Tensor]]]
-"""velocity_set(x_t [N, ...], t [N]) -> (u_y, u_∅, [u_{y∖p} per phrase]), each [N, ...] (one call may batch them)."""
+class VelocitySet(Protocol):
+    """A CFG model's velocities with every phrase ablated: ``velocity_set(x_t [N, ...], t [N]) -> (u_y, u_∅,
+    [u_{y∖p} per phrase])``, each [N, ...] (one call may batch them)."""
+
+    def __call__(self, x_t: Tensor, t: Tensor, /) -> tuple[Tensor, Tensor, Sequence[Tensor]]: ...
 
 
 def phrase_score(phrase_mi: Tensor, score: str = "phrase-min") -> Tensor:
@@ -209,7 +213,7 @@ class PhraseEstimate:
     @property
     def standard_error(self) -> Tensor:
         """[B, P] the standard error of ``mi`` over the draws (n_t ≥ 2)."""
-        return self.draws.std(dim=2) / self.draws.shape[2] ** 0.5
+        return mean_and_standard_error(self.draws, dim=2)[1]
 
     @property
     def total_mi(self) -> Tensor:

@@ -9,7 +9,7 @@ its variance.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator, NamedTuple
 
 import torch
 from torch import Tensor
@@ -20,7 +20,8 @@ from .density import TruncatedRatioDensity
 from .progress import progress_bar
 from .trajectory import VELOCITIES
 
-__all__ = ["estimate_mi", "estimate_mi_draws", "estimate_mi_draws_from_pairs", "draw_times"]
+__all__ = ["estimate_mi", "estimate_mi_draws", "estimate_mi_draws_from_pairs", "draw_times", "importance_sampled_points",
+           "DrawChunk", "inner_product"]
 
 
 def draw_times(density: TruncatedRatioDensity, n_t: int, batch: int, generator: torch.Generator | None,
@@ -31,6 +32,55 @@ def draw_times(density: TruncatedRatioDensity, n_t: int, batch: int, generator: 
     if stratified:
         uniform = (torch.arange(n_t, dtype=torch.float64).unsqueeze(1) + uniform) / n_t
     return torch.from_numpy(density.icdf(uniform.numpy()))
+
+
+class DrawChunk(NamedTuple):
+    """``count`` draws of Prop. 3.3's estimator for every sample, stacked draw-major (sample b of draw j is row j·B + b)."""
+
+    start: int  # the index of the first draw
+    count: int
+    t: Tensor  # [count·B] float32, on x1's device
+    x_t: Tensor  # [count·B, ...] = t·x1 + (1 − t)·ε
+    weights: Tensor  # [count, B] float32 on the CPU: r(t)/q(t)
+
+
+def importance_sampled_points(
+    x1: Tensor,
+    n_t: int,
+    t_eps: float,
+    generator: torch.Generator | None,
+    draws_per_call: int = 1,
+    stratified: bool = True,
+    progress: bool = False,
+    desc: str = "scoring",
+) -> Iterator[DrawChunk]:
+    """The points where Prop. 3.3's estimator reads the velocities: n_t draws per sample of x1 [B, ...] (t ~ q, the
+    truncated t/(1 − t) density; ε ~ N(0, I)), x_t = t·x1 + (1 − t)·ε, in chunks of ``draws_per_call`` draws. All
+    times are drawn first, then each chunk's noise, so every estimator built on it sees the same (t, ε) for a seed."""
+    require_batched("x1", x1)
+    if n_t < 1 or draws_per_call < 1:
+        raise ValueError(f"n_t and draws_per_call must be positive; got n_t={n_t}, draws_per_call={draws_per_call}")
+    density = TruncatedRatioDensity(t_eps)
+    times = draw_times(density, n_t, x1.shape[0], generator, stratified)  # [n_t, B]
+    weights = torch.from_numpy(density.importance_weight(times.numpy())).to(torch.float32)
+    return _chunks(x1.float(), times, weights, generator, draws_per_call, progress, desc)
+
+
+def _chunks(x1: Tensor, times: Tensor, weights: Tensor, generator: torch.Generator | None, draws_per_call: int,
+            progress: bool, desc: str) -> Iterator[DrawChunk]:
+    n_t, batch = times.shape
+    noise_device = generator.device if generator is not None else torch.device("cpu")
+    for start in progress_bar(range(0, n_t, draws_per_call), enabled=progress, desc=desc):
+        k = min(draws_per_call, n_t - start)
+        t = times[start : start + k].reshape(-1).to(device=x1.device, dtype=torch.float32)  # [k·B], draw-major
+        eps = torch.randn((k * batch, *x1.shape[1:]), generator=generator, device=noise_device).to(x1.device)
+        x_t = straight_path(x1.repeat(k, *[1] * (x1.ndim - 1)), eps, t).x_t
+        yield DrawChunk(start, k, t, x_t, weights[start : start + k])
+
+
+def inner_product(u: Tensor, v: Tensor, count: int) -> Tensor:
+    """[count, B] u·v summed over every coordinate of each row of the draw-major stack [count·B, ...] (on the CPU)."""
+    return (u * v).flatten(1).sum(dim=1).reshape(count, -1).cpu()
 
 
 @torch.no_grad()
@@ -51,28 +101,15 @@ def estimate_mi_draws_from_pairs(
     ``draws_per_call`` draws are stacked draw-major into one call of batch B·draws_per_call (image b of draw j is row
     j·B + b). With ``mi_velocity="cfg"`` u_cfg = u_∅ + cfg·(u_y − u_∅) stands in for u_y (cfg = 1 gives u_y).
     """
-    require_batched("x1", x1)
     require_choice("mi_velocity", mi_velocity, VELOCITIES)
-    if n_t < 1 or draws_per_call < 1:
-        raise ValueError(f"n_t and draws_per_call must be positive; got n_t={n_t}, draws_per_call={draws_per_call}")
-    density = TruncatedRatioDensity(t_eps)
-    batch, device = x1.shape[0], x1.device
-    times = draw_times(density, n_t, batch, generator, stratified)  # [n_t, B]
-    weights = torch.from_numpy(density.importance_weight(times.numpy())).to(torch.float32)
-    noise_device = generator.device if generator is not None else torch.device("cpu")
-    draws = torch.empty((batch, n_t), dtype=torch.float32)
-    x1 = x1.float()
-    for start in progress_bar(range(0, n_t, draws_per_call), enabled=progress, desc="scoring"):
-        k = min(draws_per_call, n_t - start)
-        t = times[start : start + k].reshape(-1).to(device=device, dtype=torch.float32)  # [k·B], draw-major
-        eps = torch.randn((k * batch, *x1.shape[1:]), generator=generator, device=noise_device).to(device)
-        x_t = straight_path(x1.repeat(k, *[1] * (x1.ndim - 1)), eps, t).x_t
-        u_y, u_0 = (u.float() for u in velocity_pair(x_t, t))
-        require_same_shape("u_cond", u_y, "x_t", x_t)
-        require_same_shape("u_uncond", u_0, "x_t", x_t)
+    points = importance_sampled_points(x1, n_t, t_eps, generator, draws_per_call, stratified, progress)
+    draws = torch.empty((x1.shape[0], n_t), dtype=torch.float32)
+    for chunk in points:
+        u_y, u_0 = (u.float() for u in velocity_pair(chunk.x_t, chunk.t))
+        require_same_shape("u_cond", u_y, "x_t", chunk.x_t)
+        require_same_shape("u_uncond", u_0, "x_t", chunk.x_t)
         u = cfg_velocity(u_y, u_0, cfg) if mi_velocity == "cfg" else u_y
-        integrand = (u * (u - u_0)).flatten(1).sum(dim=1).reshape(k, batch).cpu()
-        draws[:, start : start + k] = (weights[start : start + k] * integrand).T
+        draws[:, chunk.start : chunk.start + chunk.count] = (chunk.weights * inner_product(u, u - u_0, chunk.count)).T
     return draws
 
 

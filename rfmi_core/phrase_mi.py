@@ -33,9 +33,8 @@ import torch
 from torch import Tensor
 
 from .checks import require_batched, require_choice, require_same_shape
-from .conventions import Velocity, cfg_velocity, straight_path, t_from_sigma
-from .density import TruncatedRatioDensity
-from .estimate import draw_times
+from .conventions import Velocity, cfg_velocity, t_from_sigma
+from .estimate import importance_sampled_points, inner_product
 from .progress import progress_bar
 from .sampler import check_sigma_grid
 from .stats import mean_and_standard_error
@@ -241,40 +240,30 @@ def estimate_phrase_mi_from_velocities(
 ) -> PhraseEstimate:
     """Phrase MI of existing samples x1 [B, ...]: E_{t~q, ε}[r(t)/q(t)·u·(u − u_ref)] with x_t = t·x1 + (1 − t)·ε,
     the same (t, ε) for y, ∅ and every y∖p (``estimate_mi_draws_from_pairs``'s draws: stratified, draw-major)."""
-    require_batched("x1", x1)
     require_choice("mi_velocity", mi_velocity, PHRASE_VELOCITIES)
-    if n_t < 1 or draws_per_call < 1 or num_phrases < 1:
-        raise ValueError(f"n_t, draws_per_call and num_phrases must be positive; got {n_t}, {draws_per_call}, "
-                         f"{num_phrases}")
-    density = TruncatedRatioDensity(t_eps)
-    batch, device = x1.shape[0], x1.device
-    times = draw_times(density, n_t, batch, generator, stratified)  # [n_t, B]
-    weights = torch.from_numpy(density.importance_weight(times.numpy())).to(torch.float32)
-    noise_device = generator.device if generator is not None else torch.device("cpu")
+    if num_phrases < 1:
+        raise ValueError(f"num_phrases must be positive; got {num_phrases}")
+    points = importance_sampled_points(x1, n_t, t_eps, generator, draws_per_call, stratified, progress,
+                                       desc="phrase scoring")
+    batch = x1.shape[0]
     draws = torch.empty((batch, num_phrases, n_t), dtype=torch.float32)
     total = torch.empty((batch, n_t), dtype=torch.float32)
     maps = None
-    x1 = x1.float()
-    for start in progress_bar(range(0, n_t, draws_per_call), enabled=progress, desc="phrase scoring"):
-        k = min(draws_per_call, n_t - start)
-        t = times[start : start + k].reshape(-1).to(device=device, dtype=torch.float32)  # [k·B], draw-major
-        eps = torch.randn((k * batch, *x1.shape[1:]), generator=generator, device=noise_device).to(device)
-        x_t = straight_path(x1.repeat(k, *[1] * (x1.ndim - 1)), eps, t).x_t
-        u_y, u_0, u_ablated = velocity_set(x_t, t)
+    for chunk in points:
+        k, x_t, w_draw, drawn = chunk.count, chunk.x_t, chunk.weights, slice(chunk.start, chunk.start + chunk.count)
+        u_y, u_0, u_ablated = velocity_set(x_t, chunk.t)
         if len(u_ablated) != num_phrases:
             raise ValueError(f"velocity_set returned {len(u_ablated)} ablated velocities; expected {num_phrases}")
         u_y, u_0 = u_y.float(), u_0.float()
         require_same_shape("u_cond", u_y, "x_t", x_t)
         require_same_shape("u_uncond", u_0, "x_t", x_t)
-        w_draw = weights[start : start + k]  # [k, B]
         u_main = cfg_velocity(u_y, u_0, cfg) if mi_velocity != "cond" else u_y
-        total[:, start : start + k] = (w_draw * (u_main * (u_main - u_0)).flatten(1).sum(1).reshape(k, batch).cpu()).T
+        total[:, drawn] = (w_draw * inner_product(u_main, u_main - u_0, k)).T
         for p, u_p in enumerate(u_ablated):
             u_p = u_p.float()
             require_same_shape(f"u_ablated[{p}]", u_p, "x_t", x_t)
             u, u_ref = _reference_pair(u_y, u_0, u_p, mi_velocity, cfg)
-            inner = (u * (u - u_ref)).flatten(1).sum(dim=1).reshape(k, batch).cpu()
-            draws[:, p, start : start + k] = (w_draw * inner).T
+            draws[:, p, drawn] = (w_draw * inner_product(u, u - u_ref, k)).T
             if keep_map:
                 per_position = positionwise_squared_norm(u_y - u_p)  # [k·B, *P]
                 shaped = w_draw.to(per_position.device).reshape(k, batch, *[1] * (per_position.ndim - 1))

@@ -7,6 +7,7 @@ from comfy_api.latest import ComfyExtension, io
 from .best_of_n import RFMIBestOfN
 from .export_set import RFMIExportFinetuneSet
 from .heatmap import RFMIHeatmap
+from .phrase_mi import RFMIPhraseMI
 from .prompt_list import RFMIPromptList
 from .rank_and_pick import RFMICandidates, RFMIRankAndPick
 from .rfmi_sampler import RFMISampler
@@ -15,8 +16,8 @@ from .toy import RFMIToyDecode, RFMIToyEmptyLatent, RFMIToyModelLoader, RFMIToyT
 from .train_lora import RFMITrainLoRA
 
 NODES: list[type[io.ComfyNode]] = [
-    RFMISampler, RFMIBestOfN, RFMIScoreLatent, RFMIHeatmap, RFMIPromptList, RFMIExportFinetuneSet, RFMITrainLoRA,
-    RFMICandidates, RFMIRankAndPick,
+    RFMISampler, RFMIBestOfN, RFMIScoreLatent, RFMIPhraseMI, RFMIHeatmap, RFMIPromptList, RFMIExportFinetuneSet,
+    RFMITrainLoRA, RFMICandidates, RFMIRankAndPick,
     RFMIToyModelLoader, RFMIToyTextEncode, RFMIToyEmptyLatent, RFMIToyDecode,
 ]
 

@@ -1,0 +1,163 @@
+"""RFMI Phrase MI: how much each phrase of the prompt is in each existing latent, i(x; p | y∖p) in nats, and where.
+
+The node splits the prompt (``rfmi_core.phrases.split_prompt``), encodes y, ∅ (the empty prompt) and every y∖p with
+the given CLIP exactly as CLIPTextEncode does, and estimates each candidate's phrase MI by Prop. 3.3's importance-
+sampled noise levels (``rfmi_core.estimate_phrase_mi_from_velocities``: the same t and noise for y, ∅ and every y∖p).
+
+The velocities come from ComfyUI's own sampling machinery, as Score by MI's do: a custom sampler function receives the
+processed latent and calls the model at the drawn noise levels; the guider (``PhraseGuider``, a CFGGuider like
+ComfyUI's PerpNeg guider) evaluates y, ∅ and every y∖p in one ``calc_cond_batch`` call (ComfyUI's own cond batching)
+and keeps their velocities.
+"""
+
+from __future__ import annotations
+
+import torch
+
+import comfy.model_management
+import comfy.samplers
+import comfy.utils
+from comfy_api.latest import io, ui
+
+from ..rfmi_core import sigma_from_t
+from ..rfmi_core.conventions import velocity_from_denoised
+from ..rfmi_core.phrase_mi import PHRASE_VELOCITIES, PhraseEstimate, estimate_phrase_mi_from_velocities
+from ..rfmi_core.phrase_table import phrase_masks, phrase_table
+from ..rfmi_core.phrases import SplitPrompt, split_prompt
+from .model_checks import require_flow_model
+from .sampling import model_latent
+from .sockets import CATEGORY, MAX_SEED
+
+
+def encode_text(clip, text: str) -> list:
+    """CONDITIONING of ``text``: the body of ComfyUI's CLIPTextEncode.encode (tokenize, then
+    encode_from_tokens_scheduled)."""
+    if clip is None:
+        raise RuntimeError("clip input is invalid: None. If the clip is from a checkpoint loader node, the checkpoint "
+                           "does not contain a valid clip or text encoder model.")
+    return clip.encode_from_tokens_scheduled(clip.tokenize(text))
+
+
+def phrase_conditionings(clip, prompt: str, relations: bool = False) -> tuple[SplitPrompt, list, list, list[list]]:
+    """(the split prompt, y, ∅, [y∖p per phrase]) as CONDITIONINGs, each encoded as CLIPTextEncode would."""
+    split = split_prompt(prompt, relations=relations)
+    ablated = [encode_text(clip, text) for text in split.ablations()]
+    return split, encode_text(clip, split.text), encode_text(clip, ""), ablated
+
+
+class PhraseGuider(comfy.samplers.CFGGuider):
+    """CFGGuider whose every evaluation runs y, ∅ and each y∖p in one ``calc_cond_batch`` (as ComfyUI's PerpNeg guider
+    does) and keeps their paper velocities in ``velocities`` (u_y, u_∅, [u_{y∖p}]); it returns the plain CFG result."""
+
+    def set_phrase_conds(self, positive, negative, ablated: list) -> None:
+        self.ablated_keys = [f"rfmi_ablated_{p}" for p in range(len(ablated))]
+        self.inner_set_conds({"positive": positive, "negative": negative, **dict(zip(self.ablated_keys, ablated))})
+        self.velocities = None
+
+    def predict_noise(self, x, timestep, model_options={}, seed=None):  # noqa: B006 (ComfyUI's signature)
+        keys = ["positive", "negative", *self.ablated_keys]
+        out = comfy.samplers.calc_cond_batch(self.inner_model, [self.conds.get(k) for k in keys], x, timestep,
+                                             model_options)
+        u = [velocity_from_denoised(x.detach(), d.detach(), timestep.detach()) for d in out]
+        self.velocities = (u[0], u[1], u[2:])
+        return out[1] + (out[0] - out[1]) * self.cfg
+
+
+def score_phrases(model, latent: dict, positive, negative, ablated: list, *, seed: int, n_t: int, t_eps: float,
+                  cfg: float, velocity: str, draws_per_call: int = 1) -> PhraseEstimate:
+    """Phrase MI of the LATENT's samples through ComfyUI's sampling machinery (CONDITIONINGs y, ∅ and y∖p)."""
+    require_flow_model(model)
+    if not ablated:
+        raise ValueError("phrase MI needs at least one phrase (one ablated conditioning)")
+    guider = PhraseGuider(model)
+    guider.set_phrase_conds(positive, negative, ablated)
+    guider.set_cfg(cfg)
+    latent_image = model_latent(model, latent)
+    progress = comfy.utils.ProgressBar(n_t)
+    result = {}
+
+    def scoring_sampler(model_k, noise, sigmas, extra_args=None, callback=None, disable=None):
+        x1 = model_k.latent_image  # in the model's latent space (process_in applied by the guider)
+        calls = 0
+
+        def velocity_set(x_t, t):
+            nonlocal calls
+            comfy.model_management.throw_exception_if_processing_interrupted()
+            model_k(x_t, sigma_from_t(t).to(x_t.device), **extra_args)
+            calls += 1
+            progress.update_absolute(min(calls * draws_per_call, n_t), n_t)
+            return guider.velocities
+
+        generator = torch.Generator().manual_seed(seed)
+        result["value"] = estimate_phrase_mi_from_velocities(
+            velocity_set, x1, len(ablated), n_t=n_t, t_eps=t_eps, generator=generator, mi_velocity=velocity, cfg=cfg,
+            draws_per_call=draws_per_call)
+        return x1
+
+    guider.sample(torch.zeros_like(latent_image), latent_image, comfy.samplers.KSAMPLER(scoring_sampler),
+                  torch.tensor([1.0, 0.0]), seed=seed, disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED)
+    return result["value"]
+
+
+class RFMIPhraseMI(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="RFMIPhraseMI",
+            display_name="RFMI Phrase MI",
+            category=CATEGORY,
+            description="How much each phrase of the prompt is in each existing latent: i(x; p | y∖p) in nats, the MI "
+                        "the phrase adds once the rest of the prompt is known, and where (a heatmap per phrase). The "
+                        "prompt is split at commas, 'and', or explicit '|' marks; y, ∅ (the empty prompt) and every "
+                        "prompt without one phrase are encoded with the given CLIP as CLIP Text Encode would. Seeded.",
+            inputs=[
+                io.Model.Input("model"),
+                io.Clip.Input("clip"),
+                io.String.Input("text", multiline=True, default="",
+                                tooltip="The prompt the latents were made with, e.g. 'a red square | left of | a blue "
+                                        "disk' (| marks phrases; otherwise commas and 'and' do)."),
+                io.Latent.Input("latent"),
+                io.Int.Input("seed", default=0, min=0, max=MAX_SEED, tooltip="Seeds the noise levels and the noise."),
+                io.Int.Input("n_t", default=32, min=2, max=4096, tooltip="Noise levels drawn per latent."),
+                io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01,
+                               tooltip="Scale of u_cfg for the cfg velocities (1.0: all three velocities agree)."),
+                io.Combo.Input("velocity", options=list(PHRASE_VELOCITIES), default="cfg",
+                               tooltip="cfg: u_cfg(y)·(u_cfg(y) − u_cfg(y∖p)); cfg-y: u_cfg(y)·(u_cfg(y) − u_{y∖p}); "
+                                       "cond: u_y·(u_y − u_{y∖p}), the exact identity."),
+                io.Float.Input("t_eps", default=0.99, min=0.5, max=0.9999, step=0.0001, round=0.0001,
+                               tooltip="The sampling density ∝ t/(1−t) is held constant above this t."),
+                io.Int.Input("draws_per_call", default=1, min=1, max=256,
+                             tooltip="Noise levels batched into one model call (more is faster, uses more memory)."),
+                io.Boolean.Input("split_relations", default=False,
+                                 tooltip="Also split a phrase around a spatial relation ('on the left of', 'next to' "
+                                         "…), which becomes a phrase of its own."),
+                io.Image.Input("images", optional=True,
+                               tooltip="The decoded images (same order): the heatmaps are then upsampled to them."),
+            ],
+            outputs=[
+                io.String.Output(display_name="table"),
+                io.Float.Output(display_name="phrase_mi", is_output_list=True,
+                                tooltip="Candidate-major: candidate 0's phrases, then candidate 1's, …"),
+                io.Float.Output(display_name="phrase_min", is_output_list=True,
+                                tooltip="Each candidate's weakest phrase MI (the phrase-min score)."),
+                io.String.Output(display_name="phrases", is_output_list=True),
+                io.Mask.Output(display_name="heatmaps", is_output_list=True,
+                               tooltip="One MASK per phrase, a map per candidate, scaled to the candidate's peak."),
+            ],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, model, clip, text, latent, seed, n_t, cfg, velocity, t_eps, draws_per_call, split_relations,
+                images=None) -> io.NodeOutput:
+        split, positive, negative, ablated = phrase_conditionings(clip, text, relations=split_relations)
+        estimate = score_phrases(model, latent, positive, negative, ablated, seed=seed, n_t=n_t, t_eps=t_eps, cfg=cfg,
+                                 velocity=velocity, draws_per_call=draws_per_call)
+        table = phrase_table(split.phrases, estimate.mi, estimate.standard_error, estimate.total_mi)
+        masks = []
+        if estimate.maps is not None and estimate.maps.ndim == 4:
+            size = (images.shape[1], images.shape[2]) if images is not None else (None, None)
+            masks = phrase_masks(estimate.maps.cpu(), *size)
+        values = [float(v) for v in estimate.mi.flatten()]
+        return io.NodeOutput(table, values, [float(v) for v in estimate.score("phrase-min")], list(split.phrases),
+                             masks, ui=ui.PreviewText(table))

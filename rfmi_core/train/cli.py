@@ -4,6 +4,7 @@
     python -m rfmi_core.train --data MODULE:FACTORY --model MODULE:FACTORY --out lora.safetensors
                               [--model-kwargs JSON] [--data-kwargs JSON] [--device cuda]
                               [--checkpoint-dir DIR] [--resume CKPT_OR_DIR] [--steps 2000] [--rank 32] ...
+    torchrun --nproc_per_node G [--nnodes N --rdzv-backend c10d --rdzv-endpoint HOST:PORT] -m rfmi_core.train ...
 
 ``SET``: a fine-tune set folder (``rfmi_core.finetune_set``, e.g. ComfyUI's output/rfmi_sets/<name>); its latents
 are ComfyUI LATENTs, so give the latent format's ``process_in`` as ``--latent-scale``/``--latent-shift``
@@ -17,6 +18,12 @@ and default from the field (``rfmi_core.train.config``); ``--target-regex`` or `
 Linear modules. The LoRA is written in ComfyUI's format (``<key-prefix><path>.lora_A.weight`` …), atomically;
 checkpoints (``--checkpoint-dir``: every ``--save-every`` steps, at the end, and at the end of the step during which
 Ctrl-C was pressed) resume bit-for-bit with ``--resume``.
+
+Under ``torchrun`` the same command trains data-parallel (``rfmi_core.train.distributed``): one process per GPU
+(``cuda:LOCAL_RANK``, NCCL; gloo on CPU), each on its shard of every global batch of ``--batch-size`` ×
+``--grad-accum-steps`` samples, gradients summed over the processes, one AdamW step per global batch; the global batch
+and the seed define the run, so it equals the one-process run. Rank 0 alone prints, writes checkpoints and the LoRA.
+Without torchrun's variables no process group is started.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from ..finetune_set import FinetuneSet
 from ..lora import save_lora
 from .config import Setting, TrainConfig, config_from_settings, settings
 from .data import LatentSpaceData, affine_latent_map
+from .distributed import any_rank, current_world, init_from_env, shutdown
 from .loop import train_lora
 
 __all__ = ["build_parser", "config_from_args", "main", "load_factory", "toy_model", "toy_velocity", "set_data"]
@@ -105,7 +113,7 @@ class StopAfterStep:
         print("\nstopping after this step (Ctrl-C again to stop now)", flush=True)
 
     def __call__(self, step: int, loss: float) -> None:
-        if self.requested:
+        if any_rank(self.requested):  # under torchrun every rank stops after the same step
             raise KeyboardInterrupt(f"stopped after step {step}")
 
 
@@ -139,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--model-kwargs", help="JSON object of keyword arguments for the model factory (default none)")
     io.add_argument("--data-kwargs", help="JSON object of keyword arguments for the data factory (default none)")
     io.add_argument("--out", required=True, help="the LoRA .safetensors to write")
-    io.add_argument("--device", help="move the module there first (default: where the factory put it)")
+    io.add_argument("--device", help="move the module there first (default: where the factory put it; under torchrun "
+                                     "cuda:LOCAL_RANK when CUDA is available, else cpu; 'cuda' means cuda:LOCAL_RANK)")
     io.add_argument("--checkpoint-dir", help="write step_<n>.safetensors training checkpoints here (default: none)")
     io.add_argument("--resume", help="a checkpoint file, or a folder (its latest), to continue from (default: none)")
     io.add_argument("--no-progress", action="store_true", help="no tqdm bar")
@@ -176,12 +185,26 @@ def main(argv: list[str] | None = None) -> None:
                                                                                             "--data-kwargs")
     except ValueError as error:
         parser.error(str(error))
+    device = init_from_env(args.device)  # under torchrun: the process group, and this rank's device
+    try:
+        _train(args, config, model_factory, model_kwargs, data_factory, data_kwargs,
+               device if device is not None else args.device)
+    finally:
+        if device is not None:
+            shutdown()
+
+
+def _train(args: argparse.Namespace, config: TrainConfig, model_factory: Callable, model_kwargs: dict,
+           data_factory: Callable, data_kwargs: dict, device: Any) -> None:
+    world = current_world()
+    say = print if world.is_main else (lambda *a, **k: None)
     model, velocity_fn = model_factory(**model_kwargs)
-    if args.device:
-        model.to(args.device)
+    if device is not None:
+        model.to(device)
     data = data_factory(**data_kwargs)
-    print(f"RFMI FT: {len(data)} samples, {config.steps} steps of {config.samples_per_step} samples, "
-          f"rank {config.rank}, lr {config.lr:g}")
+    processes = f" shared by {world.size} processes" if world.size > 1 else ""
+    say(f"RFMI FT: {len(data)} samples, {config.steps} steps of {config.samples_per_step} samples{processes}, "
+        f"rank {config.rank}, lr {config.lr:g}")
     try:
         with StopAfterStep() as stop:
             result = train_lora(model, data, velocity_fn, config, checkpoint_dir=args.checkpoint_dir,
@@ -189,8 +212,11 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt as interrupt:
         where = (f"resume with --resume {args.checkpoint_dir}" if args.checkpoint_dir
                  else "no --checkpoint-dir was given, so nothing was kept")
-        print(f"\ninterrupted ({interrupt or 'during a step'}); {where}", file=sys.stderr)
+        if world.is_main:
+            print(f"\ninterrupted ({interrupt or 'during a step'}); {where}", file=sys.stderr)
         raise SystemExit(130) from None
+    if not world.is_main:
+        return
     metadata = {"rfmi.steps_done": str(result.steps_done), "rfmi.config": config.to_json(),
                 "rfmi.targets": json.dumps(result.targets)}
     path = save_lora(result.lora_state_dict, args.out, metadata)

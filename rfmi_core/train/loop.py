@@ -24,6 +24,8 @@ from ..progress import progress_bar
 from .checkpointing import gradient_checkpointing, is_in_place_error, saved_activation_copies
 from .config import TrainConfig
 from .data import batch_indices, check_data, micro_batch, step_generator
+from .distributed import (World, broadcast_from_main, broadcast_parameters, current_world, quiet_unless_main,
+                          sum_gradients_and_loss)
 from .loss import flow_matching_loss, lr_at, sample_t
 from .state import TrainCheckpoint, check_resume, load_checkpoint, restore, save_checkpoint
 
@@ -44,27 +46,41 @@ class TrainResult:
 
 def _train_step(model: nn.Module, data: Any, velocity_fn: ModuleVelocity, params: dict[str, nn.Parameter],
                 optimizer: torch.optim.Optimizer, config: TrainConfig, step: int, device: torch.device,
-                copy_activations: bool = False) -> float:
-    """One optimizer update (0-based ``step``): ``grad_accum_steps`` micro-batches, clipping, AdamW. Returns the mean
-    micro-batch loss. Raises FloatingPointError, before updating anything, when the loss is not finite.
+                copy_activations: bool = False, world: World = World(),
+                shapes: dict[int, torch.Size] | None = None) -> float:
+    """One optimizer update (0-based ``step``): this rank's micro-batches, the gradients summed over the ranks,
+    clipping, AdamW. Returns the step's mean loss over the global batch. Raises FloatingPointError, before updating
+    anything, when the loss is not finite.
 
-    All of the step's draws come first, one per sample in order (dropout, t, then each sample's ε), so that
-    ``grad_accum_steps`` micro-batches of ``batch_size`` give the gradient of one batch of their product."""
+    All of the step's draws come first, one per sample of the global batch in order (dropout, t, then each sample's
+    ε), so that ``grad_accum_steps`` micro-batches of ``batch_size``, or ranks each taking a shard of the global
+    batch (``World.shard``), give the gradient of one batch of their product: each micro-batch's mean loss is
+    weighted by its share of the global batch. A rank draws (and discards) the ε of the samples before its shard,
+    whose shapes it reads once (``shapes`` caches them)."""
     generator = step_generator(config.seed, step)
     indices = batch_indices(config.seed, step, len(data), config.samples_per_step)
     drops = torch.rand(len(indices), generator=generator) < config.cond_dropout
     times = sample_t(len(indices), generator, config)
+    shard = world.shard(len(indices))
+    known = {} if shapes is None else shapes
+    for i in indices[:shard.start].tolist():  # the earlier ranks' ε, drawn to stay on the global batch's stream
+        if i not in known:
+            known[i] = data[i][0].shape
+        torch.randn(known[i], generator=generator)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if config.bf16 else nullcontext()
     optimizer.zero_grad(set_to_none=True)
     total = 0.0
-    for micro, drop, t in zip(indices.split(config.batch_size), drops.split(config.batch_size),
-                              times.split(config.batch_size)):
+    for micro, drop, t in zip(indices[shard].split(config.batch_size), drops[shard].split(config.batch_size),
+                              times[shard].split(config.batch_size)):
         x1, cond = micro_batch(data, micro, drop, device)
         eps = torch.stack([torch.randn(x.shape, generator=generator) for x in x1]).to(device)
         loss = flow_matching_loss(velocity_fn, model, x1, t.to(device), eps, cond,
                                   forward=(autocast, saved_activation_copies(copy_activations)))
-        (loss / config.grad_accum_steps).backward()
-        total += loss.item() / config.grad_accum_steps
+        share = len(indices) / len(micro)  # grad_accum_steps in one process
+        (loss / share).backward()
+        total += loss.item() / share
+    if world.size > 1:
+        total = sum_gradients_and_loss(list(params.values()), total)
     if not math.isfinite(total):
         raise FloatingPointError(f"the loss is {total} at step {step + 1}; the LoRA was not updated (try bf16=False "
                                  f"or a lower lr)")
@@ -82,30 +98,36 @@ def _device_of(params: dict[str, nn.Parameter]) -> torch.device:
 
 def _run(model: nn.Module, data: Any, velocity_fn: ModuleVelocity, config: TrainConfig, targets: list[str],
          params: dict[str, nn.Parameter], state: TrainCheckpoint | None, checkpoint_dir: Path | None,
-         on_step: Callable[[int, float], Any] | None, progress: bool) -> tuple[list[float], int]:
-    """The training loop from the checkpoint's step (or 0) to ``config.steps``; returns (losses, global step)."""
+         on_step: Callable[[int, float], Any] | None, progress: bool,
+         world: World = World()) -> tuple[list[float], int]:
+    """The training loop from the checkpoint's step (or 0) to ``config.steps``; returns (losses, global step).
+    Under torch.distributed every rank runs it on its shard of each step; rank 0 alone writes checkpoints."""
     optimizer = torch.optim.AdamW(list(params.values()), lr=config.lr, betas=config.betas, eps=config.eps,
                                   weight_decay=config.weight_decay)
     start, losses = 0, []
     if state is not None:
         restore(state, params, optimizer)
         start, losses = state.global_step, list(state.losses)
+    if world.size > 1:
+        broadcast_parameters(list(params.values()))
     saved_at = start
 
     def save(done: int) -> None:
         nonlocal saved_at
-        if checkpoint_dir is not None and saved_at != done:
+        if checkpoint_dir is not None and saved_at != done and world.is_main:
             save_checkpoint(checkpoint_dir / f"step_{done:06d}.safetensors", model, optimizer, config, done, losses,
                             targets, len(data))
             saved_at = done
 
-    bar = progress_bar(range(start, config.steps), enabled=progress, desc="RFMI FT", initial=start,
+    bar = progress_bar(range(start, config.steps), enabled=progress and world.is_main, desc="RFMI FT", initial=start,
                        total=config.steps)
     device = _device_of(params)
     copy_activations = False
+    shapes: dict[int, torch.Size] = {}
     for step in bar:
         try:
-            loss = _train_step(model, data, velocity_fn, params, optimizer, config, step, device, copy_activations)
+            loss = _train_step(model, data, velocity_fn, params, optimizer, config, step, device, copy_activations,
+                               world, shapes)
         except RuntimeError as error:
             if copy_activations or not is_in_place_error(error):
                 raise
@@ -113,7 +135,8 @@ def _run(model: nn.Module, data: Any, velocity_fn: ModuleVelocity, config: Train
                           "with a copy of each saved activation (more memory: gradient checkpointing avoids it)",
                           stacklevel=2)
             copy_activations = True  # the step is redone from its own draws: the run stays reproducible
-            loss = _train_step(model, data, velocity_fn, params, optimizer, config, step, device, copy_activations)
+            loss = _train_step(model, data, velocity_fn, params, optimizer, config, step, device, copy_activations,
+                               world, shapes)
         losses.append(loss)
         done = step + 1
         if hasattr(bar, "set_postfix"):
@@ -155,6 +178,12 @@ def train_lora(
     removed and the model's module tree, state_dict and requires_grad flags are exactly as before. The model's
     train/eval mode is left as it is (the LoRA has no dropout). Runs with grad enabled even inside
     ``torch.inference_mode``.
+
+    Under torch.distributed (a default process group, e.g. ``distributed.init_from_env`` under torchrun) every rank
+    calls it with the same model, data and config: ``batch_size`` × ``grad_accum_steps`` is then the global batch,
+    each rank trains on its shard of it and the gradients are summed over the ranks, so the run equals the
+    one-process run (up to float summation order); rank 0 alone writes checkpoints, and a resumed checkpoint is read
+    on rank 0 and broadcast. Every rank returns the same result.
     """
     config = TrainConfig() if config is None else config
     if not isinstance(config, TrainConfig):
@@ -166,16 +195,23 @@ def train_lora(
         raise ValueError("model already holds LoRA adapters (kept by an earlier keep_adapters=True run?); call "
                          "rfmi_core.lora.remove_lora(model) first")
     targets = resolve_targets(model, config.target_modules)
-    state = load_checkpoint(resume_from) if resume_from is not None else None
-    if state is not None:
-        check_resume(state, config, targets, len(data))
+    world = current_world()
+    if config.samples_per_step < world.size:
+        raise ValueError(f"batch_size × grad_accum_steps ({config.samples_per_step}) is the global batch, shared by "
+                         f"the {world.size} processes: it must be at least {world.size}")
+    state = None
+    if resume_from is not None:
+        state = (load_checkpoint(resume_from) if world.size == 1 else
+                 broadcast_from_main(lambda: load_checkpoint(resume_from)))
+        with quiet_unless_main():
+            check_resume(state, config, targets, len(data))
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
     with torch.inference_mode(False), torch.enable_grad():
         params = inject_lora(model, targets, config.rank, config.alpha, config.seed)
         try:
             with gradient_checkpointing(model, config.checkpoint_modules, enabled=config.gradient_checkpointing):
                 losses, steps_done = _run(model, data, velocity_fn, config, targets, params, state, folder, on_step,
-                                          progress)
+                                          progress, world)
             lora = lora_state_dict(model, config.key_prefix)
         except BaseException:
             remove_lora(model)

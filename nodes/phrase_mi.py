@@ -26,7 +26,7 @@ from ..rfmi_core.phrase_table import phrase_masks, phrase_table
 from ..rfmi_core.phrases import SplitPrompt, split_prompt
 from .model_checks import require_flow_model
 from .sampling import model_latent
-from .sockets import CATEGORY, MAX_SEED
+from .sockets import CATEGORY, MAX_SEED, Scores
 
 
 def encode_text(clip, text: str) -> list:
@@ -99,6 +99,17 @@ def score_phrases(model, latent: dict, positive, negative, ablated: list, *, see
     return result["value"]
 
 
+def candidates_latent(latent: dict | None, scores) -> dict:
+    """The LATENT to score: ``latent``, or the latents that Best-of-N's scores kept (exactly one of the two)."""
+    if (latent is None) == (scores is None):
+        raise ValueError("connect either latent or scores (Best-of-N's all_scores), not both and not neither")
+    if latent is not None:
+        return latent
+    if scores.latents is None:
+        raise ValueError("these scores carry no latents: connect Best-of-N's all_scores, or a LATENT to latent")
+    return {"samples": scores.latents}
+
+
 class RFMIPhraseMI(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -116,7 +127,7 @@ class RFMIPhraseMI(io.ComfyNode):
                 io.String.Input("text", multiline=True, default="",
                                 tooltip="The prompt the latents were made with, e.g. 'a red square | left of | a blue "
                                         "disk' (| marks phrases; otherwise commas and 'and' do)."),
-                io.Latent.Input("latent"),
+                io.Latent.Input("latent", optional=True, tooltip="The candidates (or connect scores instead)."),
                 io.Int.Input("seed", default=0, min=0, max=MAX_SEED, tooltip="Seeds the noise levels and the noise."),
                 io.Int.Input("n_t", default=32, min=2, max=4096, tooltip="Noise levels drawn per latent."),
                 io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01,
@@ -131,6 +142,9 @@ class RFMIPhraseMI(io.ComfyNode):
                 io.Boolean.Input("split_relations", default=False,
                                  tooltip="Also split a phrase around a spatial relation ('on the left of', 'next to' "
                                          "…), which becomes a phrase of its own."),
+                Scores.Input("scores", optional=True,
+                             tooltip="Best-of-N's all_scores: its N candidates' latents, in its order (instead of "
+                                     "latent)."),
                 io.Image.Input("images", optional=True,
                                tooltip="The decoded images (same order): the heatmaps are then upsampled to them."),
             ],
@@ -148,8 +162,9 @@ class RFMIPhraseMI(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, clip, text, latent, seed, n_t, cfg, velocity, t_eps, draws_per_call, split_relations,
-                images=None) -> io.NodeOutput:
+    def execute(cls, model, clip, text, seed, n_t, cfg, velocity, t_eps, draws_per_call, split_relations,
+                latent=None, scores=None, images=None) -> io.NodeOutput:
+        latent = candidates_latent(latent, scores)
         split, positive, negative, ablated = phrase_conditionings(clip, text, relations=split_relations)
         estimate = score_phrases(model, latent, positive, negative, ablated, seed=seed, n_t=n_t, t_eps=t_eps, cfg=cfg,
                                  velocity=velocity, draws_per_call=draws_per_call)

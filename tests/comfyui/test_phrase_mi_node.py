@@ -123,11 +123,16 @@ def test_encoding_is_clip_text_encode(pack_import, tiny_clip):
     assert not torch.equal(positive[0][0], ablated[1][0][0])
 
 
+def run_node(rfmi_nodes, model, clip, text, **inputs):
+    options = dict(seed=3, n_t=4, cfg=3.0, velocity="cfg", t_eps=0.99, draws_per_call=2, split_relations=False)
+    return rfmi_nodes["RFMIPhraseMI"].execute(model=model, clip=clip, text=text, **{**options, **inputs})
+
+
 def test_the_node_runs_on_a_tiny_sd3_with_a_real_clip(rfmi_nodes, tiny_clip, tiny_sd3_for_clip):
     latent = {"samples": torch.randn(2, 16, 8, 8, generator=torch.Generator().manual_seed(0))}
     images = torch.rand(2, 64, 64, 3)
-    output = rfmi_nodes["RFMIPhraseMI"].execute(tiny_sd3_for_clip, tiny_clip, "a red square | left of | a blue disk",
-                                                latent, 3, 4, 3.0, "cfg", 0.99, 2, False, images)
+    prompt = "a red square | left of | a blue disk"
+    output = run_node(rfmi_nodes, tiny_sd3_for_clip, tiny_clip, prompt, latent=latent, images=images)
     table, phrase_mi, phrase_min, phrases, heatmaps = output.result
     print(table)
     assert phrases == ["a red square", "left of", "a blue disk"]
@@ -137,10 +142,24 @@ def test_the_node_runs_on_a_tiny_sd3_with_a_real_clip(rfmi_nodes, tiny_clip, tin
     peaks = torch.stack([m.amax(dim=(1, 2)) for m in heatmaps]).amax(dim=0)
     assert float(peaks.min()) > 0.9 and float(min(m.min() for m in heatmaps)) >= 0
     assert "a blue disk" in table and table in output.ui.as_dict()["text"]
-    again = rfmi_nodes["RFMIPhraseMI"].execute(tiny_sd3_for_clip, tiny_clip, "a red square | left of | a blue disk",
-                                               latent, 3, 4, 3.0, "cfg", 0.99, 2, False)
+    again = run_node(rfmi_nodes, tiny_sd3_for_clip, tiny_clip, prompt, latent=latent)
     assert again.result[1] == phrase_mi  # seeded; without images the maps stay at latent resolution
     assert all(m.shape == (2, 8, 8) for m in again.result[4])
+    with pytest.raises(ValueError, match="either latent or scores"):
+        run_node(rfmi_nodes, tiny_sd3_for_clip, tiny_clip, prompt)
+
+
+def test_the_node_scores_best_of_n_candidates(rfmi_nodes, pack_import, tiny_clip, tiny_sd3_for_clip):
+    prompt = "a red square, a blue disk"
+    _, positive, negative, _ = pack_import("nodes.phrase_mi").phrase_conditionings(tiny_clip, prompt)
+    _, _, scores = rfmi_nodes["RFMIBestOfN"].execute(tiny_sd3_for_clip, 5, 2, 3.0, "euler", "simple", positive,
+                                                     negative, {"samples": torch.zeros(1, 16, 8, 8)}, 3, 1, 2, "cfg",
+                                                     "rfmi").result
+    from_scores = run_node(rfmi_nodes, tiny_sd3_for_clip, tiny_clip, prompt, scores=scores).result
+    from_latent = run_node(rfmi_nodes, tiny_sd3_for_clip, tiny_clip, prompt,
+                           latent={"samples": scores.latents}).result
+    assert len(from_scores[1]) == 3 * 2 and from_scores[1] == from_latent[1] and from_scores[3] == ["a red square",
+                                                                                                   "a blue disk"]
 
 
 def test_phrase_mi_matches_the_closed_form_of_a_two_part_gaussian(pack_import, two_part):

@@ -11,8 +11,9 @@ clipping; ``TrainConfig`` holds Table 2's values by default.
 
 The parts: ``config`` (``TrainConfig``, each setting with its help and source), ``loss`` (the loss, t-sampling, the
 learning-rate schedule), ``data`` (datasets, batches, per-step randomness), ``checkpointing`` (gradient
-checkpointing safe for in-place models), ``state`` (checkpoints and resume), ``loop`` (``train_lora``), ``cli`` (the
-command ``python -m rfmi_core.train``).
+checkpointing safe for in-place models), ``state`` (checkpoints and resume), ``loop`` (``train_lora``),
+``distributed`` (data-parallel training under torchrun: shards of each global batch, gradients summed over the
+ranks), ``cli`` (the command ``python -m rfmi_core.train``, also under ``torchrun``).
 
 Reproducible and resumable: all randomness of step s (its samples, t, ε, dropout) comes from generators seeded by
 (seed, s), so a run resumed at step k from a checkpoint (LoRA weights, AdamW moments and step counts, global step,

@@ -110,7 +110,8 @@ class StopAfterStep:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        print("\nstopping after this step (Ctrl-C again to stop now)", flush=True)
+        if current_world().is_main:  # under torchrun each rank gets the signal
+            print("\nstopping after this step (Ctrl-C again to stop now)", flush=True)
 
     def __call__(self, step: int, loss: float) -> None:
         if any_rank(self.requested):  # under torchrun every rank stops after the same step

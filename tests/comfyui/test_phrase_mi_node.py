@@ -107,6 +107,10 @@ def test_the_node_is_registered_with_its_sockets(rfmi_nodes):
     names = [i.id for i in schema.inputs]
     assert names[:4] == ["model", "clip", "text", "latent"] and "velocity" in names and "images" in names
     assert [o.display_name for o in schema.outputs] == ["table", "phrase_mi", "phrase_min", "phrases", "heatmaps"]
+    info = node.GET_NODE_INFO_V1()  # what the server's /object_info lists for the frontend
+    assert set(info["input"]["required"]) >= {"model", "clip", "text", "seed", "n_t", "velocity"}
+    assert set(info["input"]["optional"]) == {"latent", "scores", "images"}
+    assert info["output"] == ["STRING", "FLOAT", "FLOAT", "STRING", "MASK"] and info["output_node"]
 
 
 def test_encoding_is_clip_text_encode(pack_import, tiny_clip):

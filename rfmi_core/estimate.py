@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator, NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -21,7 +22,18 @@ from .progress import progress_bar
 from .trajectory import VELOCITIES
 
 __all__ = ["estimate_mi", "estimate_mi_draws", "estimate_mi_draws_from_pairs", "draw_times", "importance_sampled_points",
-           "DrawChunk", "inner_product"]
+           "DrawChunk", "inner_product", "times_from_uniform", "T_MAX_FLOAT32"]
+
+
+# The largest float32 below 1: a time drawn above it would round to t = 1 when cast to float32 (the dtype models see),
+# i.e. σ = 1 − t = 0, where the velocity u = (denoised − x)/σ is undefined. Such draws (probability ~1e-6 at
+# t_ε = 0.99) are moved down to it; their importance weight is computed at the moved time, so weight and t agree.
+T_MAX_FLOAT32 = float(np.nextafter(np.float32(1), np.float32(0)))
+
+
+def times_from_uniform(density: TruncatedRatioDensity, uniform: np.ndarray) -> np.ndarray:
+    """float64 times t = F⁻¹(u) of q, at most ``T_MAX_FLOAT32`` (so float32 t < 1 and σ > 0)."""
+    return np.minimum(density.icdf(uniform), T_MAX_FLOAT32)
 
 
 def draw_times(density: TruncatedRatioDensity, n_t: int, batch: int, generator: torch.Generator | None,
@@ -31,7 +43,7 @@ def draw_times(density: TruncatedRatioDensity, n_t: int, batch: int, generator: 
     uniform = torch.rand((n_t, batch), generator=generator, dtype=torch.float64, device=device).cpu()
     if stratified:
         uniform = (torch.arange(n_t, dtype=torch.float64).unsqueeze(1) + uniform) / n_t
-    return torch.from_numpy(density.icdf(uniform.numpy()))
+    return torch.from_numpy(times_from_uniform(density, uniform.numpy()))
 
 
 class DrawChunk(NamedTuple):

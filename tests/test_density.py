@@ -6,6 +6,7 @@ import torch
 from scipy import integrate, optimize, stats
 
 from rfmi_core import TruncatedRatioDensity
+from rfmi_core.estimate import T_MAX_FLOAT32, times_from_uniform
 
 
 @pytest.fixture(params=[0.9, 0.99, 0.999])
@@ -63,3 +64,14 @@ def test_out_of_range_arguments_are_refused():
         density.icdf(1.5)
     with pytest.raises(ValueError, match="t must lie in"):
         density.pdf(-0.1)
+
+
+def test_drawn_times_stay_below_one_in_float32(density):
+    """A uniform draw at the top of q's range would give t = 1 after the float32 cast (σ = 0, velocity undefined):
+    the drawn times stop at the largest float32 below 1, and every other time is the exact inverse CDF."""
+    uniform = np.array([0.3, 0.995, 1 - 1e-9, 1.0])
+    times = times_from_uniform(density, uniform)
+    assert times[-2:].tolist() == [T_MAX_FLOAT32, T_MAX_FLOAT32]
+    assert np.all(times.astype(np.float32) < 1) and np.all(1 - times.astype(np.float32) > 0)
+    assert times[:2].tolist() == density.icdf(uniform[:2]).tolist()
+    assert density.icdf(np.array([1 - 1e-9])).astype(np.float32)[0] == 1.0  # what the cap prevents

@@ -219,6 +219,11 @@ def load_workflow_js(name: str) -> str:
 }})()"""
 
 
+def js_json(value) -> str:
+    """A JS string literal holding ``value`` as JSON.stringify writes it (no spaces), to compare on the page."""
+    return json.dumps(json.dumps(value, separators=(",", ":")))
+
+
 def mi_widget_js(node_id: int) -> str:
     return f"""(() => {{
   const node = {APP}.graph.getNodeById({node_id});
@@ -366,7 +371,7 @@ def test_mi_widget_shows_the_servers_values_and_is_replaced_on_rerun(ui, screens
         mi = entry["outputs"][str(sampler_id)]["rfmi_mi"]
         shown = browser.wait_for(
             f"(() => {{ const s = {mi_widget_js(sampler_id)}; "
-            f"return s.rows.length === {len(mi)} && s.rows[0][1] === {json.dumps(f'{mi[0]:.3f}')} ? s : null; }})()",
+            f"return JSON.stringify(s.rows.map(r => r[1])) === {js_json([f'{v:.3f}' for v in mi])} ? s : null; }})()",
             timeout=30, what=f"the MI widget of run {run}")
         assert shown["count"] == 1 and shown["inDocument"]
         assert shown["rows"] == [[str(i + 1), f"{v:.3f}"] for i, v in enumerate(mi)]
@@ -388,9 +393,11 @@ def test_mi_widget_shows_the_servers_values_and_is_replaced_on_rerun(ui, screens
         out = entry["outputs"][str(bon_id)]
         assert len(out["rfmi_mi"]) == n and len(out["rfmi_best"]) == k
         ranked = sorted(range(n), key=lambda j: -out["rfmi_mi"][j])
+        # wait for this run's table, all of its MI column: the previous run's table can share its first row
+        expected = [f"{out['rfmi_mi'][j]:.3f}" for j in ranked]
         shown = browser.wait_for(
             f"(() => {{ const s = {mi_widget_js(bon_id)}; "
-            f"return s.rows.length === {n} && s.rows[0][3] === '{seed + run + ranked[0]}' ? s : null; }})()",
+            f"return JSON.stringify(s.rows.map(r => r[4])) === {js_json(expected)} ? s : null; }})()",
             timeout=30, what=f"the Best-of-N widget of run {run}")
         assert shown["count"] == 1 and shown["best"] == k
         # columns: star, rank, candidate, seed, MI — highest first; the seeds are those of rfmi_best

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from rfmi_core import TrajectoryMI
+from rfmi_core.cli_help import DefaultsHelpFormatter
 
 
 class TinyLatentTransformer(nn.Module):
@@ -48,9 +49,9 @@ def median_seconds(fn, repeats: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=30)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=DefaultsHelpFormatter)
+    parser.add_argument("--batch", type=int, default=2, help="latents per CFG forward")
+    parser.add_argument("--repeats", type=int, default=30, help="timed repetitions")
     args = parser.parse_args()
     torch.manual_seed(0)
     model = TinyLatentTransformer().eval()

@@ -30,6 +30,7 @@ from accumulator_cost import TinyLatentTransformer  # this folder (python benchm
 from rfmi_core import estimate_mi, estimate_phrase_mi, sample_with_mi, sample_with_phrase_mi
 from rfmi_core.phrase_mi import PhraseTrajectoryMI
 from rfmi_core.trajectory import TrajectoryMI
+from rfmi_core.cli_help import DefaultsHelpFormatter
 from rfmi_core.conventions import cfg_velocity
 
 
@@ -87,13 +88,13 @@ def batched_sampling(model: ConditionedTiny, noise, sigmas, conds: list, cfg: fl
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=8)
-    parser.add_argument("--n-t", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--cfg", type=float, default=4.5)
-    parser.add_argument("--phrases", type=int, nargs="+", default=[1, 2, 3, 4])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=DefaultsHelpFormatter)
+    parser.add_argument("--batch", type=int, default=2, help="candidates scored together")
+    parser.add_argument("--steps", type=int, default=8, help="sampler steps per candidate")
+    parser.add_argument("--n-t", type=int, default=8, help="importance-sampled times for existing latents")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repetitions")
+    parser.add_argument("--cfg", type=float, default=4.5, help="guidance scale")
+    parser.add_argument("--phrases", type=int, nargs="+", default=[1, 2, 3, 4], help="phrase counts P to time")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda for the GPU variant")
     args = parser.parse_args()
     device = torch.device(args.device)

@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from safetensors import safe_open
 
 from ..lora import save_lora, save_safetensors_atomic
+from ..cli_help import DefaultsHelpFormatter
 from ..plot import loss_curve_figure, save_figure
 from ..select import top_k
 from ..train import TrainConfig, train_lora
@@ -349,22 +350,22 @@ def run_demo(size: DemoSize, weights: str | None = None, out: str = "out/toy_dem
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=DefaultsHelpFormatter)
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--full", action="store_true", help="the full table with random and judge-selected controls")
     mode.add_argument("--tiny", action="store_true", help="a seconds-long smoke run (CI)")
     parser.add_argument("--weights", default=None, help="toy model safetensors (default: the shipped weights)")
-    parser.add_argument("--out", default=os.path.join("out", "toy_demo"))
+    parser.add_argument("--out", default=os.path.join("out", "toy_demo"), help="folder for results.md, the pictures and the LoRAs")
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="Euler steps per sample")
-    parser.add_argument("--cfg", type=float, default=DEFAULT_CFG)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cfg", type=float, default=DEFAULT_CFG, help="classifier-free guidance scale of the sampler")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the prompts, candidates, fine-tuning and judging")
     parser.add_argument("--lr", type=float, default=1e-3, help="LoRA learning rate")
     parser.add_argument("--rank", type=int, default=8, help="LoRA rank (alpha = rank)")
     parser.add_argument("--controls", action="store_true", help="also run the random and judge-selected controls")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (1 by default: on a shared CPU, 2 threads made LoRA steps 8× slower)")
     for name in ("train_prompts", "m", "k", "ft_steps", "eval_images", "ft_batch"):
-        parser.add_argument("--" + name.replace("_", "-"), type=int, default=None, help="override the size's value")
+        parser.add_argument("--" + name.replace("_", "-"), type=int, default=None, help="override the size's value (default: the --tiny / default / --full size's)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     size = copy.deepcopy(SIZES["full" if args.full else "tiny" if args.tiny else "default"])

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from ..progress import progress_bar
+from ..cli_help import DefaultsHelpFormatter
 from ..sampler import sample_with_mi
 from ..trajectory import MIResult
 from .judge import judge
@@ -135,14 +136,15 @@ def main(argv: list[str] | None = None) -> None:
     from .prompts import CATEGORIES
     from .train_model import load_toy_model
 
-    parser = argparse.ArgumentParser(description="Held-out valid and correct rates of toy weights, per category.")
+    parser = argparse.ArgumentParser(description="Held-out valid and correct rates of toy weights, per category.",
+                                     formatter_class=DefaultsHelpFormatter)
     parser.add_argument("weights", nargs="+", help="toy model safetensors files")
     parser.add_argument("--n", type=int, default=200, help="held-out images per category")
-    parser.add_argument("--cfg", type=float, nargs="+", default=[DEFAULT_CFG])
+    parser.add_argument("--cfg", type=float, nargs="+", default=[DEFAULT_CFG], help="guidance scales to evaluate")
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="Euler steps")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seeds the held-out prompts and noise")
     parser.add_argument("--reasons", action="store_true", help="also count the judge's reasons for invalid images")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     texts, categories, seeds = heldout_set(args.n, args.seed)

@@ -18,6 +18,7 @@ import time
 import torch
 from torch import Tensor
 
+from ..cli_help import DefaultsHelpFormatter
 from .invalid import INVALID_KINDS, render_invalid
 from .judge import judge
 from .prompts import CATEGORIES, SPLITS, contrast_prompts, prompt_specs, prompts
@@ -81,10 +82,11 @@ def _row(label: str, values: list[float]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--scenes", type=int, default=1000, help="scenes per category and per set")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--sigmas", type=float, nargs="+", default=[0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5])
+    parser.add_argument("--seed", type=int, default=0, help="seeds the scenes and the pixel noise")
+    parser.add_argument("--sigmas", type=float, nargs="+", default=[0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5],
+                        help="standard deviations of the Gaussian pixel noise added before judging")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     g = torch.Generator().manual_seed(args.seed)

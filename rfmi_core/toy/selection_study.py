@@ -35,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from ..estimate import estimate_mi
+from ..cli_help import DefaultsHelpFormatter
 from ..plot import save_figure
 from ..progress import progress_bar
 from ..select import top_k
@@ -236,17 +237,17 @@ def study(condition: Condition, prompts_per_category: int, n_t: int, seed: int, 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--weights", nargs="+", default=[None], help="toy model files (default: the shipped one)")
-    parser.add_argument("--cfgs", type=float, nargs="+", default=[DEFAULT_CFG])
-    parser.add_argument("--steps", type=int, nargs="+", default=[DEFAULT_STEPS])
+    parser.add_argument("--cfgs", type=float, nargs="+", default=[DEFAULT_CFG], help="guidance scales to study")
+    parser.add_argument("--steps", type=int, nargs="+", default=[DEFAULT_STEPS], help="Euler step counts to study")
     parser.add_argument("--m", type=int, default=8, help="candidates per prompt")
-    parser.add_argument("--m-values", type=int, nargs="*", default=None, help="top-1 against M (≤ --m)")
+    parser.add_argument("--m-values", type=int, nargs="*", default=None, help="top-1 against M (≤ --m; default: 2, 4, 8, 16, 32 up to --m)")
     parser.add_argument("--prompts", type=int, default=32, help="train prompts per category")
     parser.add_argument("--n-t", type=int, default=8, help="draws for fresh-noise MI and contrast scores")
-    parser.add_argument("--no-fresh", action="store_true")
-    parser.add_argument("--no-contrast", action="store_true")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-fresh", action="store_true", help="skip the fresh-noise MI re-estimate")
+    parser.add_argument("--no-contrast", action="store_true", help="skip the prompt-contrast scores")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the prompts and candidates")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: robust on a shared CPU)")
     parser.add_argument("--out", default=None, help="append the markdown to this file")
     parser.add_argument("--figures", default=None, metavar="DIR",

@@ -16,16 +16,14 @@ The text of y∖p (``SplitPrompt.without``) is the prompt with phrase p and one 
 before it; for the first phrase the one after it): ``four tents, two boats and one pig`` without ``two boats`` is
 ``four tents and one pig``. A prompt of one phrase has y∖p = "" (∅): its phrase MI is the plain MI.
 
-Counts on every prompt of T2I-CompBench (``python -m rfmi_core.phrases DIR`` prints them; ``docs/phrase_splitter.md``).
+Counts on every prompt of T2I-CompBench (``python -m rfmi_core.phrase_report DIR`` prints them; ``docs/phrase_splitter.md``).
 """
 
 from __future__ import annotations
 
 import re
-import sys
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 
 __all__ = ["RELATIONS", "SplitPrompt", "split_prompt", "phrase_counts"]
 
@@ -148,26 +146,3 @@ def split_prompt(prompt: str, relations: bool = False) -> SplitPrompt:
 def phrase_counts(prompts: list[str], relations: bool = False) -> Counter:
     """How many prompts split into 1, 2, 3 … phrases."""
     return Counter(len(split_prompt(p, relations)) for p in prompts)
-
-
-def _main(argv: list[str]) -> None:
-    """python -m rfmi_core.phrases DIR: per category (files CATEGORY_*.txt), prompts by phrase count, both rules."""
-    folder = Path(argv[0] if argv else "../shared/data/t2i-compbench")
-    categories: dict[str, list[str]] = {}
-    for path in sorted(folder.glob("*_*.txt")):
-        category = path.stem.rsplit("_", 1)[0]
-        categories.setdefault(category, []).extend(l.strip() for l in path.read_text().splitlines() if l.strip())
-    for relations in (False, True):
-        print(f"\nrelations={relations}: prompts by number of phrases (train + val)")
-        print("| category | prompts | " + " | ".join(f"{k} phr." for k in range(1, 7)) + " | mean |")
-        print("|---|---:|" + "---:|" * 7)
-        for category, prompts in categories.items():
-            counts = phrase_counts(prompts, relations)
-            mean = sum(k * v for k, v in counts.items()) / len(prompts)
-            more = sum(v for k, v in counts.items() if k >= 6)
-            cells = " | ".join(str(counts.get(k, 0)) for k in range(1, 6)) + f" | {more}"
-            print(f"| {category} | {len(prompts)} | {cells} | {mean:.2f} |")
-
-
-if __name__ == "__main__":
-    _main(sys.argv[1:])

@@ -75,3 +75,14 @@ def test_counts_on_every_compbench_prompt(relations):
             split = split_prompt(prompt, relations)
             for ablated in split.ablations():
                 assert (ablated == "") == (len(split) == 1) and len(ablated) < len(split.text)
+
+
+def test_phrase_report_prints_the_counts_and_refuses_a_folder_without_lists(tmp_path, capsys):
+    from rfmi_core.phrase_report import main
+
+    (tmp_path / "shape_val.txt").write_text("a red cube and a blue ball\na cat\n\n")
+    assert main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| shape | 2 | 1 | 1 | 0 | 0 | 0 | 0 | 1.50 |" in out
+    assert main([str(tmp_path / "empty")]) == 2
+    assert "no prompt lists" in capsys.readouterr().err

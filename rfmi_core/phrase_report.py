@@ -1,0 +1,53 @@
+"""python -m rfmi_core.phrase_report [DIR]: how the phrase splitter (rfmi_core.phrases.split_prompt) cuts a folder of
+prompt lists (CATEGORY_*.txt, one prompt a line, e.g. T2I-CompBench's): prompts by phrase count per category, with
+and without spatial relations split out, as a markdown table."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .cli_help import DefaultsHelpFormatter
+from .phrases import phrase_counts
+
+
+def prompt_lists(folder: Path) -> dict[str, list[str]]:
+    """{category: prompts} from folder/CATEGORY_*.txt (train and val lists of a category are joined)."""
+    categories: dict[str, list[str]] = {}
+    for path in sorted(folder.glob("*_*.txt")):
+        category = path.stem.rsplit("_", 1)[0]
+        categories.setdefault(category, []).extend(l.strip() for l in path.read_text().splitlines() if l.strip())
+    return categories
+
+
+def phrase_count_table(categories: dict[str, list[str]], relations: bool) -> list[str]:
+    """Markdown lines: per category, prompts split into 1 … 5 and ≥ 6 phrases, and the mean phrase count."""
+    lines = ["| category | prompts | " + " | ".join(f"{k} phr." for k in range(1, 6)) + " | ≥6 phr. | mean |",
+             "|---|---:|" + "---:|" * 7]
+    for category, prompts in categories.items():
+        counts = phrase_counts(prompts, relations)
+        mean = sum(k * v for k, v in counts.items()) / len(prompts)
+        more = sum(v for k, v in counts.items() if k >= 6)
+        cells = " | ".join(str(counts.get(k, 0)) for k in range(1, 6)) + f" | {more}"
+        lines.append(f"| {category} | {len(prompts)} | {cells} | {mean:.2f} |")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=DefaultsHelpFormatter)
+    parser.add_argument("folder", nargs="?", default="../shared/data/t2i-compbench",
+                        help="a folder of CATEGORY_*.txt prompt lists")
+    args = parser.parse_args(argv)
+    categories = prompt_lists(Path(args.folder))
+    if not categories:
+        print(f"no prompt lists (CATEGORY_*.txt) in {args.folder}: give the folder that holds them", file=sys.stderr)
+        return 2
+    for relations in (False, True):
+        print(f"\nrelations={relations}: prompts by number of phrases (train + val)")
+        print("\n".join(phrase_count_table(categories, relations)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from ..estimate import estimate_mi
 from ..cli_help import DefaultsHelpFormatter
+from ..conventions import straight_path
 from ..plot import save_figure
 from ..progress import progress_bar
 from ..select import top_k
@@ -88,8 +89,7 @@ def contrast_scores(model: nn.Module, images: Tensor, texts: list[str], n_t: int
         b = x1.shape[0]
         t = ((torch.arange(n_t)[:, None] + torch.rand(n_t, b, generator=g)) / n_t).clamp(0.01, 0.99)  # [n_t, b]
         eps = torch.randn(n_t, *x1.shape, generator=g)
-        x_t = t[..., None, None, None] * x1 + (1 - t[..., None, None, None]) * eps  # [n_t, b, 3, 16, 16]
-        target = x1 - eps
+        x_t, target = straight_path(x1.expand(n_t, *x1.shape), eps, t)  # [n_t, b, 3, H, W]
 
         def loss(prompt_texts: list[str]) -> Tensor:  # [b]: mean over draws of the summed squared error
             tokens = tokenize_batch(prompt_texts).repeat(n_t, 1)

@@ -42,7 +42,8 @@ from ..cli_help import DefaultsHelpFormatter
 from ..plot import loss_curve_figure, save_figure
 from ..select import top_k
 from ..train import TrainConfig, train_lora
-from .evaluate import DEFAULT_CFG, DEFAULT_STEPS, Rate, diff_ci, generate, judge_batch, pick_prompts, rate
+from .evaluate import (DEFAULT_CFG, DEFAULT_STEPS, Rate, diff_ci, generate, heldout_set, judge_batch, pick_prompts,
+                       rate)
 from .pictures import Sample, mi_histogram_figure, sample_grid_figure
 from .prompts import CATEGORIES, MAX_TOKENS, PAD_ID, prompts, tokenize_batch
 from .train_model import DEFAULT_WEIGHTS, load_toy_model
@@ -176,15 +177,6 @@ class Evaluation:
     def rates(self, category: str) -> tuple[Rate, Rate]:
         mask = torch.tensor([c == category for c in self.categories])
         return rate(self.correct[mask]), rate(self.valid[mask])
-
-
-def heldout_set(n: int, seed: int) -> tuple[list[str], list[str], list[int]]:
-    """``n`` held-out prompts per category (all prompts in turn) and one seed per image."""
-    texts, categories = [], []
-    for c, category in enumerate(CATEGORIES):
-        texts += pick_prompts(prompts(category, "heldout"), n, 7919 + seed + c)
-        categories += [category] * n
-    return texts, categories, [(seed + 1) * 10_000_000 + i for i in range(len(texts))]
 
 
 def evaluate(model: nn.Module, texts: list[str], categories: list[str], seeds: list[int], steps: int, cfg: float,

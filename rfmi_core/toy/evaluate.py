@@ -26,7 +26,7 @@ from ..cli_help import DefaultsHelpFormatter
 from ..sampler import sample_with_mi
 from ..trajectory import MIResult
 from .judge import judge
-from .prompts import MAX_TOKENS, PAD_ID, tokenize_batch
+from .prompts import CATEGORIES, MAX_TOKENS, PAD_ID, prompts, tokenize_batch
 from .world import CANVAS
 
 __all__ = ["DEFAULT_STEPS", "DEFAULT_CFG", "velocity_fn", "sigma_grid", "noise_for", "generate", "Rate", "rate",
@@ -127,13 +127,20 @@ def pick_prompts(texts: list[str], n: int, seed: int) -> list[str]:
     return out[:n]
 
 
+def heldout_set(n: int, seed: int) -> tuple[list[str], list[str], list[int]]:
+    """``n`` held-out prompts per category (all prompts in turn) and one seed per image."""
+    texts, categories = [], []
+    for c, category in enumerate(CATEGORIES):
+        texts += pick_prompts(prompts(category, "heldout"), n, 7919 + seed + c)
+        categories += [category] * n
+    return texts, categories, [(seed + 1) * 10_000_000 + i for i in range(len(texts))]
+
+
 def main(argv: list[str] | None = None) -> None:
     import argparse
     import re
     from collections import Counter
 
-    from .demo import heldout_set
-    from .prompts import CATEGORIES
     from .train_model import load_toy_model
 
     parser = argparse.ArgumentParser(description="Held-out valid and correct rates of toy weights, per category.",

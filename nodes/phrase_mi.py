@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import torch
 
-import comfy.model_management
 import comfy.samplers
 import comfy.utils
 from comfy_api.latest import io, ui
 
-from ..rfmi_core import sigma_from_t
 from ..rfmi_core.conventions import velocity_from_denoised
 from ..rfmi_core.phrase_mi import PHRASE_VELOCITIES, PhraseEstimate, estimate_phrase_mi_from_velocities
 from ..rfmi_core.phrase_table import phrase_masks, phrase_table
 from ..rfmi_core.phrases import SplitPrompt, split_prompt
 from .model_checks import require_flow_model
-from .sampling import model_latent
+from .sampling import model_latent, scoring_sampler
 from .sockets import CATEGORY, MAX_SEED, Scores
 
 
@@ -73,28 +71,14 @@ def score_phrases(model, latent: dict, positive, negative, ablated: list, *, see
     guider.set_phrase_conds(positive, negative, ablated)
     guider.set_cfg(cfg)
     latent_image = model_latent(model, latent)
-    progress = comfy.utils.ProgressBar(n_t)
     result = {}
-
-    def scoring_sampler(model_k, noise, sigmas, extra_args=None, callback=None, disable=None):
-        x1 = model_k.latent_image  # in the model's latent space (process_in applied by the guider)
-        calls = 0
-
-        def velocity_set(x_t, t):
-            nonlocal calls
-            comfy.model_management.throw_exception_if_processing_interrupted()
-            model_k(x_t, sigma_from_t(t).to(x_t.device), **extra_args)
-            calls += 1
-            progress.update_absolute(min(calls * draws_per_call, n_t), n_t)
-            return guider.velocities
-
-        generator = torch.Generator().manual_seed(seed)
-        result["value"] = estimate_phrase_mi_from_velocities(
+    sampler = scoring_sampler(
+        lambda: guider.velocities,
+        lambda velocity_set, x1, generator: estimate_phrase_mi_from_velocities(
             velocity_set, x1, len(ablated), n_t=n_t, t_eps=t_eps, generator=generator, mi_velocity=velocity, cfg=cfg,
-            draws_per_call=draws_per_call)
-        return x1
-
-    guider.sample(torch.zeros_like(latent_image), latent_image, comfy.samplers.KSAMPLER(scoring_sampler),
+            draws_per_call=draws_per_call),
+        seed=seed, n_t=n_t, draws_per_call=draws_per_call, result=result)
+    guider.sample(torch.zeros_like(latent_image), latent_image, sampler,
                   torch.tensor([1.0, 0.0]), seed=seed, disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED)
     return result["value"]
 

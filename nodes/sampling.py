@@ -7,10 +7,12 @@ from typing import Callable
 
 import torch
 
+import comfy.model_management
 import comfy.sample
+import comfy.samplers
 import comfy.utils
 
-from ..rfmi_core import MIResult
+from ..rfmi_core import MIResult, sigma_from_t
 from ..rfmi_core.taps import TrajectoryTap
 from .model_checks import require_flow_model
 
@@ -70,3 +72,32 @@ def sample_scored(
         disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed,
     )
     return samples, tap.finish()
+
+
+def scoring_sampler(read_velocities: Callable, estimate: Callable, *, seed: int, n_t: int, draws_per_call: int,
+                    result: dict) -> comfy.samplers.KSAMPLER:
+    """A sampler that scores the latent it is given instead of denoising it (Prop. 3.3 for existing latents).
+
+    Inside ComfyUI's own sampling path (conditioning, model loading, latent format, cond batching) it calls the model
+    at σ = 1 − t for every draw; ``read_velocities()`` returns what the attached tap or guider captured of that call,
+    and ``estimate(velocities, x1, generator)`` (x1: the latent in the model's space; generator seeded with ``seed``)
+    is stored as ``result["value"]``. Progress over the n_t draws; ComfyUI's interrupt is honoured between calls.
+    """
+    progress = comfy.utils.ProgressBar(n_t)
+
+    def sampler(model_k, noise, sigmas, extra_args=None, callback=None, disable=None):
+        x1 = model_k.latent_image  # in the model's latent space (process_in applied by the guider)
+        calls = 0
+
+        def velocities(x_t, t):
+            nonlocal calls
+            comfy.model_management.throw_exception_if_processing_interrupted()
+            model_k(x_t, sigma_from_t(t).to(x_t.device), **extra_args)
+            calls += 1
+            progress.update_absolute(min(calls * draws_per_call, n_t), n_t)
+            return read_velocities()
+
+        result["value"] = estimate(velocities, x1, torch.Generator().manual_seed(seed))
+        return x1
+
+    return comfy.samplers.KSAMPLER(sampler)

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import torch
 
-import comfy.model_management
 import comfy.sample
-import comfy.samplers
 import comfy.utils
 from comfy_api.latest import io
 
-from ..rfmi_core import VELOCITIES, ScoredCandidates, estimate_mi_draws_from_pairs, sigma_from_t
+from ..rfmi_core import VELOCITIES, ScoredCandidates, estimate_mi_draws_from_pairs
 from ..rfmi_core.stats import mean_and_standard_error
 from ..rfmi_core.taps import PairTap
 from .model_checks import require_flow_model
-from .sampling import model_latent
+from .sampling import model_latent, scoring_sampler
 from .sockets import CATEGORY, MAX_SEED, Scores
 
 
@@ -30,28 +28,15 @@ def score_latents(model, latent: dict, positive, negative, *, seed: int, n_t: in
     tap = PairTap()
     patched = tap.attach(model)
     latent_image = model_latent(patched, latent)
-    progress = comfy.utils.ProgressBar(n_t)
     draws = {}
-
-    def scoring_sampler(model_k, noise, sigmas, extra_args=None, callback=None, disable=None):
-        x1 = model_k.latent_image  # in the model's latent space (process_in applied by the guider)
-        calls = 0
-
-        def velocity_pair(x_t, t):
-            nonlocal calls
-            comfy.model_management.throw_exception_if_processing_interrupted()
-            model_k(x_t, sigma_from_t(t).to(x_t.device), **extra_args)
-            calls += 1
-            progress.update_absolute(min(calls * draws_per_call, n_t), n_t)
-            return tap.pair
-
-        generator = torch.Generator().manual_seed(seed)
-        draws["value"] = estimate_mi_draws_from_pairs(velocity_pair, x1, n_t=n_t, t_eps=t_eps, generator=generator,
-                                                      mi_velocity=velocity, cfg=cfg, draws_per_call=draws_per_call)
-        return x1
-
+    sampler = scoring_sampler(
+        lambda: tap.pair,
+        lambda velocity_pair, x1, generator: estimate_mi_draws_from_pairs(
+            velocity_pair, x1, n_t=n_t, t_eps=t_eps, generator=generator, mi_velocity=velocity, cfg=cfg,
+            draws_per_call=draws_per_call),
+        seed=seed, n_t=n_t, draws_per_call=draws_per_call, result=draws)
     comfy.sample.sample_custom(
-        patched, torch.zeros_like(latent_image), cfg, comfy.samplers.KSAMPLER(scoring_sampler),
+        patched, torch.zeros_like(latent_image), cfg, sampler,
         torch.tensor([1.0, 0.0]), positive, negative, latent_image, seed=seed,
         disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED,
     )

@@ -19,7 +19,7 @@ EMA 0.998), 10 / 15 / 0 % (binding / spatial / numeracy) valid at step 1000 and 
 correct. The 14000-step run of the defaults (started 16:35 UTC on 30 Nov, ``--save-every 1000 --snapshots
 runs/f3_snap --out runs/f3.safetensors``), its EMA snapshots judged on 60 held-out images per category (valid /
 correct, binding · spatial · numeracy): step 2000 (40 per category) 10/0 · 20/0 · 5/0 %; step 3000 40/3 · 42/0 ·
-17/8 %; step 4000 80/15 · 57/2 · 30/20 %; step 5000 83/28 · 67/7 · 53/43 % (the old shipped file: about 26/2 · 32/0 ·
+17/8 %; step 4000 80/15 · 57/2 · 30/20 %; step 5000 83/28 · 67/7 · 53/43 %; step 6000 82/32 · 87/13 · 72/55 % (the old shipped file: about 26/2 · 32/0 ·
 22/12 %). Whether the final save meets issue 12's targets (valid ≥ 85 %, correct 30–70 % in every category) is not
 yet measured: judge it with ``python -m rfmi_core.toy.evaluate runs/f3.safetensors --n 200 --reasons``. ``--resume`` continues a run from its file's step (EMA weights, fresh optimizer); ``--snapshots DIR`` keeps
 a copy at every save (for quality-against-steps tables).

@@ -60,6 +60,20 @@ def gallery_js(node_id: int) -> str:
 }})()"""
 
 
+def settled_gallery(browser, node_id: int, timeout: float = 15) -> dict:
+    """The gallery once the frontend has stopped moving it (it places and resizes DOM widgets over the canvas on its
+    next frames, later on a loaded machine): two reads 0.3 s apart with the same thumbnail boxes, each over 40 px."""
+    deadline, previous = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        gallery = browser.evaluate(gallery_js(node_id))
+        boxes = [(c["x"], c["y"], c["w"], c["h"]) for c in gallery["cards"]]
+        if boxes and boxes == previous and all(w > 40 and h > 40 for _, _, w, h in boxes):
+            return gallery
+        previous = boxes
+        time.sleep(0.3)
+    raise TimeoutError(f"the gallery's thumbnails did not settle within {timeout:.0f} s (last boxes: {previous})")
+
+
 def focus_js(node_id: int, scale: float = 1.0) -> str:
     """Puts the node's left edge 100 px right of the side bar, its title under the top menu, at ``scale``."""
     return f"""(() => {{
@@ -130,10 +144,7 @@ def test_gallery_ranks_by_mi_and_a_click_sends_that_candidate_to_the_output(page
     shown = browser.wait_for(
         f"(() => {{ const g = {gallery_js(pick_id)}; return g.cards.length === {n} && g.cards.every(c => c.loaded) "
         f"&& g.cards[0].candidate === '{ranked[0]}' ? g : null; }})()", timeout=30, what="the gallery of run 1")
-    # the frontend moves DOM widgets over the canvas on its next frames (slower on a loaded machine)
-    shown = browser.wait_for(
-        f"(() => {{ const g = {gallery_js(pick_id)}; return g.cards.every(c => c.w > 40 && c.h > 40) ? g : null; }})()",
-        timeout=15, what="the gallery's thumbnails laid out")
+    shown = settled_gallery(browser, pick_id)
     assert shown["inDocument"]
     assert [int(c["candidate"]) for c in shown["cards"]] == ranked
     assert [c["mi"] for c in shown["cards"]] == [f"{mi[c]:.3f}" for c in ranked]

@@ -470,17 +470,9 @@ def test_a_model_updating_saved_activations_in_place_trains_as_its_functional_tw
 
 def test_headless_command_trains_the_toy_model_on_a_fine_tune_set(tmp_path):
     """python -m rfmi_core.train SET --model toy: a set exported from ComfyUI's toy nodes (word ids as cross_attn)."""
-    from rfmi_core import CandidateRecord, FinetuneSet
-    from rfmi_core.toy.prompts import prompts as toy_prompts
-    from rfmi_core.toy.prompts import tokenize
+    from toy_sets import make_toy_set
 
-    finetune_set = FinetuneSet.open(tmp_path / "set", create=True, top_k=2)
-    prompts = toy_prompts("binding")[:2]
-    conditioning = {text: {"cross_attn": tokenize(text).float().reshape(1, -1, 1)} for text in prompts + [""]}
-    records = [CandidateRecord(prompt=p, negative="", seed=s, batch_index=0, candidate_index=s, mi=1.0 + s,
-                               score="rfmi", velocity="cfg", model="toy", sampler={}, latent_shape=[3, 16, 16])
-               for p in prompts for s in range(2)]
-    finetune_set.append(records, torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(0)), conditioning)
+    make_toy_set(tmp_path / "set", num_prompts=2)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     out = tmp_path / "toy_lora.safetensors"
     done = subprocess.run([sys.executable, "-m", "rfmi_core.train", str(tmp_path / "set"), "--model", "toy",

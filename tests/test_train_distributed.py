@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from rfmi_core.train import TrainConfig, load_checkpoint, train_lora
 from rfmi_core.train.cli import set_data, toy_model
 from rfmi_core.train.distributed import World, current_world, launched_by_torchrun
+from toy_sets import make_toy_set
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,19 +27,7 @@ FLAGS = ["--model", "toy", "--rank", "4", "--alpha", "4", "--lr", "1e-3", "--war
 @pytest.fixture(scope="module")
 def toy_set(tmp_path_factory):
     """A set as the toy nodes export it: 3 prompts × 2 candidates, word ids as cross_attn."""
-    from rfmi_core import CandidateRecord, FinetuneSet
-    from rfmi_core.toy.prompts import prompts as toy_prompts
-    from rfmi_core.toy.prompts import tokenize
-
-    path = tmp_path_factory.mktemp("distributed") / "set"
-    finetune_set = FinetuneSet.open(path, create=True, top_k=2)
-    prompts = toy_prompts("binding")[:3]
-    conditioning = {text: {"cross_attn": tokenize(text).float().reshape(1, -1, 1)} for text in prompts + [""]}
-    records = [CandidateRecord(prompt=p, negative="", seed=s, batch_index=0, candidate_index=s, mi=1.0 + s,
-                               score="rfmi", velocity="cfg", model="toy", sampler={}, latent_shape=[3, 16, 16])
-               for p in prompts for s in range(2)]
-    finetune_set.append(records, torch.randn(6, 3, 16, 16, generator=torch.Generator().manual_seed(0)), conditioning)
-    return path
+    return make_toy_set(tmp_path_factory.mktemp("distributed") / "set", num_prompts=3)
 
 
 @pytest.fixture(scope="module")

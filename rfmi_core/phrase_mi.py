@@ -38,7 +38,7 @@ from .estimate import importance_sampled_points, inner_product
 from .progress import progress_bar
 from .sampler import check_sigma_grid
 from .stats import mean_and_standard_error
-from .trajectory import MIResult, TrajectoryMI, positionwise_squared_norm
+from .trajectory import MIResult, StepIntegrand, TrajectoryMI, positionwise_squared_norm
 
 __all__ = [
     "PHRASE_VELOCITIES",
@@ -136,6 +136,11 @@ class PhraseTrajectoryMI:
     def add_step(self, sigma: Tensor | float, sigma_next: Tensor | float, x: Tensor, u_cond: Tensor,
                  u_uncond: Tensor | None, u_ablated: Sequence[Tensor], cfg_scale: Tensor | float = 1.0) -> None:
         """Step i: σ_i, σ_{i+1}, x_t, u_y, u_∅ (may be None for ``velocity="cond"``) and u_{y∖p} for each phrase."""
+        self.add_integrands(self.integrands(sigma, x, u_cond, u_uncond, u_ablated, cfg_scale), sigma_next)
+
+    def integrands(self, sigma: Tensor | float, x: Tensor, u_cond: Tensor, u_uncond: Tensor | None,
+                   u_ablated: Sequence[Tensor], cfg_scale: Tensor | float = 1.0) -> list[StepIntegrand]:
+        """Each phrase's integrands at σ (before Δt): small tensors a sampler hook holds until it learns σ_{i+1}."""
         if len(u_ablated) != self.num_phrases:
             raise ValueError(f"u_ablated must hold one velocity per phrase ({self.num_phrases}); got {len(u_ablated)}")
         if u_uncond is None and self.velocity != "cond":
@@ -145,6 +150,7 @@ class PhraseTrajectoryMI:
             w = cfg_scale.to(torch.float32).reshape([-1] + [1] * (x.ndim - 1))
         u_y = u_cond.float()
         u_0 = None if u_uncond is None else u_uncond.float()
+        steps = []
         for p, (acc, u_p) in enumerate(zip(self._accumulators, u_ablated)):
             require_same_shape(f"u_ablated[{p}]", u_p, "x", x)
             u, u_ref = _reference_pair(u_y, u_0, u_p.float(), self.velocity, w)
@@ -153,6 +159,12 @@ class PhraseTrajectoryMI:
                 active = (step.sigma > 0).reshape([-1] + [1] * (step.per_position.ndim - 1))
                 step.per_position = torch.where(active, positionwise_squared_norm(u_y - u_p.float()),
                                                 torch.zeros_like(step.per_position))
+            steps.append(step)
+        return steps
+
+    def add_integrands(self, steps: Sequence[StepIntegrand], sigma_next: Tensor | float) -> None:
+        """Adds one step from its phrases' integrands (``integrands``) and σ_{i+1}."""
+        for acc, step in zip(self._accumulators, steps, strict=True):
             acc.add_integrand(step, sigma_next)
 
     def result(self) -> PhraseMIResult:

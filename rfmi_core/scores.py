@@ -18,7 +18,10 @@ class ScoredCandidates:
     """N candidates with their point-wise MI (nats) and how each was made.
 
     Candidate j was sampled from ``seeds[j]`` at position ``batch_index[j]`` of a batch drawn from that seed
-    (``comfy.sample.prepare_noise``); Best-of-N always samples candidate j from seed + j at batch index 0.
+    (``comfy.sample.prepare_noise``); Best-of-N always samples candidate j from seed + j at batch index 0. ``mi`` is
+    the score the candidates are ranked by: the plain MI, or a phrase score (``phrase_mi.phrase_score``) when ranked
+    by one. When phrase MI was read, ``phrases`` names the prompt's phrases and ``phrase_mi`` / ``phrase_maps`` hold
+    each candidate's i(x; p | y∖p) and where each phrase shaped it.
     """
 
     mi: Tensor  # [N] float32
@@ -28,6 +31,9 @@ class ScoredCandidates:
     latents: Tensor | None = None  # [N, ...] in VAE space, when kept (Best-of-N keeps all N)
     mi_standard_error: Tensor | None = None  # [N], for importance-sampled estimates
     settings: dict = field(default_factory=dict)  # sampler, scheduler, steps, cfg, velocity, score, ...
+    phrases: tuple[str, ...] = ()  # the prompt's phrases, when phrase MI was read
+    phrase_mi: Tensor | None = None  # [N, P] i(x; p | y∖p), nats
+    phrase_maps: Tensor | None = None  # [N, P, *positions] ‖u_y − u_{y∖p}‖² maps (≥ 0)
 
     def __post_init__(self):
         n = self.mi.shape[0]
@@ -38,6 +44,17 @@ class ScoredCandidates:
                 raise ValueError(f"{name} must hold one entry per candidate ({n}); got {len(getattr(self, name))}")
         if self.latents is not None and self.latents.shape[0] != n:
             raise ValueError(f"latents must hold one latent per candidate ({n}); got {self.latents.shape[0]}")
+        self._check_phrases()
+
+    def _check_phrases(self) -> None:
+        """phrase_mi is [N, P] and phrase_maps [N, P, ...] for the P ``phrases``; neither without phrases."""
+        expected = (self.mi.shape[0], len(self.phrases))
+        if self.phrase_mi is not None and tuple(self.phrase_mi.shape) != expected:
+            raise ValueError(f"phrase_mi must be [candidates, phrases] = {list(expected)}; "
+                             f"got {list(self.phrase_mi.shape)}")
+        if self.phrase_maps is not None and (self.phrase_mi is None or tuple(self.phrase_maps.shape[:2]) != expected):
+            raise ValueError(f"phrase_maps must be [candidates, phrases, ...] = {list(expected)} + positions, with "
+                             f"phrase_mi; got {list(self.phrase_maps.shape)}")
 
     def __len__(self) -> int:
         return self.mi.shape[0]
@@ -58,6 +75,8 @@ class ScoredCandidates:
             result=None if self.result is None else self.result.select(index),
             latents=pick(self.latents),
             mi_standard_error=pick(self.mi_standard_error),
+            phrase_mi=pick(self.phrase_mi),
+            phrase_maps=pick(self.phrase_maps),
         )
 
     @staticmethod
@@ -73,4 +92,7 @@ class ScoredCandidates:
             latents=cat("latents"),
             mi_standard_error=cat("mi_standard_error"),
             settings=dict(parts[0].settings),
+            phrases=parts[0].phrases,
+            phrase_mi=cat("phrase_mi"),
+            phrase_maps=cat("phrase_maps"),
         )

@@ -5,18 +5,23 @@ forced even at cfg = 1). For every model evaluation ComfyUI hands it the cond/un
 them into paper velocities (``conventions.velocity_from_denoised``), passes them to ``read`` and returns the sampler's
 own result unchanged, so the latents are those of the stock sampler. No ComfyUI import: the model is duck-typed.
 
-``TrajectoryTap`` integrates MI along the sampler's trajectory; ``PairTap`` keeps the latest pair (Score by MI).
+``TrajectoryTap`` integrates MI along the sampler's trajectory; ``PhraseTrajectoryTap`` also each phrase's MI, from
+velocities of the prompt without each phrase that its caller evaluates at the same call; ``PairTap`` keeps the latest
+pair (Score by MI).
 """
 
 from __future__ import annotations
+
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
 
 from .conventions import velocity_from_denoised
+from .phrase_mi import PhraseMIResult, PhraseTrajectoryMI
 from .trajectory import MIResult, StepIntegrand, TrajectoryMI
 
-__all__ = ["PostCFGTap", "TrajectoryTap", "PairTap"]
+__all__ = ["PostCFGTap", "TrajectoryTap", "PhraseTrajectoryTap", "PairTap"]
 
 
 class PostCFGTap:
@@ -63,23 +68,28 @@ class TrajectoryTap(PostCFGTap):
 
     def __init__(self, velocity: str = "cfg", score: str = "rfmi", keep_map: bool = True):
         self.accumulator = TrajectoryMI(velocity=velocity, score=score, keep_map=keep_map)
-        self._latest: StepIntegrand | None = None
-        self._committed: StepIntegrand | None = None
+        self._latest: list[StepIntegrand] | None = None
+        self._committed: list[StepIntegrand] | None = None
         self._final_sigma: float = 0.0
 
     def read(self, x: Tensor, sigma: Tensor, u_cond: Tensor, u_uncond: Tensor, args: dict) -> None:
-        self._latest = self.accumulator.integrand(sigma.float().flatten().clamp(0, 1), x, u_cond, u_uncond,
-                                                  float(args["cond_scale"]))
+        self._latest = self.integrands(sigma.float().flatten().clamp(0, 1), x, u_cond, u_uncond,
+                                       float(args["cond_scale"]), args)
         sample_sigmas = args["model_options"].get("transformer_options", {}).get("sample_sigmas")
         if sample_sigmas is not None:
             self._final_sigma = float(sample_sigmas[-1])
+
+    def integrands(self, sigma: Tensor, x: Tensor, u_cond: Tensor, u_uncond: Tensor, cfg_scale: float,
+                   args: dict) -> list[StepIntegrand]:
+        """One evaluation reduced to its integrands (what ``_add`` adds once the step is known)."""
+        return [self.accumulator.integrand(sigma, x, u_cond, u_uncond, cfg_scale)]
 
     def on_step(self, step: int) -> None:
         """The sampler's callback for step ``step``: commits the newest evaluation as that step."""
         if self._latest is None:
             return
         if self._committed is not None:
-            self._add(self._committed, sigma_next=self._latest.sigma)
+            self._add(self._committed, sigma_next=self._latest[0].sigma)
         self._committed, self._latest = self._latest, None
 
     def finish(self) -> MIResult:
@@ -88,5 +98,31 @@ class TrajectoryTap(PostCFGTap):
             self._committed = None
         return self.accumulator.result()
 
-    def _add(self, step: StepIntegrand, sigma_next) -> None:
-        self.accumulator.add_integrand(step, torch.as_tensor(sigma_next).float().clamp(0, 1))
+    def _add(self, steps: list[StepIntegrand], sigma_next) -> None:
+        self.accumulator.add_integrand(steps[0], torch.as_tensor(sigma_next).float().clamp(0, 1))
+
+
+class PhraseTrajectoryTap(TrajectoryTap):
+    """``TrajectoryTap`` that also integrates each phrase's i(x; p | y∖p) (``phrase_mi.PhraseTrajectoryMI``) on the
+    same steps. ``ablated_velocities(args)`` returns u_{y∖p} of every phrase at the evaluation being read (the caller
+    runs the model on each y∖p there, e.g. in ComfyUI's cond batching); the sampler's result is left unchanged."""
+
+    def __init__(self, ablated_velocities: Callable[[dict], Sequence[Tensor]], num_phrases: int,
+                 velocity: str = "cfg", score: str = "rfmi", keep_map: bool = True):
+        super().__init__(velocity=velocity, score=score, keep_map=keep_map)
+        self.ablated_velocities = ablated_velocities
+        self.phrases = PhraseTrajectoryMI(num_phrases, velocity=velocity, score=score, keep_map=keep_map)
+
+    def integrands(self, sigma: Tensor, x: Tensor, u_cond: Tensor, u_uncond: Tensor, cfg_scale: float,
+                   args: dict) -> list[StepIntegrand]:
+        plain = super().integrands(sigma, x, u_cond, u_uncond, cfg_scale, args)
+        ablated = list(self.ablated_velocities(args))
+        return plain + self.phrases.integrands(sigma, x, u_cond, u_uncond, ablated, cfg_scale)
+
+    def _add(self, steps: list[StepIntegrand], sigma_next) -> None:
+        super()._add(steps, sigma_next)
+        self.phrases.add_integrands(steps[1:], torch.as_tensor(sigma_next).float().clamp(0, 1))
+
+    def phrase_result(self) -> PhraseMIResult:
+        """Each image's phrase MI along the trajectory (after ``finish``)."""
+        return self.phrases.result()

@@ -15,6 +15,8 @@ from rfmi_core.phrase_mi import (
     phrase_score,
     sample_with_phrase_mi,
 )
+from rfmi_core.scores import ScoredCandidates
+from rfmi_core.taps import PhraseTrajectoryTap
 
 N_IMAGES = 4000
 
@@ -221,3 +223,55 @@ def test_phrase_scores():
         phrase_score(mi, "rfmi")
     with pytest.raises(ValueError, match="phrase_mi"):
         phrase_score(mi[0], "phrase-min")
+
+
+def test_phrase_tap_in_a_samplers_post_cfg_hook_is_sample_with_phrase_mi(channel):
+    """The tap driven as ComfyUI's Euler sampler drives it (post-CFG args in ComfyUI's convention, the step callback
+    after each evaluation, u_{y∖p} from the caller at the same call) reads what sample_with_phrase_mi reads."""
+    g = torch.Generator().manual_seed(9)
+    y1, y2 = channel.sample_condition(32, g)
+    noise, sigmas, cfg = torch.randn(32, 4, generator=g), torch.linspace(1, 0, 21), 2.5
+    ablated = [(None, y2), (y1, None)]
+
+    def ablated_velocities(args):
+        t = 1 - args["sigma"]
+        return [channel.velocity(args["input"], t, c) for c in ablated]
+
+    tap = PhraseTrajectoryTap(ablated_velocities, 2, velocity="cfg")
+    x = noise.clone()
+    for i in range(sigmas.numel() - 1):
+        sigma = sigmas[i].expand(32)
+        t = 1 - sigma
+        u_y, u_0 = channel.velocity(x, t, (y1, y2)), channel.velocity(x, t, None)
+        cond, uncond = x + sigma[:, None] * u_y, x + sigma[:, None] * u_0  # denoised = x − σ·output, output = −u
+        denoised = uncond + cfg * (cond - uncond)
+        out = tap.post_cfg({"input": x, "sigma": sigma, "cond_denoised": cond, "uncond_denoised": uncond, "uncond": [],
+                            "denoised": denoised, "cond_scale": cfg, "model_options": {}})
+        assert out is denoised
+        tap.on_step(i)
+        x = x + (x - denoised) / sigmas[i] * (sigmas[i + 1] - sigmas[i])
+    plain = tap.finish()
+    x_ref, plain_ref, phrases_ref = sample_with_phrase_mi(channel.velocity, noise, sigmas, (y1, y2), None, ablated,
+                                                          cfg=cfg)
+    torch.testing.assert_close(x, x_ref, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(plain.mi, plain_ref.mi, rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(tap.phrase_result().mi, phrases_ref.mi, rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(tap.phrase_result().maps, phrases_ref.maps, rtol=1e-3, atol=1e-3)
+    assert float(phrases_ref.mi.abs().max()) > 1  # not a comparison of zeros
+
+
+def test_scored_candidates_carry_their_phrase_mi_through_select_and_concat():
+    mi = torch.tensor([[1.0, 3.0], [0.5, 4.0], [2.0, 2.5]])
+    maps = torch.rand(3, 2, 4, 4)
+    scores = ScoredCandidates(mi=phrase_score(mi), seeds=[5, 6, 7], batch_index=[0, 0, 0], phrases=("a b", "c d"),
+                              phrase_mi=mi, phrase_maps=maps)
+    picked = scores.select([2, 0])
+    assert torch.equal(picked.phrase_mi, mi[[2, 0]]) and torch.equal(picked.phrase_maps, maps[[2, 0]])
+    joined = ScoredCandidates.concat([scores.select([0]), scores.select([1, 2])])
+    assert joined.phrases == ("a b", "c d") and torch.equal(joined.phrase_mi, mi)
+    assert torch.equal(joined.phrase_maps, maps)
+    with pytest.raises(ValueError, match="phrase_mi must be"):
+        ScoredCandidates(mi=mi[:, 0], seeds=[5, 6, 7], batch_index=[0, 0, 0], phrases=("a b",), phrase_mi=mi)
+    with pytest.raises(ValueError, match="phrase_maps must be"):
+        ScoredCandidates(mi=mi[:, 0], seeds=[5, 6, 7], batch_index=[0, 0, 0], phrases=("a b", "c d"), phrase_mi=mi,
+                         phrase_maps=maps[:2])

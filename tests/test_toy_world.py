@@ -35,7 +35,7 @@ from rfmi_core.toy import (
 from rfmi_core.toy.invalid import INVALID_KINDS, render_invalid, unknown_shapes
 from rfmi_core.toy.judge import SHAPE_TOLERANCE, _best_placements
 from rfmi_core.toy.judge_report import contrast_scenes, labelled_scenes
-from rfmi_core.toy.prompts import PHRASE_KINDS, prompt_phrases, without_phrases
+from rfmi_core.toy.prompts import PHRASE_KINDS, prompt_phrases, split_toy_prompt, without_phrases
 from rfmi_core.toy.world import GRID, background
 
 
@@ -265,3 +265,14 @@ def test_prompt_phrases_cover_every_prompt_and_dropping_them_stays_in_vocabulary
         without_phrases("three green crosses", [2])
     with pytest.raises(ValueError, match="prompt"):
         prompt_phrases("red square")
+
+
+def test_split_toy_prompt_gives_the_phrases_and_ablations_the_toy_model_was_trained_on():
+    split = split_toy_prompt("A red square  to the left of a blue disk")
+    assert split.text == "a red square to the left of a blue disk"
+    assert split.phrases == ("a red square", "to the left of", "a blue disk")
+    assert split.ablations() == ["to the left of a blue disk", "a red square and a blue disk",
+                                 "a red square to the left of"]
+    assert split_toy_prompt("three green crosses").ablations() == ["green crosses", "three"]
+    with pytest.raises(ValueError, match="not a binding, spatial or numeracy prompt"):
+        split_toy_prompt("a red square near a blue disk")

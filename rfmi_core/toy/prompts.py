@@ -26,7 +26,7 @@ __all__ = [
     "COLOURS", "SHAPES", "RELATIONS", "CATEGORIES", "SPLITS", "MAX_COUNT", "PromptSpec", "prompt_text",
     "parse_prompt", "canonical", "is_heldout", "prompt_specs", "prompts", "contrast_prompts", "PROMPT_VOCAB",
     "PAD_ID", "MAX_TOKENS", "tokenize", "tokenize_batch", "detokenize", "PHRASE_KINDS", "prompt_phrases",
-    "without_phrases",
+    "without_phrases", "ToyPhrases", "split_toy_prompt",
 ]
 
 COLOURS = ("red", "green", "blue", "yellow")
@@ -150,6 +150,29 @@ def without_phrases(text: str, drop) -> str:
     if parse_prompt(text).category != "numeracy" and objects == 2 and len(kept) == 2:
         return f"{kept[0][1]} and {kept[1][1]}"
     return " ".join(words for _, words in kept)
+
+
+@dataclass(frozen=True)
+class ToyPhrases:
+    """A toy prompt split into the phrases its model was trained to drop: ``phrases.SplitPrompt``'s interface
+    (``phrases``, ``text``, ``ablations()``) with ``prompt_phrases`` / ``without_phrases`` as the rule."""
+
+    text: str
+
+    @property
+    def phrases(self) -> tuple[str, ...]:
+        return tuple(words for _, words in prompt_phrases(self.text))
+
+    def ablations(self) -> list[str]:
+        """The texts of y∖p for every phrase, in order."""
+        return [without_phrases(self.text, [i]) for i in range(len(self.phrases))]
+
+
+def split_toy_prompt(text: str) -> ToyPhrases:
+    """The phrases of a toy prompt (lower case, single spaces); ValueError for a text that is no toy prompt."""
+    split = ToyPhrases(" ".join(text.lower().split()))
+    split.phrases  # noqa: B018 (parses: refuses a text outside the toy language now, not at encoding)
+    return split
 
 
 def canonical(spec: PromptSpec) -> PromptSpec:

@@ -81,3 +81,29 @@ def test_study_writes_the_mi_histogram_of_every_candidate(tmp_path, monkeypatch)
     # each panel counts its category's 1 prompt × M = 3 candidates, correct and wrong together
     assert [sum(bar.get_height() for c in ax.containers for bar in c) for ax in figure.axes] == [3, 3, 3]
     assert imread(path).shape[1] > 1000
+
+
+def test_phrase_mi_along_the_trajectory_keeps_the_samples_and_the_prompt_order():
+    from rfmi_core.phrase_mi import sample_with_phrase_mi
+    from rfmi_core.toy.evaluate import generate, generate_with_phrase_mi, noise_for
+    from rfmi_core.toy.prompts import without_phrases
+    from rfmi_core.toy.selection_study import phrase_scores
+
+    torch.set_num_threads(1)
+    model, cfg, steps = _model(), 2.0, 4
+    texts = ["one red square", "a red square to the left of a blue disk", "two blue disks",
+             "a green cross and a blue disk"]  # 2, 3, 2 and 2 phrases: batched by count, returned in this order
+    seeds = [5, 6, 7, 8]
+    images, plain, phrase_mi = generate_with_phrase_mi(model, texts, seeds, steps, cfg, batch=2)
+    ref_images, ref = generate(model, texts, seeds, steps, cfg)
+    torch.testing.assert_close(images, ref_images, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(plain.mi, ref.mi, rtol=1e-4, atol=1e-4)
+    assert [len(p) for p in phrase_mi] == [2, 3, 2, 2]
+    for i, text in enumerate(texts):  # each prompt alone, its own ablations
+        ablated = [tokenize_batch([without_phrases(text, [p])]) for p in range(len(phrase_mi[i]))]
+        _, _, alone = sample_with_phrase_mi(velocity_fn(model), noise_for([seeds[i]]), sigma_grid(steps),
+                                            tokenize_batch([text]), None, ablated, cfg=cfg, keep_map=False)
+        torch.testing.assert_close(phrase_mi[i], alone.mi[0], rtol=1e-4, atol=1e-4)
+    scores = phrase_scores(phrase_mi)
+    assert scores["phrase-min"].tolist() == [float(p.min()) for p in phrase_mi]
+    torch.testing.assert_close(scores["phrase-mean"], torch.stack([p.mean() for p in phrase_mi]))

@@ -23,13 +23,15 @@ from torch import Tensor, nn
 
 from ..progress import progress_bar
 from ..cli_help import DefaultsHelpFormatter
+from ..phrase_mi import sample_with_phrase_mi
 from ..sampler import sample_with_mi
 from ..trajectory import MIResult
 from .judge import judge
-from .prompts import CATEGORIES, MAX_TOKENS, PAD_ID, prompts, tokenize_batch
+from .prompts import CATEGORIES, MAX_TOKENS, PAD_ID, prompt_phrases, prompts, tokenize_batch, without_phrases
 from .world import CANVAS
 
-__all__ = ["DEFAULT_STEPS", "DEFAULT_CFG", "velocity_fn", "sigma_grid", "noise_for", "generate", "Rate", "rate",
+__all__ = ["DEFAULT_STEPS", "DEFAULT_CFG", "velocity_fn", "sigma_grid", "noise_for", "generate",
+           "generate_with_phrase_mi", "Rate", "rate",
            "judge_batch", "diff_ci", "pick_prompts"]
 
 DEFAULT_STEPS = 20
@@ -72,6 +74,39 @@ def generate(model: nn.Module, texts: list[str], seeds: list[int], steps: int = 
         images.append(x)
         results.append(result)
     return torch.cat(images), MIResult.concat(results)
+
+
+@torch.no_grad()
+def generate_with_phrase_mi(model: nn.Module, texts: list[str], seeds: list[int], steps: int = DEFAULT_STEPS,
+                            cfg: float = DEFAULT_CFG, mi_velocity: str = "cfg", batch: int = 256,
+                            progress: bool = False) -> tuple[Tensor, MIResult, list[Tensor]]:
+    """``generate``'s samples and MI (the same Euler steps, so the same images) and, read along the same
+    trajectories, each prompt's phrase MI i(x; p | y∖p) for its phrases (``prompts.prompt_phrases``; y∖p by
+    ``prompts.without_phrases``, a trained conditional): one more velocity per phrase per step.
+
+    Returns (images [N, 3, 16, 16], MIResult, a list of N tensors [P_i] of phrase MI in nats, prompt order).
+    Prompts are batched by their number of phrases; the outputs are in the order of ``texts``.
+    """
+    if len(texts) != len(seeds):
+        raise ValueError(f"texts and seeds must pair up; got {len(texts)} texts and {len(seeds)} seeds")
+    by_count: dict[int, list[int]] = {}
+    for i, text in enumerate(texts):
+        by_count.setdefault(len(prompt_phrases(text)), []).append(i)
+    chunks = [members[s:s + batch] for members in by_count.values() for s in range(0, len(members), batch)]
+    order, images, results, phrase_mi = [], [], [], []
+    for chunk in progress_bar(chunks, enabled=progress, desc="sampling with phrase MI"):
+        chunk_texts = [texts[i] for i in chunk]
+        ablated = [tokenize_batch([without_phrases(t, [p]) for t in chunk_texts])
+                   for p in range(len(prompt_phrases(chunk_texts[0])))]
+        x, plain, phrases = sample_with_phrase_mi(velocity_fn(model), noise_for([seeds[i] for i in chunk]),
+                                                  sigma_grid(steps), tokenize_batch(chunk_texts), None, ablated,
+                                                  cfg=cfg, mi_velocity=mi_velocity, keep_map=False)
+        order += chunk
+        images.append(x)
+        results.append(plain)
+        phrase_mi += list(phrases.mi)
+    back = torch.tensor(order).argsort()
+    return torch.cat(images)[back], MIResult.concat(results).select(back), [phrase_mi[i] for i in back.tolist()]
 
 
 def judge_batch(images: Tensor, texts: list[str]) -> tuple[Tensor, Tensor]:

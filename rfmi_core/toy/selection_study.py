@@ -17,6 +17,9 @@ For each condition (weights × CFG scale × Euler steps), ``--prompts`` train pr
   draws (t stratified uniform, ε), the flow-matching loss of the image under each one-edit contrast prompt
   (``prompts.contrast_prompts``: swapped colours, other relation, other count, ...) minus its loss under its own
   prompt; ``contrast-min`` is the smallest margin, ``contrast-mean`` the mean.
+- phrase MI read along the same trajectories (``evaluate.generate_with_phrase_mi``; one more velocity per phrase per
+  step, y∖p = the prompt without phrase p, a trained conditional): ``phrase-min`` (the weakest phrase's
+  i(x; p | y∖p)) and ``phrase-mean`` (``rfmi_core.phrase_mi``);
 - ``random``: a random pick (the baseline; its expected top-1 accuracy is the share of correct candidates).
 
 Top-1: the share of prompts whose highest-scoring candidate is correct, against the random pick's expectation, with
@@ -40,7 +43,8 @@ from ..conventions import straight_path
 from ..plot import save_figure
 from ..progress import progress_bar
 from ..select import top_k
-from .evaluate import DEFAULT_CFG, DEFAULT_STEPS, generate, judge_batch, pick_prompts, velocity_fn
+from .evaluate import (DEFAULT_CFG, DEFAULT_STEPS, generate, generate_with_phrase_mi, judge_batch, pick_prompts,
+                       velocity_fn)
 from .judge import classify_pixels
 from .pictures import mi_histogram_figure
 from .prompts import CATEGORIES, contrast_prompts, parse_prompt, prompts, tokenize_batch
@@ -165,8 +169,14 @@ def figure_name(condition: Condition) -> str:
     return f"mi_histogram_{weights}_cfg{condition.cfg:g}_steps{condition.steps}.png"
 
 
+def phrase_scores(phrase_mi: list[Tensor]) -> dict[str, Tensor]:
+    """``phrase-min`` and ``phrase-mean`` of each candidate's phrase MI [P_i] (prompts may differ in P)."""
+    return {"phrase-min": torch.stack([p.min() for p in phrase_mi]),
+            "phrase-mean": torch.stack([p.mean() for p in phrase_mi])}
+
+
 def study(condition: Condition, prompts_per_category: int, n_t: int, seed: int, fresh: bool, contrast: bool,
-          m_values: list[int], say=print, figures: str | None = None) -> list[str]:
+          m_values: list[int], say=print, figures: str | None = None, phrases: bool = True) -> list[str]:
     """Runs one condition; returns its markdown section. With ``figures`` (a folder), also writes the histogram of
     the paper's default score (rfmi-cfg) of correct vs wrong candidates per category there (``figure_name``)."""
     model = load_toy_model(condition.weights)
@@ -179,9 +189,16 @@ def study(condition: Condition, prompts_per_category: int, n_t: int, seed: int, 
     groups = torch.tensor(groups)
     seeds = [seed * 1_000_000 + 17 + i for i in range(len(texts))]
     clock = time.perf_counter()
-    images, result = generate(model, texts, seeds, condition.steps, condition.cfg, progress=True, desc="candidates")
+    if phrases:
+        images, result, phrase_mi = generate_with_phrase_mi(model, texts, seeds, condition.steps, condition.cfg,
+                                                            progress=True)
+    else:
+        images, result = generate(model, texts, seeds, condition.steps, condition.cfg, progress=True,
+                                  desc="candidates")
     valid, correct = judge_batch(images, texts)
     scores = trajectory_scores(result, condition.cfg, images)
+    if phrases:
+        scores.update(phrase_scores(phrase_mi))
     ink = scores.pop("ink")
     if fresh:
         scores["fresh-mi"] = fresh_mi(model, images, texts, condition.cfg, n_t, seed)
@@ -247,6 +264,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-t", type=int, default=8, help="draws for fresh-noise MI and contrast scores")
     parser.add_argument("--no-fresh", action="store_true", help="skip the fresh-noise MI re-estimate")
     parser.add_argument("--no-contrast", action="store_true", help="skip the prompt-contrast scores")
+    parser.add_argument("--no-phrases", action="store_true", help="skip the phrase-MI scores (phrase-min, phrase-mean)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the prompts and candidates")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: robust on a shared CPU)")
     parser.add_argument("--out", default=None, help="append the markdown to this file")
@@ -259,7 +277,8 @@ def main(argv: list[str] | None = None) -> None:
         for cfg in args.cfgs:
             for steps in args.steps:
                 lines = study(Condition(weights, cfg, steps, args.m), args.prompts, args.n_t, args.seed,
-                              not args.no_fresh, not args.no_contrast, m_values, figures=args.figures)
+                              not args.no_fresh, not args.no_contrast, m_values, figures=args.figures,
+                              phrases=not args.no_phrases)
                 if args.out:
                     with open(args.out, "a") as handle:
                         handle.write("\n".join(lines) + "\n")

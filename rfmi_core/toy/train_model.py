@@ -121,7 +121,8 @@ def train(steps: int, batch: int, lr: float, dropout: float, ema_decay: float, s
         ema.load_state_dict(state)
         start = int(meta.get("steps", 0))
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    schedule = lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))  # noqa: E731
+    def schedule(s: int) -> float:  # linear warm-up (again after a resume: its optimizer is fresh), cosine to 0
+        return min(1.0, (s - start + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
     losses: list[float] = []
     began = time.time()
     command = " ".join(["python -m rfmi_core.toy.train_model", *sys.argv[1:]])

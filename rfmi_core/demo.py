@@ -18,6 +18,7 @@ import sys
 import torch
 
 from .analytic import GaussianChannel, GaussianMixture
+from .cli_help import CommandParser, run_cli
 from .estimate import estimate_mi
 from .sampler import sample_with_mi
 from .stats import mean_and_standard_error
@@ -63,8 +64,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def analytic_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m rfmi_core.demo --analytic",
+    parser = CommandParser(
+        prog="python -m rfmi_core.demo --analytic", formatter_class=argparse.HelpFormatter,
         description="--analytic: RFMI against closed-form MI on exact velocity fields (CPU, seconds) instead of the "
                     "toy-world loop; its options:")
     parser.add_argument("--images", type=int, default=2000, help="images per case (default 2000)")
@@ -96,4 +97,4 @@ def analytic_main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main, "python -m rfmi_core.demo")

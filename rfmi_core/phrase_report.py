@@ -4,11 +4,9 @@ and without spatial relations split out, as a markdown table."""
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
-from .cli_help import DefaultsHelpFormatter
+from .cli_help import CommandParser, UsageError, run_cli
 from .phrases import phrase_counts
 
 
@@ -35,14 +33,13 @@ def phrase_count_table(categories: dict[str, list[str]], relations: bool) -> lis
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=DefaultsHelpFormatter)
+    parser = CommandParser(prog="python -m rfmi_core.phrase_report", description=__doc__.splitlines()[0])
     parser.add_argument("folder", nargs="?", default="../shared/data/t2i-compbench",
                         help="a folder of CATEGORY_*.txt prompt lists")
     args = parser.parse_args(argv)
     categories = prompt_lists(Path(args.folder))
     if not categories:
-        print(f"no prompt lists (CATEGORY_*.txt) in {args.folder}: give the folder that holds them", file=sys.stderr)
-        return 2
+        raise UsageError(f"no prompt lists (CATEGORY_*.txt) in {args.folder}: give the folder that holds them")
     for relations in (False, True):
         print(f"\nrelations={relations}: prompts by number of phrases (train + val)")
         print("\n".join(phrase_count_table(categories, relations)))
@@ -50,4 +47,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main, "python -m rfmi_core.phrase_report")

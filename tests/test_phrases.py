@@ -78,11 +78,12 @@ def test_counts_on_every_compbench_prompt(relations):
 
 
 def test_phrase_report_prints_the_counts_and_refuses_a_folder_without_lists(tmp_path, capsys):
+    from rfmi_core.cli_help import UsageError
     from rfmi_core.phrase_report import main
 
     (tmp_path / "shape_val.txt").write_text("a red cube and a blue ball\na cat\n\n")
     assert main([str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "| shape | 2 | 1 | 1 | 0 | 0 | 0 | 0 | 1.50 |" in out
-    assert main([str(tmp_path / "empty")]) == 2
-    assert "no prompt lists" in capsys.readouterr().err
+    with pytest.raises(UsageError, match="no prompt lists"):  # one line on stderr, exit 2 (tests/test_cli_errors.py)
+        main([str(tmp_path / "empty")])

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from ..cli_help import CommandParser, run_cli
 from ..vector_rf import VectorRFConfig, gaussianise_marginals, train_vector_rf, vector_rf_mi
 from .baselines import BASELINES, BMI_BASELINES, BaselineSettings, run_baseline
 from .report import append_rows, done_keys, heatmap, markdown_table, read_rows, summarise
@@ -184,7 +185,8 @@ def write_report(out: Path, task_order: list[str]) -> None:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser(prog="python -m rfmi_core.bench.synthetic", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", dest="mode", action="store_const", const="quick", help="CPU subset (default)")
     mode.add_argument("--full", dest="mode", action="store_const", const="full", help="all 40 tasks, 3 seeds")
@@ -223,4 +225,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main, "python -m rfmi_core.bench.synthetic")

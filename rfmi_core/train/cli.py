@@ -33,10 +33,12 @@ import importlib
 import json
 import signal
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 from torch import Tensor, nn
 
+from ..cli_help import CommandParser, UsageError
 from ..finetune_set import FinetuneSet
 from ..lora import save_lora
 from .config import Setting, TrainConfig, config_from_settings, settings
@@ -47,6 +49,7 @@ from .loop import train_lora
 __all__ = ["build_parser", "config_from_args", "main", "load_factory", "toy_model", "toy_velocity", "set_data"]
 
 TOY = "toy"
+SET_HEADER = "set.json"  # every fine-tune set folder has one (rfmi_core.finetune_set)
 
 
 def load_factory(spec: str, flag: str) -> Callable[..., Any]:
@@ -54,8 +57,14 @@ def load_factory(spec: str, flag: str) -> Callable[..., Any]:
     module_name, sep, attribute = spec.partition(":")
     if not sep or not module_name or not attribute:
         raise ValueError(f"{flag} must be MODULE:FACTORY (e.g. mypkg.models:load); got {spec!r}")
-    target: Any = importlib.import_module(module_name)
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as error:
+        raise UsageError(f"{flag} {spec}: cannot import {module_name} ({error}); give MODULE:FACTORY of a module "
+                         f"importable here (install it, or run from the folder that holds it)") from error
     for part in attribute.split("."):
+        if not hasattr(target, part):
+            raise UsageError(f"{flag} {spec}: {module_name} has no {attribute}; name a function defined in it")
         target = getattr(target, part)
     if not callable(target):
         raise ValueError(f"{flag} {spec!r} is not callable")
@@ -89,6 +98,9 @@ def toy_model(weights: str | None = None) -> tuple[nn.Module, object]:
 
 def set_data(path: str, scale: float = 1.0, shift: float = 0.0) -> LatentSpaceData:
     """A fine-tune set's selected records as training items, latents in the model's space: (x − shift)·scale."""
+    if not (Path(path) / SET_HEADER).is_file():
+        raise UsageError(f"{path} is not a fine-tune set (no {SET_HEADER}): give a folder written by Export Fine-tune "
+                         f"Set (ComfyUI's output/rfmi_sets/<name>), or --data MODULE:FACTORY")
     return LatentSpaceData(FinetuneSet.open(path).training_data(), affine_latent_map(scale, shift))
 
 
@@ -134,7 +146,8 @@ def _add_setting(group: argparse._ArgumentGroup, item: Setting) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m rfmi_core.train", description=__doc__.splitlines()[0])
+    parser = CommandParser(prog="python -m rfmi_core.train", description=__doc__.splitlines()[0],
+                           formatter_class=argparse.HelpFormatter)
     io = parser.add_argument_group("model, data, output")
     io.add_argument("set", nargs="?", help="a fine-tune set folder to train on (or give --data)")
     io.add_argument("--model", required=True, help=f"MODULE:FACTORY returning (nn.Module, velocity_fn), or {TOY!r} "

@@ -38,6 +38,8 @@ __all__ = [
     "lora_parameters",
     "lora_state_dict",
     "save_lora",
+    "load_lora_file",
+    "load_lora_weights",
     "save_safetensors_atomic",
     "make_weights_trainable",
 ]
@@ -211,6 +213,65 @@ def save_lora(state_dict: dict[str, Tensor], path: str | os.PathLike, metadata: 
     text = {"format": "pt"}
     text.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()})
     return save_safetensors_atomic(tensors, path, text)
+
+
+def load_lora_file(path: str | os.PathLike) -> dict[str, Tensor]:
+    """The tensors of a LoRA ``.safetensors`` file (no pickle: other formats are refused), float32 on the CPU."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"init_lora: {path.name} is not a .safetensors file; only safetensors LoRAs are loaded "
+                         "(convert it, or export it again with this pack)")
+    if not path.is_file():
+        raise ValueError(f"init_lora: no file at {path}")
+    return {k: v.float() for k, v in load_file(str(path)).items()}
+
+
+_LORA_KEY = re.compile(r"(.+)\.(lora_A|lora_B|lora_down|lora_up)\.weight|(.+)\.alpha")
+_KIND = {"lora_A": "lora_A", "lora_down": "lora_A", "lora_B": "lora_B", "lora_up": "lora_B"}
+
+
+def _adapters_in(state_dict: dict[str, Tensor], key_prefix: str) -> dict[str, dict[str, Tensor]]:
+    """The file's adapters by module path (relative to the model): {"lora_A", "lora_B", "alpha"} each; keys are
+    ComfyUI's generic LoRA keys, ``<key_prefix><path>.lora_A.weight`` (or ``lora_down``), ``.lora_B.weight``
+    (``lora_up``), ``.alpha``."""
+    adapters: dict[str, dict[str, Tensor]] = {}
+    for key, value in state_dict.items():
+        match = _LORA_KEY.fullmatch(key)
+        if match is None or not key.startswith(key_prefix):
+            raise ValueError(f"init_lora: key {key!r} is not a LoRA key under {key_prefix!r} (expected "
+                             f"{key_prefix}<module>.lora_A.weight, .lora_B.weight, .alpha, as this pack exports)")
+        path = (match.group(1) or match.group(3))[len(key_prefix):]
+        adapters.setdefault(path, {})[_KIND.get(match.group(2), "alpha")] = value
+    return adapters
+
+
+def load_lora_weights(model: nn.Module, state_dict: dict[str, Tensor], key_prefix: str = "diffusion_model.") -> int:
+    """Start the injected adapters of ``model`` from a saved LoRA (``lora_state_dict``'s keys); returns how many.
+
+    Each adapted module of the file must be adapted in ``model`` with the same rank; adapters the file lacks keep their
+    fresh start (B = 0). A file alpha α_f other than the model's α scales B by α_f/α, so the update (α/r)·B·A is the
+    file's exactly."""
+    adapters = _adapters_in(state_dict, key_prefix)
+    layers = dict(_tuner_layers(model))
+    missing = sorted(set(adapters) - set(layers))
+    if missing:
+        raise ValueError(f"init_lora adapts {len(missing)} module(s) this run does not, e.g. {missing[0]}; set "
+                         f"target_modules to the file's modules ({len(adapters)} in all)")
+    with torch.no_grad():
+        for path, tensors in adapters.items():
+            if set(tensors) != {"lora_A", "lora_B", "alpha"}:
+                raise ValueError(f"init_lora: {path} lacks {sorted({'lora_A', 'lora_B', 'alpha'} - set(tensors))}")
+            layer = layers[path]
+            a, b = layer.lora_A[ADAPTER].weight, layer.lora_B[ADAPTER].weight
+            if tensors["lora_A"].shape != a.shape or tensors["lora_B"].shape != b.shape:
+                raise ValueError(f"init_lora: {path} has rank {tensors['lora_A'].shape[0]} (A {list(tensors['lora_A'].shape)}), "
+                                 f"this run rank {a.shape[0]} (A {list(a.shape)}): set rank to the file's")
+            scale = float(tensors["alpha"]) / float(layer.lora_alpha[ADAPTER])
+            a.copy_(tensors["lora_A"])
+            b.copy_(tensors["lora_B"] * scale)
+    return len(adapters)
 
 
 def make_weights_trainable(net: nn.Module) -> int:

@@ -491,3 +491,115 @@ def test_headless_command_trains_the_toy_model_on_a_fine_tune_set(tmp_path):
     both = subprocess.run([sys.executable, "-m", "rfmi_core.train", str(tmp_path / "set"), "--data", "x:y",
                            "--model", "toy", "--out", str(out)], env=env, capture_output=True, text=True, timeout=60)
     assert both.returncode == 2 and "one of the two" in both.stderr
+
+
+# ---------------------------------------------------------------------------------------------- init_lora, presets
+
+
+def _patched_output(model, lora_state, rank=4, alpha=4.0):
+    """The velocity of ``model`` with a saved LoRA loaded into fresh adapters (rank, alpha) on a fixed input."""
+    from rfmi_core.lora import inject_lora, load_lora_weights
+
+    x, t = torch.randn(3, 4, 8, 8, generator=torch.Generator().manual_seed(1)), torch.tensor([0.2, 0.5, 0.9])
+    cond = {"cross_attn": torch.randn(3, 3, 8, generator=torch.Generator().manual_seed(2)),
+            "pooled_output": torch.randn(3, 6, generator=torch.Generator().manual_seed(3))}
+    inject_lora(model, EXPECTED_TARGETS, rank, alpha, seed=7)
+    try:
+        assert load_lora_weights(model, lora_state) == len(EXPECTED_TARGETS)
+        with torch.no_grad():
+            return velocity(model, x, t, cond)
+    finally:
+        remove_lora(model)
+
+
+def test_init_lora_starts_the_adapters_from_a_saved_lora(tmp_path):
+    from rfmi_core.lora import load_lora_file
+
+    model, data = tiny_model(), GaussianConditioned()
+    trained = train_lora(model, data, velocity, TrainConfig(steps=40, **FAST))
+    path = save_lora(trained.lora_state_dict, tmp_path / "first.safetensors")
+    saved = load_lora_file(path)
+    assert saved.keys() == trained.lora_state_dict.keys()
+    # loaded into adapters of another alpha, B is rescaled: the patched model is the file's exactly
+    torch.testing.assert_close(_patched_output(model, saved, alpha=1.0), _patched_output(model, saved, alpha=4.0),
+                               rtol=0, atol=1e-6)
+    # a run started from the file starts where the first run ended: on the same draws (same seed) every one of its
+    # first steps has a lower loss than a fresh start's
+    fresh = train_lora(model, data, velocity, TrainConfig(steps=5, **FAST))
+    started = train_lora(model, data, velocity, TrainConfig(steps=5, **FAST), init_lora=saved)
+    print(f"first 5 losses: fresh {fresh.losses}, from init_lora {started.losses}")
+    assert all(a < b for a, b in zip(started.losses, fresh.losses))
+    assert sum(started.losses) < 0.95 * sum(fresh.losses)
+
+
+def test_init_lora_refuses_other_formats_ranks_and_modules(tmp_path):
+    from rfmi_core.lora import load_lora_file
+
+    model, data = tiny_model(), GaussianConditioned()
+    saved = train_lora(model, data, velocity, TrainConfig(steps=1, **FAST)).lora_state_dict
+    torch.save(saved, tmp_path / "lora.pt")
+    with pytest.raises(ValueError, match="only safetensors"):
+        load_lora_file(tmp_path / "lora.pt")
+    with pytest.raises(ValueError, match="set rank to the file's"):
+        train_lora(model, data, velocity, TrainConfig(steps=1, **{**FAST, "rank": 2}), init_lora=saved)
+    with pytest.raises(ValueError, match="set target_modules"):
+        train_lora(model, data, velocity, TrainConfig(steps=1, target_modules=["x_block.attn.qkv"], **FAST),
+                   init_lora=saved)
+    with pytest.raises(ValueError, match="not a LoRA key"):
+        train_lora(model, data, velocity, TrainConfig(steps=1, **FAST), init_lora={"weird": torch.zeros(1)})
+    before = snapshot(model)
+    assert_same_snapshot(before, snapshot(model))  # a refused start leaves the model as it was
+
+
+def test_cli_init_lora_and_low_memory_preset(tmp_path):
+    from rfmi_core.lora import load_lora_file
+    from rfmi_core.train import LOW_MEMORY
+    from rfmi_core.train.cli import build_parser, config_from_args
+
+    args = build_parser().parse_args(["--model", "toy", "--out", "x.safetensors", "--low-memory", "--batch-size", "8"])
+    config = config_from_args(args)
+    assert (config.bf16, config.gradient_checkpointing, config.batch_size) == (True, True, 1) == tuple(
+        LOW_MEMORY[k] for k in ("bf16", "gradient_checkpointing", "batch_size"))
+    assert config.grad_accum_steps == TrainConfig().grad_accum_steps  # the effective batch is the user's
+
+    first = train_lora(tiny_model(), tiny_data(6), velocity, TrainConfig(steps=20, **FAST))
+    init = save_lora(first.lora_state_dict, tmp_path / "init.safetensors")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]), "OMP_NUM_THREADS": "1"}
+    common = [sys.executable, "-m", "rfmi_core.train", "--model", "test_train:tiny_factory", "--data",
+              "test_train:tiny_data", "--data-kwargs", '{"n": 6}', "--rank", "4", "--alpha", "4", "--lr", "1e-6",
+              "--warmup-steps", "0", "--batch-size", "2", "--grad-accum-steps", "1", "--steps", "1", "--no-progress"]
+    done = subprocess.run(common + ["--init-lora", str(init), "--out", str(tmp_path / "b.safetensors")], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    after, before = load_lora_file(tmp_path / "b.safetensors"), load_lora_file(init)
+    assert after.keys() == before.keys()
+    b_keys = [k for k in before if k.endswith("lora_B.weight")]
+    assert max(float(before[k].abs().max()) for k in b_keys) > 1e-2  # the init is not a fresh start (B = 0)
+    for key in before:  # one step at lr 1e-6 from the init: AdamW moves each weight by about 1e-6
+        torch.testing.assert_close(after[key], before[key], rtol=0, atol=1e-5)
+
+
+def test_validation_samples_the_same_prompts_and_seeds_at_step_0_and_every_n_steps():
+    from rfmi_core.sampler import sample_with_mi
+    from rfmi_core.train.validation import ValidationPlan, distinct_prompts, image_grid, validation_noise
+
+    data = GaussianConditioned()
+    doubled = [data[0], data[0], data[1]]
+    assert len(distinct_prompts(doubled, 5)) == 2 and distinct_prompts(doubled, 1)[0][0] is data[0][1]
+    model = tiny_model()
+    sigmas = torch.linspace(1, 0, 5)
+    plan = ValidationPlan.from_data(data, every=2, prompts=2, seed=10, sigmas=sigmas, cfg=3.0, images_per_prompt=2)
+    hook = plan.hook(model, velocity)
+    hook(0)
+    expected, _ = sample_with_mi(lambda x, t, c: velocity(model, x, t, c), validation_noise([10, 11], (4, 8, 8)),
+                                 sigmas, {k: v.expand(2, *v.shape[1:]) for k, v in data[1][1].items()},
+                                 {k: v.expand(2, *v.shape[1:]) for k, v in data[1][2].items()}, cfg=3.0)
+    assert plan.samples[0].shape == (4, 4, 8, 8)
+    torch.testing.assert_close(plan.samples[0][2:], expected, rtol=0, atol=1e-6)  # prompt 2's two seeds
+    train_lora(model, data, velocity, TrainConfig(steps=4, **FAST), on_step=lambda step, loss: hook(step))
+    assert sorted(plan.samples) == [0, 2, 4]
+    assert (plan.samples[4] - plan.samples[0]).abs().max() > 1e-3  # the fine-tune shows in the samples
+    grid = image_grid(torch.rand(3, 5, 6, 3), columns=2, pad=1)
+    assert grid.shape == (2 * 6 + 1, 2 * 7 + 1, 3) and float(grid[-1, -1, 0]) == 1.0  # the empty cell stays white
+    with pytest.raises(ValueError, match="every"):
+        ValidationPlan.from_data(data, every=0, prompts=1, seed=0, sigmas=sigmas, cfg=1.0)

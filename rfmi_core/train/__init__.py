@@ -25,7 +25,7 @@ config; safetensors only) reproduces the uninterrupted run.
 """
 
 from .checkpointing import DEFAULT_CHECKPOINT_MODULES, gradient_checkpointing, saved_activation_copies
-from .config import T_SAMPLINGS, Setting, TrainConfig, config_from_settings, setting, settings
+from .config import LOW_MEMORY, T_SAMPLINGS, Setting, TrainConfig, config_from_settings, low_memory, setting, settings
 from .data import LatentSpaceData, affine_latent_map, batch_indices, collate, step_generator
 from .loop import TrainResult, train_lora
 from .loss import flow_matching_loss, lr_at, sample_t
@@ -33,6 +33,8 @@ from .state import TrainCheckpoint, latest_checkpoint, load_checkpoint, save_che
 
 __all__ = [
     "T_SAMPLINGS",
+    "LOW_MEMORY",
+    "low_memory",
     "DEFAULT_CHECKPOINT_MODULES",
     "TrainConfig",
     "Setting",

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any
 
 from ..checks import require_choice
 from ..lora import DEFAULT_TARGETS
 
-__all__ = ["T_SAMPLINGS", "TrainConfig", "Setting", "setting", "settings", "config_from_settings"]
+__all__ = ["T_SAMPLINGS", "LOW_MEMORY", "TrainConfig", "Setting", "setting", "settings", "config_from_settings",
+           "low_memory"]
 
 T_SAMPLINGS = ("logit_normal", "uniform")
 
@@ -116,6 +117,16 @@ class TrainConfig:
         """The config of ``to_json``; keys this version does not know are ignored."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in json.loads(text).items() if k in known})
+
+
+LOW_MEMORY = {"bf16": True, "gradient_checkpointing": True, "batch_size": 1}
+"""The low-memory preset: bf16 autocast, gradient checkpointing, micro-batches of one sample (grad_accum_steps keeps
+the effective batch). The conditioning is always the set's cached tensors: no text encoder is loaded to train."""
+
+
+def low_memory(config: TrainConfig) -> TrainConfig:
+    """``config`` with the low-memory preset's settings (``LOW_MEMORY``)."""
+    return replace(config, **LOW_MEMORY)
 
 
 def _finite(value: Any) -> bool:

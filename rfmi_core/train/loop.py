@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ..conventions import ModuleVelocity
-from ..lora import has_lora, inject_lora, lora_state_dict, remove_lora, resolve_targets
+from ..lora import has_lora, inject_lora, load_lora_weights, lora_state_dict, remove_lora, resolve_targets
 from ..progress import progress_bar
 from .checkpointing import gradient_checkpointing, is_in_place_error, saved_activation_copies
 from .config import TrainConfig
@@ -164,6 +164,7 @@ def train_lora(
     on_step: Callable[[int, float], Any] | None = None,
     keep_adapters: bool = False,
     progress: bool = False,
+    init_lora: dict[str, Tensor] | None = None,
 ) -> TrainResult:
     """Fine-tune LoRA adapters on ``model`` (in place) by flow matching; returns the LoRA and the loss history.
 
@@ -209,6 +210,8 @@ def train_lora(
     with torch.inference_mode(False), torch.enable_grad():
         params = inject_lora(model, targets, config.rank, config.alpha, config.seed)
         try:
+            if init_lora is not None:
+                load_lora_weights(model, init_lora, config.key_prefix)
             with gradient_checkpointing(model, config.checkpoint_modules, enabled=config.gradient_checkpointing):
                 losses, steps_done = _run(model, data, velocity_fn, config, targets, params, state, folder, on_step,
                                           progress, world)

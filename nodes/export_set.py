@@ -7,7 +7,8 @@ import os
 import folder_paths
 from comfy_api.latest import io, ui
 
-from ..rfmi_core import CandidateRecord, FinetuneSet, top_k
+from ..rfmi_core import FinetuneSet, top_k
+from ..rfmi_core.finetune_set import candidate_records
 from ..rfmi_core.prompts import resolve_inside
 from .conditioning import conditioning_tensors, model_identity
 from .sockets import CATEGORY, Scores
@@ -60,17 +61,7 @@ class RFMIExportFinetuneSet(io.ComfyNode):
             raise ValueError("these scores carry no latents: connect Best-of-N's all_scores (or the picker's picks)")
         identity = model_identity(model) if model is not None else (model_name.strip() or "unnamed-model")
         finetune_set = FinetuneSet.open(set_path(set_name), create=True, top_k=k)
-        settings = {key: v for key, v in chosen.settings.items() if key not in ("score", "velocity")}
-        first_seed = chosen.settings.get("seed")  # Best-of-N: candidate j has seed first_seed + j
-        records = [
-            CandidateRecord(prompt=prompt.strip(), negative=negative_prompt.strip(), seed=int(chosen.seeds[i]),
-                            batch_index=int(chosen.batch_index[i]),
-                            candidate_index=int(chosen.seeds[i]) - first_seed if first_seed is not None else i,
-                            mi=float(chosen.mi[i]), score=str(chosen.settings.get("score", "rfmi")),
-                            velocity=str(chosen.settings.get("velocity", "cfg")), model=identity, sampler=settings,
-                            latent_shape=list(chosen.latents.shape[1:]), picked=picks is not None)
-            for i in range(len(chosen))
-        ]
+        records = candidate_records(chosen, prompt, negative_prompt, identity, picked=picks is not None)
         conditioning = {prompt.strip(): conditioning_tensors(positive), negative_prompt.strip(): conditioning_tensors(negative)}
         added = finetune_set.append(records, chosen.latents, conditioning)
         info = finetune_set.summary()

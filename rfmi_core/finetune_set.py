@@ -41,6 +41,8 @@ __all__ = [
     "CandidateRecord",
     "FinetuneSet",
     "conditioning_key",
+    "candidate_records",
+    "record_settings",
 ]
 
 FORMAT = "rfmi-finetune-set"
@@ -104,6 +106,28 @@ class CandidateRecord:
 def _default_writer_id() -> str:
     host = "".join(c if c.isalnum() or c in "-_" else "_" for c in socket.gethostname())[:32] or "host"
     return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def record_settings(settings: dict) -> dict:
+    """What a record's ``sampler`` field holds of a ``ScoredCandidates.settings``: all but score and velocity (they have
+    their own fields)."""
+    return {key: value for key, value in settings.items() if key not in ("score", "velocity")}
+
+
+def candidate_records(chosen, prompt: str, negative: str, model: str, picked: bool = False) -> list[CandidateRecord]:
+    """The records of ``chosen`` (a ``ScoredCandidates`` with latents) for one prompt, as Export Fine-tune Set writes
+    them: Best-of-N's candidate j has seed ``settings["seed"]`` + j, so its candidate index is seed − first seed."""
+    settings = record_settings(chosen.settings)
+    first_seed = chosen.settings.get("seed")
+    return [
+        CandidateRecord(prompt=prompt.strip(), negative=negative.strip(), seed=int(chosen.seeds[i]),
+                        batch_index=int(chosen.batch_index[i]),
+                        candidate_index=int(chosen.seeds[i]) - first_seed if first_seed is not None else i,
+                        mi=float(chosen.mi[i]), score=str(chosen.settings.get("score", "rfmi")),
+                        velocity=str(chosen.settings.get("velocity", "cfg")), model=model, sampler=settings,
+                        latent_shape=list(chosen.latents.shape[1:]), picked=picked)
+        for i in range(len(chosen))
+    ]
 
 
 class FinetuneSet:

@@ -3,7 +3,8 @@
     python -m rfmi_core.train SET --model MODULE:FACTORY --out lora.safetensors [--latent-scale S --latent-shift B]
     python -m rfmi_core.train --data MODULE:FACTORY --model MODULE:FACTORY --out lora.safetensors
                               [--model-kwargs JSON] [--data-kwargs JSON] [--device cuda]
-                              [--checkpoint-dir DIR] [--resume CKPT_OR_DIR] [--steps 2000] [--rank 32] ...
+                              [--checkpoint-dir DIR] [--resume CKPT_OR_DIR] [--init-lora LORA] [--low-memory]
+                              [--steps 2000] [--rank 32] ...
     torchrun --nproc_per_node G [--nnodes N --rdzv-backend c10d --rdzv-endpoint HOST:PORT] -m rfmi_core.train ...
 
 ``SET``: a fine-tune set folder (``rfmi_core.finetune_set``, e.g. ComfyUI's output/rfmi_sets/<name>); its latents
@@ -16,6 +17,8 @@ nn.Module to adapt and ``velocity_fn(module, x_t, t, cond) -> u``, the paper vel
 ``--model-kwargs`` / ``--data-kwargs`` as keyword arguments. Every ``TrainConfig`` field has a flag, with its help
 and default from the field (``rfmi_core.train.config``); ``--target-regex`` or ``--target-names`` choose the adapted
 Linear modules. The LoRA is written in ComfyUI's format (``<key-prefix><path>.lora_A.weight`` …), atomically;
+``--init-lora`` starts the adapters from a saved LoRA (safetensors, the keys this command writes) instead of zero;
+``--low-memory`` is the low-memory preset (``config.LOW_MEMORY``: bf16, gradient checkpointing, batch 1). Training
 checkpoints (``--checkpoint-dir``: every ``--save-every`` steps, at the end, and at the end of the step during which
 Ctrl-C was pressed) resume bit-for-bit with ``--resume``.
 
@@ -40,8 +43,8 @@ from torch import Tensor, nn
 
 from ..cli_help import CommandParser, UsageError
 from ..finetune_set import FinetuneSet
-from ..lora import save_lora
-from .config import Setting, TrainConfig, config_from_settings, settings
+from ..lora import load_lora_file, save_lora
+from .config import Setting, TrainConfig, config_from_settings, low_memory, settings
 from .data import LatentSpaceData, affine_latent_map
 from .distributed import any_rank, current_world, init_from_env, shutdown
 from .loop import train_lora
@@ -165,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
                                      "cuda:LOCAL_RANK when CUDA is available, else cpu; 'cuda' means cuda:LOCAL_RANK)")
     io.add_argument("--checkpoint-dir", help="write step_<n>.safetensors training checkpoints here (default: none)")
     io.add_argument("--resume", help="a checkpoint file, or a folder (its latest), to continue from (default: none)")
+    io.add_argument("--init-lora", help="a LoRA .safetensors (this pack's keys, as ComfyUI's LoraLoader reads them) the "
+                                        "adapters start from instead of zero (same rank; default: none)")
+    io.add_argument("--low-memory", action="store_true",
+                    help="the low-memory preset: --bf16 --gradient-checkpointing --batch-size 1")
     io.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     targets = io.add_mutually_exclusive_group()
     targets.add_argument("--target-regex", help="adapt the Linear modules whose whole path matches this regex "
@@ -182,7 +189,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig of the parsed flags (each field's flag is its name with dashes)."""
     values = {item.name: getattr(args, item.name) for item in settings() if hasattr(args, item.name)}
     values["target_modules"] = args.target_regex or tuple(args.target_names or ()) or TrainConfig().target_modules
-    return config_from_settings(values)
+    config = config_from_settings(values)
+    return low_memory(config) if getattr(args, "low_memory", False) else config
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -216,13 +224,15 @@ def _train(args: argparse.Namespace, config: TrainConfig, model_factory: Callabl
     if device is not None:
         model.to(device)
     data = data_factory(**data_kwargs)
+    init_lora = load_lora_file(args.init_lora) if args.init_lora else None
     processes = f" shared by {world.size} processes" if world.size > 1 else ""
     say(f"RFMI FT: {len(data)} samples, {config.steps} steps of {config.samples_per_step} samples{processes}, "
         f"rank {config.rank}, lr {config.lr:g}")
     try:
         with StopAfterStep() as stop:
             result = train_lora(model, data, velocity_fn, config, checkpoint_dir=args.checkpoint_dir,
-                                resume_from=args.resume, on_step=stop, progress=not args.no_progress)
+                                resume_from=args.resume, on_step=stop, progress=not args.no_progress,
+                                init_lora=init_lora)
     except KeyboardInterrupt as interrupt:
         where = (f"resume with --resume {args.checkpoint_dir}" if args.checkpoint_dir
                  else "no --checkpoint-dir was given, so nothing was kept")

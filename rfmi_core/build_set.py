@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from .candidates import CandidateMaker, VelocityCandidates, toy_candidates
-from .cli_help import DefaultsHelpFormatter
+from .cli_help import CommandParser, UsageError, run_cli
 from .finetune_set import FinetuneSet
 from .prompts import parse_prompt_lines
 from .set_builder import BuildPlan, build_set, gather_report, pending_prompts
@@ -43,13 +43,13 @@ from .trajectory import SCORES, VELOCITIES
 
 __all__ = ["build_parser", "main", "make_maker", "import_pack_module", "comfyui_root"]
 
+PROG = "python -m rfmi_core.build_set"
 PACK = "rfmi_pack"
 PACK_ROOT = Path(__file__).resolve().parents[1]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m rfmi_core.build_set", description=__doc__.splitlines()[0],
-                                     formatter_class=DefaultsHelpFormatter)
+    parser = CommandParser(prog=PROG, description=__doc__.splitlines()[0])
     run = parser.add_argument_group("prompts, set, selection")
     run.add_argument("--prompts", required=True, help="a text file, one prompt a line (blank lines and # lines skipped)")
     run.add_argument("--set", required=True, help="the fine-tune set folder to append to (created when absent)")
@@ -109,9 +109,9 @@ def comfyui_root(given: str | None) -> Path:
     elif PACK_ROOT.parent.name == "custom_nodes":
         root = PACK_ROOT.parent.parent
     else:
-        raise ValueError("give --comfyui DIR (or set COMFYUI_PATH): the ComfyUI folder whose loaders to use")
+        raise UsageError("give --comfyui DIR (or set COMFYUI_PATH): the ComfyUI folder whose loaders to use")
     if not (root / "comfy" / "samplers.py").is_file():
-        raise ValueError(f"{root} is not a ComfyUI folder (no comfy/samplers.py)")
+        raise UsageError(f"{root} is not a ComfyUI folder (no comfy/samplers.py)")
     return root
 
 
@@ -159,7 +159,7 @@ def make_maker(args: argparse.Namespace) -> CandidateMaker:
         return made
     module, velocity_fn = made
     if not args.encoder or not args.latent_shape:
-        raise ValueError("a (module, velocity_fn) factory needs --encoder MODULE:FACTORY and --latent-shape C H W")
+        raise UsageError("a (module, velocity_fn) factory needs --encoder MODULE:FACTORY and --latent-shape C H W")
     encoder = load_factory(args.encoder, "--encoder")()
     return VelocityCandidates(module, velocity_fn, encoder, tuple(args.latent_shape), **_options(args, device))
 
@@ -209,9 +209,6 @@ def _run(args: argparse.Namespace, plan: BuildPlan) -> None:
         print(f"\nrank {world.rank}: interrupted; every prompt appended so far is complete in {args.set}: rerun the "
               "same command to build the rest", file=sys.stderr)
         raise SystemExit(130) from None
-    except ValueError as error:  # a bad name or file, said once per rank
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
     total = gather_report(report, world)
     if not world.is_main:
         return
@@ -224,4 +221,4 @@ def _run(args: argparse.Namespace, plan: BuildPlan) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main, PROG)

@@ -28,6 +28,11 @@ def test_tiny_demo_writes_its_files(tiny):
     assert imread(out / "mi_histogram.png").shape[1] > 1000  # three panels side by side
     text = (out / "results.md").read_text()
     assert "| binding | correct |" in text and "kept by mi" in text
+    assert text.startswith("# Toy RFMI loop") and "- Command: `" in text and "M = 4" in text
+    assert "**Valid**" in text and "**Correct**" in text
+    reading = text.split("## Reading\n\n")[1]
+    assert "FT on MI-selected changed correctness against the base by binding" in reading
+    assert "MI-selected against random-selected fine-tuning, same budget" in reading
 
 
 def test_tiny_demo_rates_and_intervals(tiny):
@@ -103,3 +108,22 @@ def test_evaluate_command_prints_valid_and_correct_per_category(capsys):
     assert "CFG 3, 2 Euler steps, 2 held-out images per category" in lines[0]
     assert [line.split()[0] for line in lines[1:4]] == list(CATEGORIES)
     assert all("valid" in line and "correct" in line and "%" in line for line in lines[1:4])
+
+
+def test_reading_states_each_difference_with_its_interval_and_sign():
+    from rfmi_core.toy.demo import Evaluation
+    from rfmi_core.toy.report import reading
+
+    def evaluation(correct_per_category: list[int], n: int = 100) -> Evaluation:
+        flags = torch.cat([torch.arange(n) < k for k in correct_per_category])
+        categories = [c for c in CATEGORIES for _ in range(n)]
+        return Evaluation(torch.zeros(0), [""] * len(categories), categories, torch.zeros(len(categories)),
+                          torch.ones(len(categories), dtype=torch.bool), flags)
+
+    text = reading({"base": evaluation([50, 20, 50]), "mi": evaluation([70, 20, 30]),
+                    "random": evaluation([50, 20, 50])})
+    d = diff_ci(Rate(50, 100), Rate(70, 100))
+    assert f"binding {100 * d[0]:+.1f} points [{100 * d[1]:+.1f}, {100 * d[2]:+.1f}] (up)" in text
+    assert "spatial +0.0 points" in text and "(unchanged within its interval)" in text
+    assert "numeracy -20.0 points" in text and "(down)" in text
+    assert "Ranking by MI beat a random pick in binding; it lost to it in numeracy." in text

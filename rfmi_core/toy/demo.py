@@ -28,6 +28,7 @@ import argparse
 import copy
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -45,6 +46,7 @@ from ..train import TrainConfig, train_lora
 from .evaluate import (DEFAULT_CFG, DEFAULT_STEPS, Rate, diff_ci, generate, heldout_set, judge_batch, pick_prompts,
                        rate)
 from .pictures import Sample, mi_histogram_figure, sample_grid_figure
+from .report import preamble, reading
 from .prompts import CATEGORIES, MAX_TOKENS, PAD_ID, prompts, tokenize_batch
 from .train_model import DEFAULT_WEIGHTS, load_toy_model
 
@@ -55,6 +57,7 @@ __all__ = ["DemoSize", "SIZES", "Candidates", "make_candidates", "select", "Fine
            "run_demo", "main"]
 
 SELECTIONS = ("mi", "random", "judge")
+JUDGE_SELECTION = "correct candidates first, then valid ones"
 MODEL_NAMES = {"base": "base", "mi": "FT on MI-selected", "random": "FT on random picks",
                "judge": "FT on judge-selected"}
 
@@ -263,7 +266,7 @@ def _selection_lines(cands: Candidates, kept: dict[str, Tensor]) -> list[str]:
 
 def run_demo(size: DemoSize, weights: str | None = None, out: str = "out/toy_demo", steps: int = DEFAULT_STEPS,
              cfg: float = DEFAULT_CFG, seed: int = 0, lr: float = 1e-3, rank: int = 8, progress: bool = True,
-             say=print) -> DemoResult:
+             say=print, command: str = "python -m rfmi_core.toy.demo (run_demo)") -> DemoResult:
     """Runs the loop (module docstring) and writes its files to ``out``; returns everything it measured."""
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
@@ -323,6 +326,8 @@ def run_demo(size: DemoSize, weights: str | None = None, out: str = "out/toy_dem
               "FT: LoRA rank {r}, lr {lr:g}, {s} steps of batch {b}; final loss ".format(
                   r=rank, lr=lr, s=size.ft_steps, b=size.ft_batch)
               + ", ".join(f"{n} {sum(l[-10:]) / len(l[-10:]):.4f}" for n, l in losses.items())]
+    lines = [*preamble(command, weights or DEFAULT_WEIGHTS, size, steps, cfg, seed, lr, rank, JUDGE_SELECTION),
+             *lines, "", reading(evaluations)]
     result.lines = lines
     os.makedirs(out, exist_ok=True)
     for category in CATEGORIES:
@@ -368,7 +373,8 @@ def main(argv: list[str] | None = None) -> None:
         size.selections = SELECTIONS
     start = time.perf_counter()
     result = run_demo(size, args.weights, args.out, args.steps, args.cfg, args.seed, args.lr, args.rank,
-                      progress=True)
+                      progress=True, command=" ".join(["python -m rfmi_core.toy.demo", *(argv if argv is not None
+                                                                                         else sys.argv[1:])]))
     print("\n" + "\n".join(result.lines))
     print(f"\nwrote {args.out}/results.md, grid_*.png, mi_histogram.png, loss_curve.png, lora_*.safetensors "
           f"({time.perf_counter() - start:.0f} s)")

@@ -7,7 +7,9 @@ import os
 import folder_paths
 from comfy_api.latest import io
 
+from ..rfmi_core.fingerprint import file_fingerprint
 from ..rfmi_core.prompts import parse_prompt_lines, resolve_inside
+from .schema_compat import schema_fields
 from .sockets import CATEGORY
 
 TEXT_WIDGET = "(text below)"
@@ -39,7 +41,18 @@ class RFMIPromptList(io.ComfyNode):
                 io.Int.Input("count", default=0, min=0, max=1_000_000, tooltip="How many prompts (0: all from start)."),
             ],
             outputs=[io.String.Output(display_name="prompt", is_output_list=True)],
+            **schema_fields(search_aliases=["prompt file", "t2i-compbench", "text list"]),
         )
+
+    @classmethod
+    def fingerprint_inputs(cls, file, **_) -> str:
+        """The prompt file's contents, so that editing the file re-runs the node (the text widget is an input)."""
+        if file == TEXT_WIDGET:
+            return ""
+        try:
+            return file_fingerprint(resolve_inside(folder_paths.get_input_directory(), file))
+        except ValueError:
+            return "invalid path"  # execute says what is wrong
 
     @classmethod
     def execute(cls, file, text, start, count) -> io.NodeOutput:

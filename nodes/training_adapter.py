@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import inspect
 from contextlib import contextmanager
 
 import torch
 
 import comfy.model_base
 import comfy.model_management
+import comfy.samplers
 
 from ..rfmi_core import sigma_from_t, velocity_from_denoised
 
@@ -49,3 +51,27 @@ def comfy_training_mode():
         yield
     finally:
         comfy.model_management.in_training = previous
+
+
+def training_copy(model):
+    """The ModelPatcher Train LoRA trains, so that the node's input MODEL is never changed.
+
+    ComfyUI's own deep copy (``clone(force_deepcopy=True)``, the weights re-read from the model's file, as ComfyUI's
+    TrainLoraNode trains) where this ComfyUI has it and the model's loader can re-read it: newer ComfyUI may hand a
+    dynamic-VRAM patcher whose weights do not stay in place. Otherwise a plain clone sharing the input's weights: the
+    trainer adds its adapters there and removes them, leaving every weight bitwise as it was; a dynamic-VRAM model that
+    cannot be re-read is refused."""
+    with torch.inference_mode(False):
+        if "force_deepcopy" in inspect.signature(model.clone).parameters and \
+                getattr(model, "cached_patcher_init", None) is not None:
+            return model.clone(force_deepcopy=True)
+    if getattr(model, "is_dynamic", lambda: False)():
+        raise ValueError("Train LoRA cannot copy this model (its loader gives ComfyUI no way to re-read it) and its "
+                         "weights are managed dynamically: load it with a core loader (Load Diffusion Model, Load "
+                         "Checkpoint), or start ComfyUI with --disable-dynamic-vram if this ComfyUI has that flag")
+    return model.clone()
+
+
+def sampling_sigmas(model, steps: int) -> torch.Tensor:
+    """The σ grid ComfyUI's KSampler uses for ``model`` with the "simple" scheduler and ``steps`` steps."""
+    return comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "simple", steps).cpu()

@@ -37,13 +37,18 @@ def make_set(rfmi_nodes, model, name="s"):
 
 
 def train(rfmi_nodes, model, *, steps=30, lr=3e-3, lora="l", resume=False, save_every=0, seed=0, targets="",
-          set_name="s", bf16=False, checkpointing=False):
-    """Calls the node as ComfyUI does: it takes list inputs (one value each here)."""
+          set_name="s", bf16=False, checkpointing=False, batch_size=4, preset="custom", init_lora="(none)",
+          validation_every=0, vae=None, full=False):
+    """Calls the node as ComfyUI does: it takes list inputs (one value each here). ``full``: the NodeOutput."""
     values = dict(model=model, set_name=set_name, lora_name=lora, steps=steps, learning_rate=lr, rank=4, alpha=8.0,
-                  warmup_steps=0, batch_size=4, grad_accumulation=1, max_grad_norm=1.0, t_sampling="logit_normal",
-                  bf16=bf16, gradient_checkpointing=checkpointing, save_every=save_every, resume=resume, seed=seed,
-                  target_modules=targets)
-    return rfmi_nodes["RFMITrainLoRA"].execute(**{k: [v] for k, v in values.items()}).result
+                  warmup_steps=0, batch_size=batch_size, grad_accumulation=1, max_grad_norm=1.0,
+                  t_sampling="logit_normal", bf16=bf16, gradient_checkpointing=checkpointing, save_every=save_every,
+                  resume=resume, seed=seed, target_modules=targets, preset=preset, init_lora=init_lora,
+                  validation_every=validation_every, validation_prompts=2, validation_steps=3, validation_cfg=3.0)
+    if vae is not None:
+        values["vae"] = vae
+    out = rfmi_nodes["RFMITrainLoRA"].execute(**{k: [v] for k, v in values.items()})
+    return out if full else out.result
 
 
 def fingerprint(model):
@@ -167,7 +172,8 @@ def test_list_inputs_train_once_and_differing_sets_are_refused(rfmi_nodes, folde
     values = dict(model=[model], set_name=["s", "s", "s"], lora_name=["once"], steps=[2], learning_rate=[1e-3],
                   rank=[4], alpha=[4.0], warmup_steps=[0], batch_size=[1], grad_accumulation=[1], max_grad_norm=[1.0],
                   t_sampling=["uniform"], bf16=[False], gradient_checkpointing=[False], save_every=[0], resume=[False],
-                  seed=[0], target_modules=[""])
+                  seed=[0], target_modules=[""], preset=["custom"], init_lora=["(none)"], validation_every=[0],
+                  validation_prompts=[1], validation_steps=[1], validation_cfg=[1.0])
     seen = []
     comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, node_id=None: seen.append((value, total)))
     try:

@@ -11,8 +11,10 @@ import latent_preview
 from comfy_api.latest import io
 
 from ..rfmi_core import ScoredCandidates, top_k
-from .sampling import model_latent, output_latent, sample_scored
-from .sockets import CATEGORY, Scores, ksampler_inputs, rfmi_option_inputs
+from .phrase_mi import ranking_phrases, with_phrase_mi
+from .sampling import model_latent, output_latent, phrase_tap, sample_scored
+from .schema_compat import schema_fields
+from .sockets import CATEGORY, Scores, ksampler_inputs, phrase_inputs, rfmi_option_inputs
 
 
 def candidate_noise(latent: torch.Tensor, seeds: list[int]) -> torch.Tensor:
@@ -34,13 +36,14 @@ class RFMIBestOfN(io.ComfyNode):
                 io.Int.Input("n", default=8, min=1, max=4096, tooltip="Number of candidates."),
                 io.Int.Input("k", default=1, min=1, max=4096, tooltip="How many of the best to output."),
                 io.Int.Input("batch_size", default=4, min=1, max=512, tooltip="Candidates sampled together."),
-            ] + rfmi_option_inputs(),
+            ] + rfmi_option_inputs(phrase_scores=True) + phrase_inputs(),
             outputs=[
                 io.Latent.Output(display_name="best"),
                 io.Float.Output(display_name="best_mi", is_output_list=True),
                 Scores.Output(display_name="all_scores", tooltip="All N candidates with latents and MI, for ranking and export."),
             ],
             is_output_node=True,
+            **schema_fields(search_aliases=["best of n", "image ranking", "mutual information"]),
         )
 
     @classmethod
@@ -51,11 +54,12 @@ class RFMIBestOfN(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, n, k,
-                batch_size, velocity, score) -> io.NodeOutput:
+                batch_size, velocity, score, clip=None, text=None) -> io.NodeOutput:
         latent = model_latent(model, latent_image)
         if latent.shape[0] != 1:
             raise ValueError(f"Best-of-N makes its own batch: give it a latent of batch size 1 (got {latent.shape[0]}); "
                              "n sets the number of candidates")
+        phrases, ablated = ranking_phrases(score, clip, text)
         progress = comfy.utils.ProgressBar(n * steps)  # one bar over all N (counts candidate-steps), with previews
         previewer = latent_preview.get_previewer(model.load_device, model.model.latent_format)
         parts = []
@@ -67,14 +71,16 @@ class RFMIBestOfN(io.ComfyNode):
                 preview = previewer.decode_latent_to_preview_image("JPEG", x0) if previewer else None
                 progress.update_absolute(done * steps + (step + 1) * size, n * steps, preview)
 
+            tap = phrase_tap(ablated, velocity) if phrases else None
             samples, result = sample_scored(
                 model, candidate_noise(latent, seeds), latent.expand(len(seeds), *latent.shape[1:]).clone(),
                 seed=seeds[0], steps=steps, cfg=cfg, sampler_name=sampler_name, scheduler=scheduler, positive=positive,
                 negative=negative, noise_mask=latent_image.get("noise_mask"), velocity=velocity, score=score,
-                callback=on_step,
+                callback=on_step, tap=tap,
             )
-            parts.append(ScoredCandidates(mi=result.mi.cpu(), seeds=seeds, batch_index=[0] * len(seeds),
-                                          result=result, latents=samples.cpu()))
+            part = ScoredCandidates(mi=result.mi.cpu(), seeds=seeds, batch_index=[0] * len(seeds), result=result,
+                                    latents=samples.cpu())
+            parts.append(with_phrase_mi(part, tap, phrases, score) if phrases else part)
         scores = ScoredCandidates.concat(parts)
         scores.settings = dict(sampler_name=sampler_name, scheduler=scheduler, steps=steps, cfg=cfg, velocity=velocity,
                                score=score, seed=seed, n=n)

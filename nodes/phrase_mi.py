@@ -12,6 +12,8 @@ and keeps their velocities.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 import comfy.samplers
@@ -19,7 +21,9 @@ import comfy.utils
 from comfy_api.latest import io, ui
 
 from ..rfmi_core.conventions import velocity_from_denoised
-from ..rfmi_core.phrase_mi import PHRASE_VELOCITIES, PhraseEstimate, estimate_phrase_mi_from_velocities
+from ..rfmi_core.scores import ScoredCandidates
+from ..rfmi_core.phrase_mi import (PHRASE_SCORES, PHRASE_VELOCITIES, PhraseEstimate,
+                                   estimate_phrase_mi_from_velocities, phrase_score)
 from ..rfmi_core.phrase_table import phrase_masks, phrase_table
 from ..rfmi_core.phrases import SplitPrompt, split_prompt
 from .model_checks import require_flow_model
@@ -36,9 +40,16 @@ def encode_text(clip, text: str) -> list:
     return clip.encode_from_tokens_scheduled(clip.tokenize(text))
 
 
+def split_for(clip, prompt: str, relations: bool = False) -> SplitPrompt:
+    """The prompt's phrases: by the CLIP's own rule when it brings one (``split_phrases``: the toy text encoder's, the
+    phrases its model was trained to drop), else ``split_prompt``'s."""
+    own_rule = getattr(clip, "split_phrases", None)
+    return own_rule(prompt) if own_rule is not None else split_prompt(prompt, relations=relations)
+
+
 def phrase_conditionings(clip, prompt: str, relations: bool = False) -> tuple[SplitPrompt, list, list, list[list]]:
     """(the split prompt, y, ∅, [y∖p per phrase]) as CONDITIONINGs, each encoded as CLIPTextEncode would."""
-    split = split_prompt(prompt, relations=relations)
+    split = split_for(clip, prompt, relations)
     ablated = [encode_text(clip, text) for text in split.ablations()]
     return split, encode_text(clip, split.text), encode_text(clip, ""), ablated
 
@@ -81,6 +92,37 @@ def score_phrases(model, latent: dict, positive, negative, ablated: list, *, see
     guider.sample(torch.zeros_like(latent_image), latent_image, sampler,
                   torch.tensor([1.0, 0.0]), seed=seed, disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED)
     return result["value"]
+
+
+def ranking_phrases(score: str, clip, text: str | None) -> tuple[tuple[str, ...], list]:
+    """(phrases, [y∖p CONDITIONING per phrase]) when a sampler node's ``score`` ranks by phrase, else ((), [])."""
+    if score not in PHRASE_SCORES:
+        return (), []
+    if clip is None or not (text or "").strip():
+        raise ValueError(f"score '{score}' ranks by the MI of each phrase of the prompt: connect clip (the CLIP that "
+                         "encoded positive) and give text (positive's prompt; '|' marks phrases, else commas and "
+                         "'and' do), or choose score rfmi")
+    split = split_for(clip, text)
+    return tuple(split.phrases), [encode_text(clip, ablation) for ablation in split.ablations()]
+
+
+def with_phrase_mi(scores: ScoredCandidates, tap, phrases: tuple[str, ...], score: str) -> ScoredCandidates:
+    """Sampled candidates with their phrase MI and maps read by ``tap`` (``sampling.phrase_tap``), ranked by the
+    phrase ``score`` (their plain MI stays in ``result``)."""
+    per_phrase = tap.phrase_result()
+    maps = None if per_phrase.maps is None else per_phrase.maps.cpu()
+    return replace(scores, mi=phrase_score(per_phrase.mi, score).cpu(), phrases=phrases,
+                   phrase_mi=per_phrase.mi.cpu(), phrase_maps=maps)
+
+
+def scores_with_phrases(scores: ScoredCandidates | None, split, estimate: PhraseEstimate) -> ScoredCandidates:
+    """Best-of-N's scores with each candidate's phrase MI and maps added (their ranking kept), or, for a latent, new
+    scores ranked by the plain MI of the same draws."""
+    if scores is None:
+        n = estimate.mi.shape[0]
+        scores = ScoredCandidates(mi=estimate.total_mi.cpu(), seeds=[0] * n, batch_index=list(range(n)))
+    maps = None if estimate.maps is None else estimate.maps.cpu()
+    return replace(scores, phrases=tuple(split.phrases), phrase_mi=estimate.mi.cpu(), phrase_maps=maps)
 
 
 def candidates_latent(latent: dict | None, scores) -> dict:
@@ -141,6 +183,9 @@ class RFMIPhraseMI(io.ComfyNode):
                 io.String.Output(display_name="phrases", is_output_list=True),
                 io.Mask.Output(display_name="heatmaps", is_output_list=True,
                                tooltip="One MASK per phrase, a map per candidate, scaled to the candidate's peak."),
+                Scores.Output(display_name="scores",
+                              tooltip="The candidates with their phrase MI, for Rank and Pick's phrase bars: "
+                                      "Best-of-N's scores (same ranking), or the latent's ranked by plain MI."),
             ],
             is_output_node=True,
         )
@@ -159,4 +204,4 @@ class RFMIPhraseMI(io.ComfyNode):
             masks = phrase_masks(estimate.maps.cpu(), *size)
         values = [float(v) for v in estimate.mi.flatten()]
         return io.NodeOutput(table, values, [float(v) for v in estimate.score("phrase-min")], list(split.phrases),
-                             masks, ui=ui.PreviewText(table))
+                             masks, scores_with_phrases(scores, split, estimate), ui=ui.PreviewText(table))

@@ -18,7 +18,9 @@ import folder_paths
 from comfy_api.latest import io
 
 from ..rfmi_core.heatmap import normalise_map, overlay, upsample_map
+from ..rfmi_core.phrase_table import phrase_masks
 from ..rfmi_core.picks import chosen_indices
+from .schema_compat import interactive_node, schema_fields
 from .sockets import CATEGORY, Scores
 
 THUMBNAIL = 256  # px, longest side of the gallery's images
@@ -55,6 +57,26 @@ def heatmap_overlays(scores, images: torch.Tensor) -> torch.Tensor | None:
     return overlay(images[..., :3].cpu().float(), mask, 0.7)
 
 
+def phrase_overlays(scores, images: torch.Tensor) -> list[torch.Tensor]:
+    """Per phrase, where it shaped each image (``phrase_masks``: each candidate scaled to its peak over all phrases)
+    over the images; none when the scores carry no phrase maps."""
+    if scores.phrase_maps is None or scores.phrase_maps.ndim != 4:
+        return []
+    masks = phrase_masks(scores.phrase_maps.cpu(), images.shape[1], images.shape[2])
+    return [overlay(images[..., :3].cpu().float(), mask, 0.7) for mask in masks]
+
+
+def phrase_entries(scores, images: torch.Tensor) -> list[dict]:
+    """Each candidate's phrase MI (nats, in phrase order) and phrase heatmaps (/view references, or None without
+    maps) for the gallery's phrase bars; {} per candidate when the scores carry no phrase MI."""
+    if scores.phrase_mi is None:
+        return [{} for _ in range(len(scores))]
+    heat = [save_temp_pngs(o, f"rfmi_gallery_phrase{p + 1}") for p, o in enumerate(phrase_overlays(scores, images))]
+    return [{"phrase_mi": [float(v) for v in scores.phrase_mi[j]],
+             "phrase_heatmaps": [refs[j] for refs in heat] if heat else [None] * len(scores.phrases)}
+            for j in range(len(scores))]
+
+
 class RFMIRankAndPick(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -62,11 +84,13 @@ class RFMIRankAndPick(io.ComfyNode):
             node_id="RFMIRankAndPick",
             display_name="Rank and Pick",
             category=CATEGORY,
-            description="Shows all candidates of Best-of-N sorted by MI, with their MI and heatmap; click thumbnails "
-                        "(or press 1–9 over the gallery) to pick, then queue again: only this node and what follows "
-                        "re-run. Outputs the picks in pick order, or the top k by MI when nothing is picked.",
+            description="Shows all candidates of Best-of-N sorted by MI, with their MI and heatmap (and, for scores "
+                        "with phrase MI, a bar per phrase with its heatmap on hover, the weakest marked); click "
+                        "thumbnails (or press 1–9 over the gallery) to pick, then queue again: only this node and what "
+                        "follows re-run. Outputs the picks in pick order, or the top k by MI when nothing is picked.",
             inputs=[
-                Scores.Input("scores", tooltip="All candidates of Best-of-N by MI (all_scores)."),
+                Scores.Input("scores", tooltip="All candidates of Best-of-N by MI (all_scores), or RFMI Phrase MI's "
+                                               "scores (the same, with each phrase's MI)."),
                 io.Image.Input("images", tooltip="The N candidates decoded, in the scores' order (decode the "
                                                  "latent of RFMI Candidates)."),
                 io.Int.Input("k", default=1, min=1, max=4096, tooltip="Output when nothing is picked: the top k by MI."),
@@ -80,7 +104,8 @@ class RFMIRankAndPick(io.ComfyNode):
                 io.Image.Output(display_name="images"),
                 Scores.Output(display_name="picks", tooltip="The chosen candidates: connect to Export Fine-tune Set's picks."),
             ],
-            is_output_node=True,
+            **interactive_node(),  # its gallery is operated: intermediate output where ComfyUI has it
+            **schema_fields(search_aliases=["pick", "image ranking", "best of n", "gallery"]),
         )
 
     @classmethod
@@ -97,11 +122,13 @@ class RFMIRankAndPick(io.ComfyNode):
         thumbs = save_temp_pngs(small, "rfmi_gallery")
         heat = heatmap_overlays(scores, small)
         heat_refs = save_temp_pngs(heat, "rfmi_gallery_heat") if heat is not None else [None] * n
+        phrases = phrase_entries(scores, small)
         gallery = [{"candidate": j + 1, "seed": int(scores.seeds[j]), "mi": float(scores.mi[j]),
-                    "image": thumbs[j], "heatmap": heat_refs[j]} for j in range(n)]
+                    "image": thumbs[j], "heatmap": heat_refs[j], **phrases[j]} for j in range(n)]
         index = torch.tensor(order, dtype=torch.long)
         latent = {"samples": chosen.latents}
-        ui = {"rfmi_gallery": gallery, "rfmi_chosen": [j + 1 for j in order], "rfmi_picked": [picked], "rfmi_k": [k]}
+        ui = {"rfmi_gallery": gallery, "rfmi_chosen": [j + 1 for j in order], "rfmi_picked": [picked], "rfmi_k": [k],
+              "rfmi_phrases": list(scores.phrases)}
         return io.NodeOutput(latent, images.index_select(0, index.to(images.device)), chosen, ui=ui)
 
 

@@ -7,8 +7,10 @@ import latent_preview
 from comfy_api.latest import io
 
 from ..rfmi_core import ScoredCandidates
-from .sampling import model_latent, output_latent, sample_scored
-from .sockets import CATEGORY, Scores, ksampler_inputs, rfmi_option_inputs
+from .phrase_mi import ranking_phrases, with_phrase_mi
+from .sampling import model_latent, output_latent, phrase_tap, sample_scored
+from .schema_compat import schema_fields
+from .sockets import CATEGORY, Scores, ksampler_inputs, phrase_inputs, rfmi_option_inputs
 
 
 class RFMISampler(io.ComfyNode):
@@ -23,25 +25,28 @@ class RFMISampler(io.ComfyNode):
             category=CATEGORY,
             description="Samples exactly like KSampler and reads each image's point-wise mutual information with its "
                         "prompt (nats) from the sampler's own cond/uncond evaluations, at no extra model cost.",
-            inputs=inputs + rfmi_option_inputs(),
+            inputs=inputs + rfmi_option_inputs(phrase_scores=True) + phrase_inputs(),
             outputs=[
                 io.Latent.Output(display_name="LATENT"),
                 io.Float.Output(display_name="mi", is_output_list=True, tooltip="Point-wise MI per image, nats."),
                 Scores.Output(display_name="scores"),
             ],
             is_output_node=True,
+            **schema_fields(search_aliases=["mutual information", "ksampler"]),
         )
 
     @classmethod
     def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, denoise,
-                velocity, score) -> io.NodeOutput:
+                velocity, score, clip=None, text=None) -> io.NodeOutput:
         latent = model_latent(model, latent_image)
         batch_index = latent_image.get("batch_index")
         noise = comfy.sample.prepare_noise(latent, seed, batch_index)
+        phrases, ablated = ranking_phrases(score, clip, text)
+        tap = phrase_tap(ablated, velocity) if phrases else None
         samples, result = sample_scored(
             model, noise, latent, seed=seed, steps=steps, cfg=cfg, sampler_name=sampler_name, scheduler=scheduler,
             positive=positive, negative=negative, denoise=denoise, noise_mask=latent_image.get("noise_mask"),
-            velocity=velocity, score=score, callback=latent_preview.prepare_callback(model, steps),
+            velocity=velocity, score=score, callback=latent_preview.prepare_callback(model, steps), tap=tap,
         )
         n = samples.shape[0]
         scores = ScoredCandidates(
@@ -49,5 +54,6 @@ class RFMISampler(io.ComfyNode):
             result=result, settings=dict(sampler_name=sampler_name, scheduler=scheduler, steps=steps, cfg=cfg,
                                          denoise=denoise, velocity=velocity, score=score),
         )
+        scores = with_phrase_mi(scores, tap, phrases, score) if phrases else scores
         mi = [float(v) for v in scores.mi]
         return io.NodeOutput(output_latent(latent_image, samples), mi, scores, ui={"rfmi_mi": mi})

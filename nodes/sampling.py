@@ -9,11 +9,12 @@ import torch
 
 import comfy.model_management
 import comfy.sample
+import comfy.sampler_helpers
 import comfy.samplers
 import comfy.utils
 
-from ..rfmi_core import MIResult, sigma_from_t
-from ..rfmi_core.taps import TrajectoryTap
+from ..rfmi_core import MIResult, sigma_from_t, velocity_from_denoised
+from ..rfmi_core.taps import PhraseTrajectoryTap, TrajectoryTap
 from .model_checks import require_flow_model
 
 StepCallback = Callable[[int, torch.Tensor, torch.Tensor, int], None]
@@ -52,14 +53,16 @@ def sample_scored(
     velocity: str = "cfg",
     score: str = "rfmi",
     callback: StepCallback | None = None,
+    tap: TrajectoryTap | None = None,
 ) -> tuple[torch.Tensor, MIResult]:
     """(samples in VAE space, per-image MI) for one batch; the body of the stock ``common_ksampler`` plus the tap.
 
     ``latent_image`` is the prepared latent (``model_latent``), ``noise`` the initial noise the stock KSampler would draw
     for it (``comfy.sample.prepare_noise``). ``callback`` receives ComfyUI's (step, x0, x, total_steps) after the tap.
+    ``tap``: a tap of the caller's (e.g. ``phrase_tap``'s, read after the call), else a TrajectoryTap(velocity, score).
     """
     require_flow_model(model)
-    tap = TrajectoryTap(velocity=velocity, score=score)
+    tap = tap or TrajectoryTap(velocity=velocity, score=score)
 
     def on_step(step: int, x0: torch.Tensor, x: torch.Tensor, total_steps: int) -> None:
         tap.on_step(step)
@@ -72,6 +75,21 @@ def sample_scored(
         disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed,
     )
     return samples, tap.finish()
+
+
+def phrase_tap(ablated: list, velocity: str = "cfg") -> PhraseTrajectoryTap:
+    """A tap that also reads each phrase's MI: at every evaluation of the sampler, the y∖p CONDITIONINGs are prepared
+    as ComfyUI's PerpNeg node prepares its extra prompt (``encode_model_conds``) and run in one ``calc_cond_batch``
+    (ComfyUI's own cond batching), apart from y and ∅, so the sampler's own result stays bitwise the stock one."""
+    converted = [comfy.sampler_helpers.convert_cond(c) for c in ablated]
+
+    def ablated_velocities(args: dict) -> list[torch.Tensor]:
+        model, x, sigma = args["model"], args["input"], args["sigma"]
+        conds = [comfy.samplers.encode_model_conds(model.extra_conds, c, x, x.device, "positive") for c in converted]
+        out = comfy.samplers.calc_cond_batch(model, conds, x, sigma, args["model_options"])
+        return [velocity_from_denoised(x.detach(), d.detach(), sigma.detach()) for d in out]
+
+    return PhraseTrajectoryTap(ablated_velocities, len(ablated), velocity=velocity)
 
 
 def scoring_sampler(read_velocities: Callable, estimate: Callable, *, seed: int, n_t: int, draws_per_call: int,

@@ -6,6 +6,7 @@ import comfy.samplers
 from comfy_api.latest import io
 
 from ..rfmi_core import SCORES, VELOCITIES
+from ..rfmi_core.phrase_mi import PHRASE_SCORES
 
 CATEGORY = "RFMI"
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
@@ -31,11 +32,26 @@ def ksampler_inputs() -> list:
     ]
 
 
-def rfmi_option_inputs() -> list:
+def rfmi_option_inputs(phrase_scores: bool = False) -> list:
+    """velocity and score; with ``phrase_scores`` the score may also be phrase-min / phrase-mean (ranking by phrase)."""
+    phrase_tip = (" phrase-min / phrase-mean: the weakest / mean phrase's i(x; p | y∖p), each read like rfmi (connect "
+                  "clip and text).") if phrase_scores else ""
     return [
         io.Combo.Input("velocity", options=list(VELOCITIES), default="cfg",
                        tooltip="cfg: u_cfg stands in for u_y (the paper's choice for ranking); cond: u_y."),
-        io.Combo.Input("score", options=list(SCORES), default="rfmi",
+        io.Combo.Input("score", options=list(SCORES) + (list(PHRASE_SCORES) if phrase_scores else []), default="rfmi",
                        tooltip="rfmi: the integral over the sampler's grid; mitune: the reference code's mean; "
-                               "squared: ∫ t/(1−t)·‖u_y − u_∅‖² dt (never negative)."),
+                               "squared: ∫ t/(1−t)·‖u_y − u_∅‖² dt (never negative)." + phrase_tip),
+    ]
+
+
+def phrase_inputs() -> list:
+    """Optional clip and text: what a sampler node needs to rank by phrase-min / phrase-mean."""
+    return [
+        io.Clip.Input("clip", optional=True,
+                      tooltip="For score phrase-min / phrase-mean: the CLIP that encoded positive (each prompt without "
+                              "one phrase is encoded with it, as CLIP Text Encode does)."),
+        io.String.Input("text", optional=True, force_input=True,
+                        tooltip="For score phrase-min / phrase-mean: positive's prompt ('|' marks phrases, else commas "
+                                "and 'and' do), e.g. from the String node that feeds CLIP Text Encode."),
     ]

@@ -18,6 +18,7 @@ from comfy_api.latest import io
 from ..rfmi_core import t_from_sigma
 from ..rfmi_core.toy import CANVAS, MAX_TOKENS, PAD_ID, PROMPT_VOCAB
 from ..rfmi_core.toy.conditioning import conditioning_from_text, tokens_from_conditioning
+from ..rfmi_core.toy.prompts import ToyPhrases, split_toy_prompt
 from ..rfmi_core.toy.model import ToyFlowTransformer
 from ..rfmi_core.toy.train_model import DEFAULT_WEIGHTS, load_toy_model
 from .flow_model import flow_model_patcher
@@ -74,6 +75,22 @@ def toy_conditioning(text: str) -> list:
                          f"(at most {MAX_TOKENS} of them), e.g. 'a red square to the left of a blue disk'") from None
 
 
+class ToyClip:
+    """The toy text encoder as a ComfyUI CLIP: what CLIP Text Encode and the RFMI phrase nodes call (``tokenize``,
+    ``encode_from_tokens_scheduled``) gives RFMI Toy Text Encode's CONDITIONING, and ``split_phrases`` splits a prompt
+    into the phrases the toy model was trained to drop (``split_toy_prompt``)."""
+
+    def tokenize(self, text: str, **_) -> str:
+        toy_conditioning(text)  # refuses words outside the toy vocabulary here, as a real tokenizer would
+        return text
+
+    def encode_from_tokens_scheduled(self, tokens: str, **_) -> list:
+        return toy_conditioning(tokens)
+
+    def split_phrases(self, text: str) -> ToyPhrases:
+        return split_toy_prompt(text)
+
+
 class RFMIToyModelLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -83,15 +100,17 @@ class RFMIToyModelLoader(io.ComfyNode):
             category=TOY_CATEGORY,
             description="The toy text-to-image rectified-flow transformer (≈0.7 M parameters, 16×16 RGB scenes of "
                         "coloured shapes) as a flow MODEL for any sampler. 'shipped' loads the weights that come with "
-                        "the pack; other files are .safetensors under models/rfmi_toy/. Runs on CPU in seconds.",
+                        "the pack; other files are .safetensors under models/rfmi_toy/. Runs on CPU in seconds. Its "
+                        "CLIP is the toy text encoder, for CLIP Text Encode and for phrase MI (Best-of-N's phrase-min, "
+                        "RFMI Phrase MI), which it splits into the phrases the toy model knows.",
             inputs=[io.Combo.Input("weights", options=[SHIPPED, *toy_weight_files()], default=SHIPPED)],
-            outputs=[io.Model.Output()],
+            outputs=[io.Model.Output(), io.Clip.Output()],
         )
 
     @classmethod
     def execute(cls, weights) -> io.NodeOutput:
         path = DEFAULT_WEIGHTS if weights == SHIPPED else folder_paths.get_full_path_or_raise(TOY_FOLDER, weights)
-        return io.NodeOutput(toy_model_patcher(path))
+        return io.NodeOutput(toy_model_patcher(path), ToyClip())
 
 
 class RFMIToyTextEncode(io.ComfyNode):

@@ -106,11 +106,13 @@ def test_the_node_is_registered_with_its_sockets(rfmi_nodes):
     schema = node.define_schema()
     names = [i.id for i in schema.inputs]
     assert names[:4] == ["model", "clip", "text", "latent"] and "velocity" in names and "images" in names
-    assert [o.display_name for o in schema.outputs] == ["table", "phrase_mi", "phrase_min", "phrases", "heatmaps"]
+    assert [o.display_name for o in schema.outputs] == ["table", "phrase_mi", "phrase_min", "phrases", "heatmaps",
+                                                        "scores"]
     info = node.GET_NODE_INFO_V1()  # what the server's /object_info lists for the frontend
     assert set(info["input"]["required"]) >= {"model", "clip", "text", "seed", "n_t", "velocity"}
     assert set(info["input"]["optional"]) == {"latent", "scores", "images"}
-    assert info["output"] == ["STRING", "FLOAT", "FLOAT", "STRING", "MASK"] and info["output_node"]
+    assert info["output"] == ["STRING", "FLOAT", "FLOAT", "STRING", "MASK", "RFMI_SCORES"] and info["output_node"]
+    assert info["output_is_list"] == [False, True, True, True, True, False]
 
 
 def test_encoding_is_clip_text_encode(pack_import, tiny_clip):
@@ -137,7 +139,7 @@ def test_the_node_runs_on_a_tiny_sd3_with_a_real_clip(rfmi_nodes, tiny_clip, tin
     images = torch.rand(2, 64, 64, 3)
     prompt = "a red square | left of | a blue disk"
     output = run_node(rfmi_nodes, tiny_sd3_for_clip, tiny_clip, prompt, latent=latent, images=images)
-    table, phrase_mi, phrase_min, phrases, heatmaps = output.result
+    table, phrase_mi, phrase_min, phrases, heatmaps, scores = output.result
     print(table)
     assert phrases == ["a red square", "left of", "a blue disk"]
     assert len(phrase_mi) == 6 and all(math.isfinite(v) for v in phrase_mi)
@@ -146,6 +148,9 @@ def test_the_node_runs_on_a_tiny_sd3_with_a_real_clip(rfmi_nodes, tiny_clip, tin
     peaks = torch.stack([m.amax(dim=(1, 2)) for m in heatmaps]).amax(dim=0)
     assert float(peaks.min()) > 0.9 and float(min(m.min() for m in heatmaps)) >= 0
     assert "a blue disk" in table and table in output.ui.as_dict()["text"]
+    # a latent's scores: ranked by the plain MI of the same draws, with the phrase MI for Rank and Pick
+    assert scores.phrases == tuple(phrases) and scores.phrase_mi.flatten().tolist() == pytest.approx(phrase_mi)
+    assert scores.seeds == [0, 0] and scores.batch_index == [0, 1] and scores.phrase_maps.shape == (2, 3, 8, 8)
     again = run_node(rfmi_nodes, tiny_sd3_for_clip, tiny_clip, prompt, latent=latent)
     assert again.result[1] == phrase_mi  # seeded; without images the maps stay at latent resolution
     assert all(m.shape == (2, 8, 8) for m in again.result[4])

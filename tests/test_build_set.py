@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from rfmi_core import FinetuneSet
+from rfmi_core.build_set import main
 from rfmi_core.candidates import shifted_sigmas, toy_candidates
 from rfmi_core.set_builder import BuildPlan, build_set, pending_prompts, share
 from rfmi_core.toy.prompts import prompts as toy_prompts
@@ -35,6 +36,18 @@ def command(processes: int, prompts: Path, set_dir: Path, flags=FLAGS) -> list[s
     launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
                 if processes > 1 else [sys.executable])
     return [*launcher, "-m", "rfmi_core.build_set", "--prompts", str(prompts), "--set", str(set_dir), *flags]
+
+
+def build(prompts: Path, set_dir: Path, capsys, flags=FLAGS) -> str:
+    """``python -m rfmi_core.build_set …`` in this process (one thread, as the subprocesses); returns its stdout."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        capsys.readouterr()
+        main(["--prompts", str(prompts), "--set", str(set_dir), *flags])
+        return capsys.readouterr().out
+    finally:
+        torch.set_num_threads(previous)
 
 
 def run(processes: int, prompts: Path, set_dir: Path, flags=FLAGS) -> str:
@@ -99,15 +112,16 @@ def test_two_processes_build_the_set_of_one(prompt_file, one_process, tmp_path):
     assert assert_same_sets(folder, tmp_path / "set") == 2 * len(PROMPTS)
 
 
-def test_a_rerun_skips_complete_prompts_and_builds_the_missing_ones(prompt_file, one_process, tmp_path):
+def test_a_rerun_skips_complete_prompts_and_builds_the_missing_ones(prompt_file, one_process, tmp_path, capsys):
     folder, _ = one_process
     partial = tmp_path / "partial.txt"
     partial.write_text("\n".join(PROMPTS[:2]) + "\n")
-    run(1, partial, tmp_path / "set")
-    stdout = run(1, prompt_file, tmp_path / "set")
+    build(partial, tmp_path / "set", capsys)
+    stdout = build(prompt_file, tmp_path / "set", capsys)
     assert f"built {len(PROMPTS) - 2} prompts (2 already complete, skipped)" in stdout
-    assert "0 already complete" in run(1, prompt_file, tmp_path / "set", [*FLAGS, "--seed", "6"])  # new seed
-    again = run(1, prompt_file, tmp_path / "set")
+    assert_same_sets(folder, tmp_path / "set")
+    assert "(0 already complete" in build(prompt_file, tmp_path / "set", capsys, [*FLAGS, "--seed", "6"])  # new seeds
+    again = build(prompt_file, tmp_path / "set", capsys)
     assert f"built 0 prompts ({len(PROMPTS)} already complete, skipped)" in again
     assert len(manifest_lines(tmp_path / "set")) == 2 * 2 * len(PROMPTS)  # seed 5 and seed 6, nothing twice
 
@@ -142,19 +156,19 @@ def _rank_of(pid: int) -> int | None:
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs /proc to find torchrun's workers")
-def test_a_killed_rank_costs_only_its_unfinished_prompts(tmp_path):
-    many = toy_prompts("binding")[:12]
+def test_a_killed_rank_costs_only_its_unfinished_prompts(tmp_path, capsys):
+    many = toy_prompts("binding")[:6]
     prompts = tmp_path / "many.txt"
     prompts.write_text("\n".join(many) + "\n")
-    flags = [*FLAGS[:FLAGS.index("--steps")], "--steps", "30", *FLAGS[FLAGS.index("--steps") + 2:]]
+    flags = [*FLAGS[:FLAGS.index("--steps")], "--steps", "20", *FLAGS[FLAGS.index("--steps") + 2:]]
     set_dir = tmp_path / "set"
     launcher = subprocess.Popen(command(2, prompts, set_dir, flags), env=environment(), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
-        while not ((set_dir / "manifest").is_dir() and manifest_lines(set_dir)):
+        while not ((set_dir / "manifest").is_dir() and manifest_lines(set_dir)):  # the first prompt is in
             assert time.monotonic() < deadline and launcher.poll() is None, "no prompt was appended"
-            time.sleep(0.05)
+            time.sleep(0.02)
         workers = {_rank_of(pid): pid for pid in _children(launcher.pid)}
         os.kill(workers[1], signal.SIGKILL)  # rank 1 dies mid-way; torchrun then stops rank 0
         launcher.communicate(timeout=120)
@@ -169,6 +183,5 @@ def test_a_killed_rank_costs_only_its_unfinished_prompts(tmp_path):
     records = FinetuneSet.open(set_dir).records(selected=False)
     assert sorted(r.prompt for r in records) == sorted(many * 2)  # every prompt once, with its k = 2 records
     assert len(manifest_lines(set_dir)) == 2 * len(many)
-    reference = tmp_path / "reference"
-    run(1, prompts, reference, flags)
-    assert_same_sets(reference, set_dir)
+    build(prompts, tmp_path / "reference", capsys, flags)
+    assert_same_sets(tmp_path / "reference", set_dir)

@@ -18,6 +18,7 @@ from ..rfmi_core.stats import mean_and_standard_error
 from ..rfmi_core.taps import PairTap
 from .model_checks import require_flow_model
 from .sampling import model_latent, scoring_sampler
+from .schema_compat import schema_fields
 from .sockets import CATEGORY, MAX_SEED, Scores
 
 
@@ -72,6 +73,7 @@ class RFMIScoreLatent(io.ComfyNode):
                 Scores.Output(display_name="scores"),
             ],
             is_output_node=True,
+            **schema_fields(search_aliases=["mutual information", "image ranking"]),
         )
 
     @classmethod

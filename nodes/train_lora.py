@@ -198,7 +198,8 @@ def validation_grids(plan: ValidationPlan, vae, base, out_path: str) -> torch.Te
     os.makedirs(folder, exist_ok=True)
     grids = []
     for step, latents in sorted(plan.samples.items()):
-        images = vae.decode(base.process_latent_out(latents.float()))[..., :3].cpu().float()
+        with torch.no_grad():
+            images = vae.decode(base.process_latent_out(latents.float()))[..., :3].cpu().float()
         grid = image_grid(images.reshape(-1, *images.shape[-3:]), columns=len(plan.seeds))
         array = np.clip(255.0 * grid.numpy(), 0, 255).astype(np.uint8)
         Image.fromarray(array).save(os.path.join(folder, f"step_{step:06d}.png"))

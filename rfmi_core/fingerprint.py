@@ -20,10 +20,10 @@ def file_fingerprint(path: str | os.PathLike) -> str:
         return "missing"
 
 
-def stat_fingerprint(paths: list[Path]) -> str:
+def stat_fingerprint(paths: list[str | os.PathLike]) -> str:
     """A digest of each file's name, size and modification time (for large files, or many)."""
     digest = hashlib.sha256()
-    for path in paths:
+    for path in map(Path, paths):
         try:
             info = path.stat()
             digest.update(f"{path.name}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())

@@ -184,3 +184,154 @@ def test_list_inputs_train_once_and_differing_sets_are_refused(rfmi_nodes, folde
     assert seen == [(1, 2), (2, 2)]  # ComfyUI's ProgressBar, once per step of the one training
     with pytest.raises(ValueError, match="different values for set_name"):
         node.execute(**{**values, "set_name": ["s", "other"]})
+
+
+# ---------------------------------------------------------------------------------- a copy, init_lora, presets, checks
+
+
+def weights(model):
+    return {k: v.clone() for k, v in model.model.diffusion_model.state_dict().items()}
+
+
+def test_training_copies_the_model_and_gives_the_lora_of_training_in_place(rfmi_nodes, folders, pack_import):
+    """A model loaded from a file (so newer ComfyUI can deep-copy it, as its TrainLoraNode does) and the same weights
+    loaded from memory (trained in place, then restored): the same LoRA, bitwise, and both inputs unchanged."""
+    import inspect
+
+    import safetensors.torch
+    from tiny_models import tiny_sd3_state_dict
+
+    adapter = pack_import("nodes.training_adapter")
+    path = folders / "tiny_sd3.safetensors"
+    safetensors.torch.save_file(tiny_sd3_state_dict(seed=6), str(path))
+    with torch.inference_mode():  # as ComfyUI's executor loads models: inference tensors
+        from_file = comfy.sd.load_diffusion_model(str(path))
+        in_memory = tiny_sd3(seed=6)
+        make_set(rfmi_nodes, in_memory)
+    copy_supported = "force_deepcopy" in inspect.signature(from_file.clone).parameters
+    trainee = adapter.training_copy(from_file)
+    assert (trainee.model is not from_file.model) == copy_supported  # ComfyUI 0.33: a deep copy; 0.3.64: shared
+    assert adapter.training_copy(in_memory).model is in_memory.model  # no file to re-read: trained in place
+    del trainee
+    before_file, before_memory = weights(from_file), weights(in_memory)
+    with torch.inference_mode():
+        _, _, copied = train(rfmi_nodes, from_file, steps=4, lr=1e-2, lora="copied")
+        _, _, in_place = train(rfmi_nodes, in_memory, steps=4, lr=1e-2, lora="in_place")
+    for before, model in ((before_file, from_file), (before_memory, in_memory)):
+        after = weights(model)
+        assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)
+    a, b = comfy.utils.load_torch_file(copied), comfy.utils.load_torch_file(in_place)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert max(float(a[k].abs().max()) for k in a if k.endswith("lora_B.weight")) > 1e-3  # it did train
+
+
+def test_init_lora_continues_from_a_saved_lora_and_low_memory_is_its_preset(rfmi_nodes, folders):
+    model = tiny_sd3(seed=7)
+    make_set(rfmi_nodes, model)
+    _, _, first = train(rfmi_nodes, model, steps=20, lr=1e-2, lora="first")
+    _, _, second = train(rfmi_nodes, model, steps=1, lr=1e-7, lora="second", init_lora="first.safetensors")
+    a, b = comfy.utils.load_torch_file(first), comfy.utils.load_torch_file(second)
+    assert a.keys() == b.keys() and max(float(a[k].abs().max()) for k in a if k.endswith("lora_B.weight")) > 1e-3
+    for key in a:  # one step at lr 1e-7 from the first LoRA: AdamW moves each weight by about 1e-7
+        torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="set rank"):
+        rfmi_nodes["RFMITrainLoRA"].execute(**{k: [v] for k, v in dict(
+            model=model, set_name="s", lora_name="r2", steps=1, learning_rate=1e-3, rank=2, alpha=2.0, warmup_steps=0,
+            batch_size=1, grad_accumulation=1, max_grad_norm=1.0, t_sampling="uniform", bf16=False,
+            gradient_checkpointing=False, save_every=0, resume=False, seed=0, target_modules="", preset="custom",
+            init_lora="first.safetensors", validation_every=0, validation_prompts=1, validation_steps=1,
+            validation_cfg=1.0).items()})
+    # the preset overrides bf16, gradient checkpointing and the batch size: it trains what they would
+    _, _, preset = train(rfmi_nodes, model, steps=2, lora="preset", preset="low memory", batch_size=4)
+    _, _, explicit = train(rfmi_nodes, model, steps=2, lora="explicit", bf16=True, checkpointing=True, batch_size=1)
+    _, _, default = train(rfmi_nodes, model, steps=2, lora="default", batch_size=4)
+    p, e, d = (comfy.utils.load_torch_file(x) for x in (preset, explicit, default))
+    assert all(torch.equal(p[k], e[k]) for k in p) and not all(torch.equal(p[k], d[k]) for k in p)
+
+
+def test_validation_grids_every_n_steps_are_saved_beside_the_lora_and_shown(rfmi_nodes, folders):
+    from tiny_models import tiny_vae
+
+    model, vae = tiny_sd3(seed=8), tiny_vae()
+    make_set(rfmi_nodes, model)
+    with pytest.raises(ValueError, match="needs a VAE"):
+        train(rfmi_nodes, model, steps=2, lora="v", validation_every=1)
+    out = train(rfmi_nodes, model, steps=4, lr=3e-2, lora="v", validation_every=2, vae=vae, full=True)
+    folder = folders / "loras" / "v_validation"
+    assert sorted(p.name for p in folder.iterdir()) == ["step_000000.png", "step_000002.png", "step_000004.png"]
+    import numpy as np
+    from PIL import Image
+
+    grids = [np.asarray(Image.open(folder / f"step_00000{s}.png")).astype(np.float32) for s in (0, 2, 4)]
+    # two prompts (rows) × two seeds (columns) of 64 × 64 images, 2 px white padding
+    assert grids[0].shape == (2 * 66 + 2, 2 * 66 + 2, 3)
+    assert np.abs(grids[1] - grids[0]).max() > 0 and np.abs(grids[2] - grids[0]).max() > 0  # the fine-tune shows
+    assert grids[0][2:66, 2:66].std() > 1 and not np.array_equal(grids[0][2:66, 2:66], grids[0][2:66, 68:132])
+    shown = out.ui["images"]
+    assert len(shown) == 3 and all(ref["type"] == "temp" for ref in shown) and out.ui["text"][0].startswith("v.safetensors")
+    again = train(rfmi_nodes, model, steps=4, lr=3e-2, lora="v2", validation_every=2, vae=vae, full=True)
+    assert np.array_equal(np.asarray(Image.open(folders / "loras" / "v2_validation" / "step_000004.png")),
+                          grids[2].astype(np.uint8))  # same seed, same prompts: the same images
+
+
+def test_fingerprints_follow_the_prompt_file_and_the_set(rfmi_nodes, folders, monkeypatch):
+    monkeypatch.setattr(folder_paths, "get_input_directory", lambda: str(folders / "input"))
+    (folders / "input").mkdir()
+    prompts = folders / "input" / "prompts.txt"
+    prompts.write_text("a red cube\n")
+    node = rfmi_nodes["RFMIPromptList"]
+    first = node.fingerprint_inputs(file="prompts.txt", text="", start=0, count=0)
+    assert node.fingerprint_inputs(file="prompts.txt", text="", start=0, count=0) == first
+    prompts.write_text("a red cube\ntwo green balls\n")
+    assert node.fingerprint_inputs(file="prompts.txt", text="", start=0, count=0) != first
+    assert node.fingerprint_inputs(file="(text below)", text="x", start=0, count=0) == ""
+
+    model = tiny_sd3(seed=9)
+    trainer = rfmi_nodes["RFMITrainLoRA"]
+    make_set(rfmi_nodes, model, name="f")
+    before = trainer.fingerprint_inputs(set_name=["f"], init_lora=["(none)"])
+    train(rfmi_nodes, model, steps=2, lora="f_lora", set_name="f", save_every=1)  # writes checkpoints into the set
+    assert trainer.fingerprint_inputs(set_name=["f"], init_lora=["(none)"]) == before
+    positive, negative = sd3_conditioning(50), sd3_conditioning(99)
+    scores = rfmi_nodes["RFMIBestOfN"].execute(model, 7, 3, 3.0, "euler", "simple", positive, negative,
+                                               {"samples": torch.zeros(1, 16, 8, 8)}, 2, 1, 2, "cfg", "rfmi").result[2]
+    rfmi_nodes["RFMIExportFinetuneSet"].execute(scores, positive, negative, "a third prompt", "", "f", 1, model)
+    after = trainer.fingerprint_inputs(set_name=["f"], init_lora=["(none)"])
+    assert after != before
+    assert trainer.fingerprint_inputs(set_name=["f"], init_lora=["f_lora.safetensors"]) != after
+
+
+def test_newer_schema_fields_are_used_where_this_comfyui_has_them(rfmi_nodes):
+    """Feature-detected from ComfyUI's own classes: on 0.33 Rank and Pick is an interactive (intermediate-output) node,
+    the nodes have search aliases and Train LoRA's settings are advanced; on 0.3.64 Rank and Pick stays an output
+    node and the schemas have none of these fields."""
+    import dataclasses
+    import inspect
+
+    from comfy_api.latest import io
+
+    has = {f.name for f in dataclasses.fields(io.Schema)}
+    takes_advanced = "advanced" in inspect.signature(io.Int.Input.__init__).parameters
+    pick = rfmi_nodes["RFMIRankAndPick"]
+    pick_info = pick.GET_NODE_INFO_V1()
+    if "has_intermediate_output" in has:
+        assert pick.HAS_INTERMEDIATE_OUTPUT is True and pick_info["output_node"] is False
+    else:
+        assert pick_info["output_node"] is True
+    trainer = rfmi_nodes["RFMITrainLoRA"].GET_NODE_INFO_V1()
+    aliases = {node: rfmi_nodes[node].GET_SCHEMA().__dict__.get("search_aliases") or []
+               for node in ("RFMIBestOfN", "RFMIRankAndPick", "RFMITrainLoRA", "RFMISampler")}
+    if "search_aliases" in has:
+        assert "best of n" in aliases["RFMIBestOfN"] and "pick" in aliases["RFMIRankAndPick"]
+        assert "lora training" in aliases["RFMITrainLoRA"] and "mutual information" in aliases["RFMISampler"]
+        assert "image ranking" in aliases["RFMIBestOfN"] + aliases["RFMIRankAndPick"]
+        assert "lora training" in trainer["search_aliases"]
+    else:
+        assert aliases == {node: [] for node in aliases}
+    required, optional = trainer["input"]["required"], trainer["input"].get("optional", {})
+    marked = {name for name, spec in {**required, **optional}.items()
+              if len(spec) > 1 and isinstance(spec[1], dict) and spec[1].get("advanced")}
+    expected = {"alpha", "warmup_steps", "batch_size", "grad_accumulation", "max_grad_norm", "t_sampling", "bf16",
+                "gradient_checkpointing", "save_every", "seed", "target_modules", "validation_prompts",
+                "validation_steps", "validation_cfg"}
+    assert marked == (expected if takes_advanced else set())

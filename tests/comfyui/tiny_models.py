@@ -100,3 +100,13 @@ def gaussian_conditioning(y: torch.Tensor):
     cond = torch.cat([y, torch.ones(n, 1)], dim=1)[:, None, :]
     uncond = torch.zeros(n, 1, y.shape[1] + 1)
     return [[cond, {}]], [[uncond, {}]]
+
+
+def tiny_vae(seed: int = 0):
+    """A real ComfyUI VAE (TAESD, 16 latent channels, ≈2.5 M random weights) built by comfy.sd.VAE from its keys:
+    decodes a [B, 16, h, w] latent to a [B, 8h, 8w, 3] image."""
+    from comfy.taesd.taesd import TAESD
+
+    g = torch.Generator().manual_seed(seed)
+    shapes = TAESD(latent_channels=16).state_dict()
+    return comfy.sd.VAE(sd={k: torch.randn(v.shape, generator=g) * 0.05 for k, v in shapes.items()})

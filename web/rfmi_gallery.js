@@ -1,5 +1,7 @@
 // The Rank and Pick gallery: all Best-of-N candidates as thumbnails sorted by MI, an MI badge on each, the MI heatmap
 // on hover (or for all with the toggle); a click toggles a pick, keys 1–9 over the gallery too; "reset to top-k".
+// Scores with phrase MI add a bar per phrase under each thumbnail (its i(x; p | y∖p) in nats, the weakest marked);
+// hovering a bar shows that phrase's heatmap over the thumbnail.
 //
 // A DOM widget (node.addDOMWidget), never drawn on the canvas and no LiteGraph draw method replaced. The picks live in
 // the node's own "picks" STRING widget, so they are saved in the workflow and sent in the prompt like any widget value
@@ -20,6 +22,9 @@ const HEADER = 28;
 const MARGIN = 4; // the DOM widget's margin
 const EMPTY_HEIGHT = 44;
 const GOLD = "#f0c040";
+const BAR_ROW = 12; // px, one phrase bar
+const BAR_COLOUR = "#4a9eda";
+const WEAKEST_COLOUR = "#ff6b6b";
 
 function widgetOf(node, name) {
   return node.widgets?.find((w) => w.name === name);
@@ -35,12 +40,17 @@ function columns(node) {
   return Math.max(1, Math.floor((width + GAP) / (MIN_CELL + GAP)));
 }
 
+function barsHeight(node) {
+  const phrases = node.__rfmiGallery?.phrases?.length ?? 0;
+  return phrases > 0 ? phrases * BAR_ROW + 4 : 0;
+}
+
 function galleryHeight(node) {
   const n = node.__rfmiGallery?.entries?.length ?? 0;
   if (n === 0) return EMPTY_HEIGHT + 2 * MARGIN;
   const cols = columns(node);
   const cell = ((node.size?.[0] ?? 400) - 2 * MARGIN - 20 - (cols - 1) * GAP) / cols;
-  return HEADER + Math.ceil(n / cols) * (cell + GAP) + 2 * MARGIN + 8;
+  return HEADER + Math.ceil(n / cols) * (cell + barsHeight(node) + GAP) + 2 * MARGIN + 8;
 }
 
 function imageUrl(ref) {
@@ -87,7 +97,46 @@ function setPicks(node, picks) {
   app.graph?.setDirtyCanvas?.(true, true);
 }
 
-function card(node, item, showHeat) {
+/** The image a thumbnail shows now: a hovered phrase's heatmap, else the MI heatmap (hovered or toggled), else the
+ * image itself. */
+function shownImage(node, item) {
+  const state = node.__rfmiGallery;
+  const phrase = state.hoverPhrase?.candidate === item.candidate ? item.bars[state.hoverPhrase.index]?.heatmap : null;
+  if (phrase) return imageUrl(phrase);
+  const heat = item.heatmap ? imageUrl(item.heatmap) : null;
+  return (state.showHeat || state.hover === item.candidate) && heat ? heat : imageUrl(item.image);
+}
+
+function phraseBar(node, item, bar, img) {
+  const row = document.createElement("div");
+  row.className = "rfmi-phrase-bar";
+  Object.assign(row.dataset, { phrase: bar.phrase, index: String(bar.index), mi: bar.text, weakest: String(bar.weakest),
+    fraction: String(bar.fraction) });
+  row.title = `${bar.phrase}: i(x; p | y∖p) = ${bar.text} nats${bar.weakest ? " (the weakest phrase)" : ""}` +
+    (bar.heatmap ? "; hover: where this phrase shaped the image" : "");
+  row.style.cssText = `position:relative;height:${BAR_ROW - 2}px;margin-top:2px;background:#333;border-radius:2px;` +
+    `overflow:hidden;${bar.weakest ? `outline:1px solid ${WEAKEST_COLOUR};` : ""}`;
+  const fill = document.createElement("div");
+  fill.className = "rfmi-phrase-fill";
+  fill.style.cssText = `position:absolute;left:0;top:0;bottom:0;width:${(100 * bar.fraction).toFixed(1)}%;` +
+    `background:${bar.weakest ? WEAKEST_COLOUR : BAR_COLOUR};opacity:${bar.negative ? 0.45 : 0.9};`;
+  const label = document.createElement("span");
+  label.textContent = `${bar.weakest ? "▼ " : ""}${bar.phrase} ${bar.text}`;
+  label.style.cssText = "position:absolute;left:2px;right:2px;top:0;font:9px/10px sans-serif;color:#fff;" +
+    "white-space:nowrap;overflow:hidden;text-overflow:ellipsis;pointer-events:none;";
+  row.append(fill, label);
+  row.addEventListener("pointerenter", () => {
+    node.__rfmiGallery.hoverPhrase = { candidate: item.candidate, index: bar.index };
+    img.src = shownImage(node, item);
+  });
+  row.addEventListener("pointerleave", () => {
+    if (node.__rfmiGallery.hoverPhrase?.candidate === item.candidate) node.__rfmiGallery.hoverPhrase = null;
+    img.src = shownImage(node, item);
+  });
+  return row;
+}
+
+function card(node, item) {
   const el = document.createElement("div");
   el.className = "rfmi-card";
   Object.assign(el.dataset, {
@@ -95,30 +144,38 @@ function card(node, item, showHeat) {
     picked: String(item.pickOrder !== null), chosen: String(item.chosen),
   });
   const border = item.pickOrder !== null ? `3px solid ${GOLD}` : item.chosen ? `2px dashed ${GOLD}` : "1px solid #555";
-  el.style.cssText = `position:relative;aspect-ratio:1;border:${border};border-radius:4px;overflow:hidden;` +
+  el.style.cssText = `position:relative;border:${border};border-radius:4px;overflow:hidden;` +
     "cursor:pointer;box-sizing:border-box;background:#111;";
   el.title = `candidate c${item.candidate} (seed ${item.seed}): MI ${item.text} nats, rank ${item.rank + 1}` +
     (item.key ? `; key ${item.key}` : "") + "\nclick to pick / unpick; hover for the MI heatmap";
+  const thumb = document.createElement("div");
+  thumb.className = "rfmi-thumb";
+  thumb.style.cssText = "position:relative;aspect-ratio:1;overflow:hidden;";
   const img = document.createElement("img");
-  const plain = imageUrl(item.image);
-  const heat = item.heatmap ? imageUrl(item.heatmap) : null;
-  const hovered = node.__rfmiGallery.hover === item.candidate;
-  img.src = (showHeat || hovered) && heat ? heat : plain;
+  img.src = shownImage(node, item);
   img.alt = `candidate ${item.candidate}`;
   img.draggable = false;
   img.style.cssText = "width:100%;height:100%;object-fit:contain;image-rendering:pixelated;display:block;";
-  el.append(img);
-  el.append(badge(item.text, "left:2px;bottom:2px;"));
-  el.append(badge(item.key ? `${item.key}` : `#${item.rank + 1}`, "left:2px;top:2px;opacity:0.85;")); // rank = key
-  el.append(badge(`c${item.candidate}`, "right:2px;bottom:2px;opacity:0.7;")); // the number the picks widget holds
-  if (item.pickOrder !== null) el.append(badge(`✓${item.pickOrder}`, `right:2px;top:2px;background:${GOLD};color:#000;`));
+  thumb.append(img);
+  thumb.append(badge(item.text, "left:2px;bottom:2px;"));
+  thumb.append(badge(item.key ? `${item.key}` : `#${item.rank + 1}`, "left:2px;top:2px;opacity:0.85;")); // rank = key
+  thumb.append(badge(`c${item.candidate}`, "right:2px;bottom:2px;opacity:0.7;")); // the number the picks widget holds
+  if (item.pickOrder !== null) thumb.append(badge(`✓${item.pickOrder}`, `right:2px;top:2px;background:${GOLD};color:#000;`));
+  el.append(thumb);
+  if (item.bars.length) {
+    const bars = document.createElement("div");
+    bars.className = "rfmi-phrase-bars";
+    bars.style.cssText = `height:${barsHeight(node) - 2}px;padding:0 2px;box-sizing:border-box;`;
+    bars.append(...item.bars.map((bar) => phraseBar(node, item, bar, img)));
+    el.append(bars);
+  }
   el.addEventListener("pointerenter", () => {
     node.__rfmiGallery.hover = item.candidate; // kept across re-renders (a key press re-renders under the pointer)
-    if (heat) img.src = heat;
+    img.src = shownImage(node, item);
   });
   el.addEventListener("pointerleave", () => {
     if (node.__rfmiGallery.hover === item.candidate) node.__rfmiGallery.hover = null;
-    img.src = node.__rfmiGallery.showHeat && heat ? heat : plain;
+    img.src = shownImage(node, item);
   });
   el.addEventListener("click", (event) => {
     event.stopPropagation();
@@ -137,7 +194,7 @@ function render(node) {
     element.replaceChildren(hint);
     return;
   }
-  const view = galleryView(state.entries, String(widgetOf(node, "picks")?.value ?? ""), kOf(node));
+  const view = galleryView(state.entries, String(widgetOf(node, "picks")?.value ?? ""), kOf(node), state.phrases);
   state.view = view;
   const header = document.createElement("div");
   header.className = "rfmi-gallery-header";
@@ -165,7 +222,7 @@ function render(node) {
   const grid = document.createElement("div");
   grid.className = "rfmi-gallery-grid";
   grid.style.cssText = `display:grid;grid-template-columns:repeat(${columns(node)},1fr);gap:${GAP}px;`;
-  grid.append(...view.items.map((item) => card(node, item, state.showHeat)));
+  grid.append(...view.items.map((item) => card(node, item)));
   element.replaceChildren(...parts, grid);
   element.dataset.count = String(view.items.length);
 }
@@ -177,7 +234,7 @@ function ensureGallery(node) {
   element.tabIndex = 0; // focusable: keys 1–9 act on the gallery under the pointer
   element.style.cssText = "font:11px sans-serif;padding:4px;box-sizing:border-box;overflow:hidden;outline:none;" +
     "background:var(--comfy-input-bg,#222);color:var(--input-text,#ddd);border-radius:4px;";
-  const state = { element, entries: [], showHeat: false, view: null, hover: null };
+  const state = { element, entries: [], phrases: [], showHeat: false, view: null, hover: null, hoverPhrase: null };
   node.__rfmiGallery = state;
   element.addEventListener("pointerenter", () => {
     const active = document.activeElement;
@@ -211,6 +268,7 @@ function showGallery(node, message) {
   if (!Array.isArray(entries)) return;
   const state = ensureGallery(node);
   state.entries = entries;
+  state.phrases = Array.isArray(message?.rfmi_phrases) ? message.rfmi_phrases : [];
   render(node);
   fitNode(node);
 }

@@ -3,8 +3,10 @@
 //
 // The node's ui message (nodes/rank_and_pick.py):
 //   rfmi_gallery: one entry per candidate, in candidate order: {candidate (1-based), seed, mi (nats), image, heatmap}
-//                 where image/heatmap are /view references {filename, subfolder, type} (heatmap null without a map).
+//                 where image/heatmap are /view references {filename, subfolder, type} (heatmap null without a map);
+//                 with phrase MI also phrase_mi (nats, one per phrase) and phrase_heatmaps (a reference or null each).
 //   rfmi_chosen:  the candidates the node output, in order; rfmi_picked: [whether they were the artist's picks].
+//   rfmi_phrases: the prompt's phrases, in the order of phrase_mi ([] without phrase MI).
 // The picks are the node's "picks" STRING widget: candidate numbers, comma-separated, in pick order ("" = top k).
 import { formatNats, rankDescending } from "./rfmi_format.js";
 
@@ -71,21 +73,59 @@ export function resetPicks() {
   return [];
 }
 
+/** The index of the smallest finite value (the first of equal ones), or null when none is finite. */
+export function weakestIndex(values) {
+  let weakest = null;
+  (Array.isArray(values) ? values : []).forEach((v, i) => {
+    if (Number.isFinite(v) && (weakest === null || v < values[weakest])) weakest = i;
+  });
+  return weakest;
+}
+
+/** The largest |phrase MI| over the gallery (the length of a full bar); 1 when there is none. */
+export function phraseScale(entries) {
+  const values = (Array.isArray(entries) ? entries : []).flatMap((e) => e?.phrase_mi ?? []).filter(Number.isFinite);
+  const largest = Math.max(0, ...values.map(Math.abs));
+  return largest > 0 ? largest : 1;
+}
+
+/**
+ * One entry's phrase bars, in phrase order: {index, phrase, mi, text (3 decimals), fraction (|mi| / scale, 0..1),
+ * negative, weakest (the smallest phrase MI: phrase-min's phrase), heatmap (reference or null)}; [] without phrase MI.
+ */
+export function phraseBars(entry, phrases, scale) {
+  const values = Array.isArray(entry?.phrase_mi) ? entry.phrase_mi : [];
+  const weakest = weakestIndex(values);
+  return values.map((mi, index) => ({
+    index,
+    phrase: phrases?.[index] ?? `phrase ${index + 1}`,
+    mi,
+    text: formatNats(mi),
+    fraction: Number.isFinite(mi) && scale > 0 ? Math.min(1, Math.abs(mi) / scale) : 0,
+    negative: mi < 0,
+    weakest: index === weakest,
+    heatmap: entry.phrase_heatmaps?.[index] ?? null,
+  }));
+}
+
 /**
  * Everything the gallery shows for one message and the current picks text: the entries in MI order, each with
- * {candidate, seed, mi, text (MI, 3 decimals), rank, key ("1".."9" or ""), pickOrder (1-based or null), chosen};
- * ``error`` is the refusal of a picks text the node would refuse (then no picks are shown), else null.
+ * {candidate, seed, mi, text (MI, 3 decimals), rank, key ("1".."9" or ""), pickOrder (1-based or null), chosen,
+ * bars (``phraseBars``, on one scale for the whole gallery)}; ``error`` is the refusal of a picks text the node would
+ * refuse (then no picks are shown), else null.
  */
-export function galleryView(entries, picksText, k) {
+export function galleryView(entries, picksText, k, phrases = []) {
   const ranked = rankEntries(entries);
   const { picks, error } = readPicks(picksText, ranked.length === 0 ? 0 : Math.max(...ranked.map((e) => e.candidate)));
   const chosen = chosenCandidates(ranked, picks, k);
+  const scale = phraseScale(ranked);
   const items = ranked.map((e) => ({
     ...e,
     text: formatNats(e.mi),
     key: e.rank < MAX_KEY ? String(e.rank + 1) : "",
     pickOrder: picks.includes(e.candidate) ? picks.indexOf(e.candidate) + 1 : null,
     chosen: chosen.includes(e.candidate),
+    bars: phraseBars(e, phrases, scale),
   }));
   return { items, picks, chosen, usingDefault: picks.length === 0, error };
 }

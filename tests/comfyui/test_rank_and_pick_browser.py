@@ -222,3 +222,104 @@ def test_gallery_ranks_by_mi_and_a_click_sends_that_candidate_to_the_output(page
     browser.screenshot(screens / f"rank_and_pick_refused_picks{suffix}.png")
     assert not [e for e in browser.console_errors() if "rfmi" in e.lower()]
     print(f"\ngallery screenshots: {first_shot} {second_shot} {hover_shot}")
+
+
+PHRASES = ["a red square", "to the left of", "a blue disk"]  # the toy phrases of the workflow's prompt
+
+
+def upstream_of(workflow: dict, node_id: int) -> set[int]:
+    """The node and every node that feeds it, through the workflow's links."""
+    feeds = {}
+    for _, source, _, target, *_ in workflow["links"]:
+        feeds.setdefault(target, set()).add(source)
+    seen, todo = set(), [node_id]
+    while todo:
+        current = todo.pop()
+        if current not in seen:
+            seen.add(current)
+            todo.extend(feeds.get(current, ()))
+    return seen
+
+
+def bars_js(node_id: int) -> str:
+    return f"""(() => {{
+  const el = {APP}.graph.getNodeById({node_id})?.widgets?.find(w => w.name === "rfmi_gallery")?.element;
+  return [...(el?.querySelectorAll(".rfmi-card") ?? [])].map(c => {{ const img = c.querySelector("img");
+    return {{ candidate: c.dataset.candidate, src: img?.getAttribute("src"),
+              loaded: !!img && img.complete && img.naturalWidth > 0,
+              bars: [...c.querySelectorAll(".rfmi-phrase-bar")].map(b => {{ const r = b.getBoundingClientRect();
+                return {{ ...b.dataset, x: r.x + r.width / 2, y: r.y + r.height / 2, w: r.width, h: r.height,
+                          fill: b.querySelector(".rfmi-phrase-fill")?.getBoundingClientRect().width ?? 0 }}; }}) }}; }});
+}})()"""
+
+
+@pytest.mark.parametrize("vue_nodes", [False, True], ids=["litegraph_nodes", "vue_nodes"])
+def test_gallery_shows_a_bar_per_phrase_marks_the_weakest_and_hovering_shows_its_heatmap(page, screens, vue_nodes):
+    """Best-of-N ranking by phrase-min (the toy CLIP and the prompt connected in the page): each thumbnail gets one
+    bar per phrase in phrase order with its MI, the weakest marked; hovering a bar shows that phrase's heatmap."""
+    server, browser = page
+    suffix = use_renderer(browser, vue_nodes, "the phrase bars there")
+    workflow = load(WORKFLOW_DIR / f"{WORKFLOW}.json")
+    pick_id = _node(workflow, "RFMIRankAndPick")["id"]
+    preview_id = next(nd["id"] for nd in workflow["nodes"] if nd["type"] == "PreviewImage" and nd.get("title") == "Picked")
+    keep = upstream_of(workflow, pick_id) | {preview_id}
+    ids = dict(bon=_node(workflow, "RFMIBestOfN")["id"], loader=_node(workflow, "RFMIToyModelLoader")["id"],
+               prompt=_node(workflow, "PrimitiveStringMultiline")["id"])
+    n = _node(workflow, "RFMIBestOfN")["widgets_values"][6]
+
+    loaded = browser.evaluate(load_workflow_js(WORKFLOW), timeout=60)
+    assert loaded["missing"] == [] and not any("Missing" in d for d in loaded["dialogs"])
+    wired = browser.evaluate(f"""(() => {{
+  const app = {APP}; const graph = app.graph; const ids = {json.dumps(ids)};
+  const keep = {json.dumps([str(i) for i in sorted(keep)])};
+  for (const node of [...graph.nodes]) if (!keep.includes(String(node.id)) && node.type !== "Note")
+    graph.remove(node);  // the loop after the gallery (export, training, comparison) is not needed here
+  const bon = graph.getNodeById(ids.bon), loader = graph.getNodeById(ids.loader), prompt = graph.getNodeById(ids.prompt);
+  bon.widgets.find(w => w.name === "score").value = "phrase-min";
+  bon.widgets.find(w => w.name === "steps").value = {FAST_STEPS["RFMIBestOfN"]};
+  loader.connect(loader.outputs.findIndex(o => o.type === "CLIP"), bon, bon.inputs.findIndex(i => i.name === "clip"));
+  prompt.connect(0, bon, bon.inputs.findIndex(i => i.name === "text"));
+  graph.setDirtyCanvas(true, true);
+  return ["clip", "text"].map(name => bon.inputs.find(i => i.name === name)?.link != null);
+}})()""")
+    assert wired == [True, True], "the toy CLIP and the prompt were not connected to Best-of-N's clip and text"
+
+    out = queue_from_the_page(server, browser)["outputs"][str(pick_id)]
+    assert out["rfmi_phrases"] == PHRASES
+    values = {g["candidate"]: g["phrase_mi"] for g in out["rfmi_gallery"]}
+    assert all(len(v) == 3 for v in values.values()) and len(values) == n
+    assert all(g["mi"] == pytest.approx(min(g["phrase_mi"])) for g in out["rfmi_gallery"])  # ranked by phrase-min
+    browser.evaluate(focus_js(pick_id))
+    browser.wait_for(f"(() => {{ const g = {bars_js(pick_id)}; return g.length === {n} && g.every(c => c.loaded "
+                     f"&& c.bars.length === 3) ? g : null; }})()", timeout=30, what="the gallery's phrase bars")
+    settled_gallery(browser, pick_id)
+    cards = browser.evaluate(bars_js(pick_id))
+    for card in cards:
+        mi = values[int(card["candidate"])]
+        weakest = min(range(3), key=lambda p: (mi[p], p))
+        assert [b["phrase"] for b in card["bars"]] == PHRASES and [b["index"] for b in card["bars"]] == ["0", "1", "2"]
+        assert [b["mi"] for b in card["bars"]] == [f"{v:.3f}" for v in mi]
+        assert [b["weakest"] for b in card["bars"]] == ["true" if p == weakest else "false" for p in range(3)]
+        assert all(b["w"] > 20 and b["h"] > 4 for b in card["bars"])
+    widest = max(abs(v) for mi in values.values() for v in mi)  # the bars share one scale: the largest |MI| fills one
+    assert max(b["fill"] / b["w"] for c in cards for b in c["bars"]) == pytest.approx(1.0, abs=0.02)
+    first = cards[0]
+    longest = max(range(3), key=lambda p: abs(values[int(first["candidate"])][p]))
+    assert first["bars"][longest]["fill"] / first["bars"][longest]["w"] == pytest.approx(
+        abs(values[int(first["candidate"])][longest]) / widest, abs=0.02)
+
+    for p in (2, 0):  # hover one bar, then another: that phrase's heatmap over the thumbnail
+        bar = first["bars"][p]
+        hit = browser.evaluate(f"document.elementFromPoint({bar['x']}, {bar['y']})?.closest('.rfmi-phrase-bar')?.dataset.index")
+        assert hit == str(p), "the phrase bar is not the element under the pointer"
+        browser.send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": bar["x"], "y": bar["y"]})
+        shown = browser.wait_for(f"(() => {{ const c = {bars_js(pick_id)}[0]; return c.loaded && c.src.includes("
+                                 f"'rfmi_gallery_phrase{p + 1}_') ? c : null; }})()", timeout=10,
+                                 what=f"phrase {p + 1}'s heatmap on hover")
+        assert shown["candidate"] == first["candidate"]
+    shot = browser.screenshot(screens / f"rank_and_pick_phrase_bars{suffix}.png")
+    browser.send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": 5, "y": 5})
+    browser.wait_for(f"(() => {{ const c = {bars_js(pick_id)}[0]; return !c.src.includes('heat') && "
+                     f"!c.src.includes('phrase') ? c : null; }})()", timeout=10, what="the image again after the hover")
+    assert not [e for e in browser.console_errors() if "rfmi" in e.lower()]
+    print(f"\nphrase bars screenshot: {shot}")

@@ -4,8 +4,8 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 
 import {
-  candidateForKey, chosenCandidates, formatPicks, galleryView, parsePicks, rankEntries, readPicks, resetPicks, togglePick,
-  viewPath,
+  candidateForKey, chosenCandidates, formatPicks, galleryView, parsePicks, phraseBars, phraseScale, rankEntries, readPicks,
+  resetPicks, togglePick, viewPath, weakestIndex,
 } from "../../web/rfmi_gallery_logic.js";
 
 // five candidates as the node sends them (candidate order), MI in nats
@@ -106,4 +106,43 @@ test("viewPath: a /view query of the node's image reference", () => {
   assert.equal(viewPath({ filename: "rfmi gallery_00001_.png", subfolder: "", type: "temp" }),
     "/view?filename=rfmi+gallery_00001_.png&subfolder=&type=temp");
   assert.equal(viewPath(null), null);
+});
+
+// three candidates with phrase MI, as Rank and Pick sends them for scores with phrase MI
+const PHRASE_ENTRIES = [
+  { candidate: 1, mi: 0.5, phrase_mi: [2.0, 0.5, 4.0], phrase_heatmaps: [{ filename: "p1_a.png" }, null, { filename: "p3_a.png" }] },
+  { candidate: 2, mi: -1.0, phrase_mi: [-1.0, 3.0, NaN] },
+  { candidate: 3, mi: 1.5, phrase_mi: [1.5, 1.5, 2.0] },
+];
+const PHRASES = ["a red square", "to the left of", "a blue disk"];
+
+test("weakestIndex: the smallest finite value, the first of equal ones, null when none is finite", () => {
+  assert.equal(weakestIndex([2.0, 0.5, 4.0]), 1);
+  assert.equal(weakestIndex([1.5, 1.5, 2.0]), 0);
+  assert.equal(weakestIndex([NaN, 3.0, -1.0]), 2);
+  assert.equal(weakestIndex([NaN]), null);
+  assert.equal(weakestIndex(undefined), null);
+});
+
+test("phraseBars: one bar per phrase in phrase order, on the gallery's scale, the weakest marked", () => {
+  const scale = phraseScale(PHRASE_ENTRIES);
+  assert.equal(scale, 4.0);
+  const bars = phraseBars(PHRASE_ENTRIES[0], PHRASES, scale);
+  assert.deepEqual(bars.map((b) => b.phrase), PHRASES);
+  assert.deepEqual(bars.map((b) => b.text), ["2.000", "0.500", "4.000"]);
+  assert.deepEqual(bars.map((b) => b.fraction), [0.5, 0.125, 1]);
+  assert.deepEqual(bars.map((b) => b.weakest), [false, true, false]);
+  assert.deepEqual(bars.map((b) => b.heatmap?.filename ?? null), ["p1_a.png", null, "p3_a.png"]);
+  const negative = phraseBars(PHRASE_ENTRIES[1], PHRASES, scale);
+  assert.deepEqual(negative.map((b) => [b.negative, b.weakest, b.fraction]), [[true, true, 0.25], [false, false, 0.75], [false, false, 0]]);
+  assert.deepEqual(phraseBars({ candidate: 4, mi: 1 }, PHRASES, scale), []);
+  assert.equal(phraseScale([{ mi: 1 }]), 1);
+});
+
+test("galleryView: every item carries its phrase bars, the items in MI order", () => {
+  const view = galleryView(PHRASE_ENTRIES, "", 1, PHRASES);
+  assert.deepEqual(view.items.map((i) => i.candidate), [3, 1, 2]);
+  assert.deepEqual(view.items.map((i) => i.bars.findIndex((b) => b.weakest)), [0, 1, 0]);
+  assert.deepEqual(view.items[0].bars.map((b) => b.phrase), PHRASES);
+  assert.deepEqual(galleryView(ENTRIES, "", 1).items.map((i) => i.bars), [[], [], [], [], []]);
 });

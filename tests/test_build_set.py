@@ -185,3 +185,23 @@ def test_a_killed_rank_costs_only_its_unfinished_prompts(tmp_path, capsys):
     assert len(manifest_lines(set_dir)) == 2 * len(many)
     build(prompts, tmp_path / "reference", capsys, flags)
     assert_same_sets(tmp_path / "reference", set_dir)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--candidates", "2"], "give --model (toy or MODULE:FACTORY), or --checkpoint"),
+    (["--model", "toy", "--checkpoint", "x.safetensors"], "give --model (toy or MODULE:FACTORY), or --checkpoint"),
+    (["--model", "toy", "--candidates", "2", "--k", "3"], "k must be between 1 and m (2)"),
+])
+def test_a_bad_command_line_is_one_error_line(prompt_file, tmp_path, capsys, flags, message):
+    with pytest.raises(SystemExit) as stop:
+        main(["--prompts", str(prompt_file), "--set", str(tmp_path / "set"), *flags])
+    assert stop.value.code == 2
+    error = capsys.readouterr().err
+    assert message in error and "Traceback" not in error
+    assert not (tmp_path / "set").exists()
+
+
+def test_a_missing_prompt_file_is_named(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["--prompts", str(tmp_path / "none.txt"), "--set", str(tmp_path / "set"), "--model", "toy"])
+    assert f"--prompts {tmp_path / 'none.txt'} cannot be read" in capsys.readouterr().err

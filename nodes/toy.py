@@ -3,7 +3,8 @@
 The toy model works in image space (3×16×16 in [-1, 1]): its LATENT is the image itself (identity latent format, 3
 channels), its CONDITIONING the prompt's word ids as a float tensor [1, MAX_TOKENS, 1] (the embedding lives in the
 network), and decoding is the affine map [-1, 1] → [0, 1]. So the stock KSampler, Best-of-N, Export and Train LoRA
-run the whole RFMI loop on CPU with no download.
+run the whole RFMI loop on CPU with no download. The loader's CLIP (``ToyClip``) is the same text encoder for CLIP
+Text Encode and for phrase MI, which it splits into the toy model's own phrases.
 """
 
 from __future__ import annotations

@@ -124,6 +124,7 @@ def test_a_rerun_skips_complete_prompts_and_builds_the_missing_ones(prompt_file,
     again = build(prompt_file, tmp_path / "set", capsys)
     assert f"built 0 prompts ({len(PROMPTS)} already complete, skipped)" in again
     assert len(manifest_lines(tmp_path / "set")) == 2 * 2 * len(PROMPTS)  # seed 5 and seed 6, nothing twice
+    assert not [m for m in sys.modules if m.split(".")[0] in ("comfy", "rfmi_pack")]  # no ComfyUI without --comfyui
 
 
 def test_pending_prompts_need_k_records_of_these_settings(tmp_path):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 import comfy.samplers
+import comfy.utils
 import folder_paths
 import nodes as comfy_nodes
 
@@ -86,11 +87,19 @@ class ComfyCandidates:
         return dict(sampler_name=o["sampler_name"], scheduler=o["scheduler"], steps=o["steps"], cfg=o["cfg"],
                     velocity=self.velocity, score=self.score, seed=seed, n=n)
 
-    def best_of_n(self, positive: list, negative: list, seed: int, n: int):
-        """Best-of-N's ``all_scores`` for this prompt: n candidates, seeds seed … seed + n − 1."""
+    def best_of_n(self, positive: list, negative: list, seed: int, n: int, progress=None):
+        """Best-of-N's ``all_scores`` for this prompt: n candidates, seeds seed … seed + n − 1. ``progress(done)``
+        hears Best-of-N's own progress bar (candidate-steps of n·steps) through ComfyUI's progress hook."""
         o = self.options
-        return RFMIBestOfN.execute(self.model, seed, o["steps"], o["cfg"], o["sampler_name"], o["scheduler"], positive,
-                                   negative, self.latent, n, 1, self.batch_size, self.velocity, self.score).result[2]
+        previous = comfy.utils.PROGRESS_BAR_HOOK
+        if progress is not None:
+            comfy.utils.set_progress_bar_global_hook(lambda value, total, preview=None, **_: progress(int(value)))
+        try:
+            return RFMIBestOfN.execute(self.model, seed, o["steps"], o["cfg"], o["sampler_name"], o["scheduler"],
+                                       positive, negative, self.latent, n, 1, self.batch_size, self.velocity,
+                                       self.score).result[2]
+        finally:
+            comfy.utils.set_progress_bar_global_hook(previous)
 
 
 def load(*, checkpoint: str | None, diffusion_model: str | None, text_encoders: list[str], clip_type: str,

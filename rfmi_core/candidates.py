@@ -36,8 +36,10 @@ class CandidateMaker(Protocol):
     def settings(self, seed: int, n: int) -> dict:
         """The ``ScoredCandidates.settings`` that ``best_of_n(…, seed, n)`` returns (they key a prompt's records)."""
 
-    def best_of_n(self, positive: Any, negative: Any, seed: int, n: int) -> ScoredCandidates:
-        """n candidates (seeds seed … seed + n − 1) with MI, latents (ComfyUI LATENT space, CPU) and settings."""
+    def best_of_n(self, positive: Any, negative: Any, seed: int, n: int,
+                  progress: Callable[[int], None] | None = None) -> ScoredCandidates:
+        """n candidates (seeds seed … seed + n − 1) with MI, latents (ComfyUI LATENT space, CPU) and settings;
+        ``progress(done)`` is told the candidate-steps done so far (of n·steps)."""
 
 
 def shifted_sigmas(steps: int, shift: float = 1.0) -> Tensor:
@@ -99,13 +101,16 @@ class VelocityCandidates:
         return dict(sampler_name="euler", shift=self.shift, steps=self.steps, cfg=self.cfg, velocity=self.velocity,
                     score=self.score, seed=seed, n=n)
 
-    def best_of_n(self, positive: dict[str, Tensor], negative: dict[str, Tensor], seed: int, n: int) -> ScoredCandidates:
+    def best_of_n(self, positive: dict[str, Tensor], negative: dict[str, Tensor], seed: int, n: int,
+                  progress: Callable[[int], None] | None = None) -> ScoredCandidates:
         parts = []
         for start in range(0, n, self.batch_size):
             seeds = list(range(seed + start, seed + min(start + self.batch_size, n)))
             latents, result = self._sample(positive, negative, seeds)
             parts.append(ScoredCandidates(mi=result.mi.cpu(), seeds=seeds, batch_index=[0] * len(seeds),
                                           latents=latents))
+            if progress is not None:
+                progress((start + len(seeds)) * self.steps)
         scores = ScoredCandidates.concat(parts)
         scores.settings = self.settings(seed, n)
         return scores

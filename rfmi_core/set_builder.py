@@ -17,12 +17,12 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 
 from .candidates import CandidateMaker
 from .finetune_set import FinetuneSet, candidate_records, record_settings
-from .progress import progress_bar
 from .select import top_k
 from .train.distributed import World, broadcast_from_main, current_world
 
@@ -89,10 +89,12 @@ def share(pending: list[str], world: World) -> list[str]:
     return pending[world.rank::world.size]
 
 
-def build_prompt(finetune_set: FinetuneSet, maker: CandidateMaker, plan: BuildPlan, prompt: str) -> int:
-    """Samples the M candidates of ``prompt``, appends the top k with the conditionings; returns M."""
+def build_prompt(finetune_set: FinetuneSet, maker: CandidateMaker, plan: BuildPlan, prompt: str,
+                 progress: Callable[[int], None] | None = None) -> int:
+    """Samples the M candidates of ``prompt``, appends the top k with the conditionings; returns M. ``progress`` is
+    told the candidate-steps done so far."""
     positive, negative = maker.encode(prompt), maker.encode(plan.negative)
-    scores = maker.best_of_n(positive, negative, plan.seed, plan.m)
+    scores = maker.best_of_n(positive, negative, plan.seed, plan.m, progress)
     expected = maker.settings(plan.seed, plan.m)
     if scores.settings != expected:
         raise RuntimeError(f"the model's Best-of-N reported settings {scores.settings}, expected {expected}")
@@ -105,7 +107,10 @@ def build_prompt(finetune_set: FinetuneSet, maker: CandidateMaker, plan: BuildPl
 
 def build_set(maker: CandidateMaker, plan: BuildPlan, path: str, world: World | None = None,
               progress: bool = True) -> BuildReport:
-    """Builds this rank's share of the plan's pending prompts into the set at ``path`` (created with top_k = k)."""
+    """Builds this rank's share of the plan's pending prompts into the set at ``path`` (created with top_k = k).
+
+    The progress bar (one per rank) counts candidate-steps, so its rate is steps/s (1 / the s/step of the capacity
+    formula); its postfix shows the prompts done and images/s."""
     world = world or current_world()
     start = time.perf_counter()
     finetune_set = FinetuneSet.open(path, create=True, top_k=plan.k)
@@ -115,16 +120,33 @@ def build_set(maker: CandidateMaker, plan: BuildPlan, path: str, world: World | 
         pending = pending_prompts(finetune_set, maker, plan)
     mine = share(pending, world)
     report = BuildReport(skipped=len(set(p.strip() for p in plan.prompts)) - len(pending) if world.is_main else 0)
-    bar = progress_bar(mine, enabled=progress, desc=f"rank {world.rank}" if world.size > 1 else "prompts",
-                       position=world.rank, unit="prompt", dynamic_ncols=True)
-    for prompt in bar:
-        report.images += build_prompt(finetune_set, maker, plan, prompt)
+    steps_per_prompt = plan.m * int(maker.settings(plan.seed, plan.m)["steps"])
+    bar = _step_bar(len(mine) * steps_per_prompt, progress, world)
+    for prompt in mine:
+        base = report.built * steps_per_prompt
+        report.images += build_prompt(finetune_set, maker, plan, prompt,
+                                      (lambda done: bar.update(base + done - bar.n)) if bar else None)
         report.built += 1
-        if progress and hasattr(bar, "set_postfix"):
-            seconds = time.perf_counter() - start
-            bar.set_postfix_str(f"{report.images / seconds:.2f} img/s")
+        if bar is not None:
+            bar.update(base + steps_per_prompt - bar.n)
+            bar.set_postfix_str(f"prompt {report.built}/{len(mine)}, "
+                                f"{report.images / (time.perf_counter() - start):.2f} img/s")
+    if bar is not None:
+        bar.close()
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _step_bar(total: int, enabled: bool, world: World) -> Any:
+    """A tqdm bar over ``total`` candidate-steps (one line per rank), or None."""
+    if not enabled:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm comes with the dependencies
+        return None
+    return tqdm(total=total, desc=f"rank {world.rank}" if world.size > 1 else "build_set", unit="step",
+                position=world.rank, dynamic_ncols=True)
 
 
 def gather_report(report: BuildReport, world: World | None = None) -> BuildReport:

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import comfy.sd
+import comfy.utils
 import folder_paths
 import nodes as comfy_nodes
 
@@ -106,3 +107,28 @@ def test_two_processes_build_the_set_of_one(model_folders, prompt_file, one_proc
     assert len({r.writer for r in FinetuneSet.open(tmp_path / "set").records(selected=False)}) == 2
     assert assert_same_sets(one_process, tmp_path / "set") == K * len(PROMPTS)
     assert len(manifest_lines(tmp_path / "set")) == K * len(PROMPTS)
+
+
+def test_the_comfyui_maker_loads_by_name_inside_the_folder_and_reports_progress(rfmi_nodes, pack_import, model_folders,
+                                                                               monkeypatch):
+    headless = pack_import("nodes.headless_model")
+    base = model_folders.parent
+    (base / "outside.safetensors").write_bytes((base / "checkpoints" / CHECKPOINT).read_bytes())
+    monkeypatch.setitem(folder_paths.folder_names_and_paths, "checkpoints",
+                        ([str(base / "checkpoints")], {".safetensors"}))
+    model, clip = headless.load_model(checkpoint=CHECKPOINT)
+    assert clip is None  # the tiny checkpoint has no text encoder: --text-encoders is needed
+    with pytest.raises(FileNotFoundError):
+        headless.load_model(checkpoint="../outside.safetensors")  # a name never leaves models/checkpoints
+    with pytest.raises(ValueError, match="only .safetensors files are loaded"):
+        headless.load_model(checkpoint="model.ckpt")
+    clip = comfy.sd.load_clip([str(base / "text_encoders" / CLIP_L)], clip_type=comfy.sd.CLIPType.SD3)
+    with pytest.raises(ValueError, match="not a ComfyUI sampler"):
+        headless.ComfyCandidates(model, clip, width=64, height=64, steps=2, cfg=4.5, sampler_name="nope",
+                                 scheduler="simple", batch_size=2)
+    maker = headless.ComfyCandidates(model, clip, width=64, height=64, steps=2, cfg=4.5, sampler_name="euler",
+                                     scheduler="simple", batch_size=2)
+    hook, seen = comfy.utils.PROGRESS_BAR_HOOK, []
+    scores = maker.best_of_n(maker.encode("a red cube"), maker.encode(""), 0, 3, seen.append)
+    assert len(scores) == 3 and scores.latents.shape == (3, 16, 8, 8) and scores.settings == maker.settings(0, 3)
+    assert seen[-1] == 3 * 2 and seen == sorted(seen) and comfy.utils.PROGRESS_BAR_HOOK is hook

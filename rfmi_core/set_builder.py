@@ -125,7 +125,7 @@ def build_set(maker: CandidateMaker, plan: BuildPlan, path: str, world: World | 
     for prompt in mine:
         base = report.built * steps_per_prompt
         report.images += build_prompt(finetune_set, maker, plan, prompt,
-                                      (lambda done: bar.update(base + done - bar.n)) if bar else None)
+                                      (lambda done: bar.update(base + done - bar.n)) if bar is not None else None)
         report.built += 1
         if bar is not None:
             bar.update(base + steps_per_prompt - bar.n)

@@ -6,7 +6,8 @@ browser shows for a custom node's template: /api/workflow_templates/<pack>/<name
 A workflow that runs here (the toy loop: toy model, CPU, no download) gets a picture of a real run through the ComfyUI
 server: its Best-of-N candidates ranked by MI (nats under each), and the same seeds before and after the LoRA. The
 others (SD3.5, FLUX: weights this machine does not have) get a clean drawing of the graph (matplotlib): every node
-where the workflow puts it, titled as in ComfyUI, RFMI nodes highlighted, links coloured by type.
+where the workflow puts it, titled as in ComfyUI, RFMI nodes highlighted, links coloured by type. The template
+browser names each card, so the pictures carry no title.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def display_names(object_info: dict) -> dict[str, str]:
 
 
 # --- a drawing of the graph ------------------------------------------------------------------------------------------
-def draw_graph(workflow: dict, names: dict[str, str], path: Path, caption: str) -> Path:
+def draw_graph(workflow: dict, names: dict[str, str], path: Path) -> Path:
     """The workflow's nodes and links, scaled into a SIZE × SIZE picture, as a JPEG at ``path``."""
     import matplotlib
 
@@ -55,10 +56,10 @@ def draw_graph(workflow: dict, names: dict[str, str], path: Path, caption: str) 
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
 
     fig = plt.figure(figsize=(SIZE / 100, SIZE / 100), dpi=100, facecolor=BACKGROUND)
-    ax = fig.add_axes((0, 0, 1, 0.9))
+    ax = fig.add_axes((0, 0, 1, 1))
     ax.set_facecolor(BACKGROUND)
     ax.set_xlim(cx - span / 2, cx + span / 2)
-    ax.set_ylim(cy + span / 2 * 0.9, cy - span / 2 * 0.9)  # y down, as on the canvas
+    ax.set_ylim(cy + span / 2, cy - span / 2)  # y down, as on the canvas
     ax.set_aspect("equal")
     ax.axis("off")
     font = max(5.5, min(9.0, 3400 / span))
@@ -88,7 +89,6 @@ def draw_graph(workflow: dict, names: dict[str, str], path: Path, caption: str) 
         label = label if len(label) <= limit else label[: limit - 1] + "…"
         ax.text(x + 8, y - title_h / 2, label, color=TEXT, fontsize=font, va="center", ha="left",
                 fontweight="bold" if ours else "normal", clip_on=True)
-    fig.text(0.5, 0.95, caption, color=TEXT, fontsize=12, ha="center", va="center")
     return _save_jpeg(fig, path)
 
 
@@ -137,10 +137,11 @@ def run_picture(server, workflow: dict, object_info: dict, path: Path, caption: 
     per_row, cell = 4, 0.19  # figure fractions: 4 columns; 8 candidates on 2 lines, then base and LoRA
     left = (1 - per_row * cell) / 2
     fig = plt.figure(figsize=(SIZE / 100, SIZE / 100), dpi=100, facecolor=BACKGROUND)
-    fig.text(0.5, 0.965, caption, color=TEXT, fontsize=11, ha="center", va="center")
+    # text on the right: the template browser lays its badge over the top-left corner
+    fig.text(1 - left, 0.975, caption, color=TEXT, fontsize=9, ha="right", va="center")
     top = 0.935
     for label, images in rows:
-        fig.text(left, top - 0.005, label, color=TEXT, fontsize=8, ha="left", va="top")
+        fig.text(1 - left, top - 0.005, label, color=TEXT, fontsize=8, ha="right", va="top")
         top -= 0.035
         for start in range(0, len(images), per_row):
             for c, (pixels, mi) in enumerate(images[start:start + per_row]):
@@ -166,9 +167,9 @@ def main(names: list[str]) -> None:
             workflow = json.loads((WORKFLOW_DIR / f"{name}.json").read_text(encoding="utf-8"))
             path = WORKFLOW_DIR / f"{name}.jpg"
             if name in RUNS_HERE:
-                run_picture(server, workflow, object_info, path, f"{name}: a run on CPU")
+                run_picture(server, workflow, object_info, path, "a real run on CPU")
             else:
-                draw_graph(workflow, display_names(object_info), path, name)
+                draw_graph(workflow, display_names(object_info), path)
             print(f"wrote {path.relative_to(REPO)} ({path.stat().st_size // 1024} KiB)")
 
 

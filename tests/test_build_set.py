@@ -13,6 +13,7 @@ import torch
 
 from rfmi_core import FinetuneSet
 from rfmi_core.build_set import main
+from rfmi_core.cli_help import UsageError
 from rfmi_core.candidates import shifted_sigmas, toy_candidates
 from rfmi_core.set_builder import BuildPlan, build_set, pending_prompts, share
 from rfmi_core.toy.prompts import prompts as toy_prompts
@@ -206,3 +207,20 @@ def test_a_missing_prompt_file_is_named(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--prompts", str(tmp_path / "none.txt"), "--set", str(tmp_path / "set"), "--model", "toy"])
     assert f"--prompts {tmp_path / 'none.txt'} cannot be read" in capsys.readouterr().err
+
+
+def toy_encoder():
+    """An ``--encoder`` factory: the toy model's text encoding (word ids as cross_attn)."""
+    from rfmi_core.toy.conditioning import conditioning_from_text
+
+    return lambda text: {"cross_attn": conditioning_from_text(text)}
+
+
+def test_a_trainer_style_factory_with_an_encoder_builds_the_toy_set(prompt_file, one_process, tmp_path, capsys):
+    folder, _ = one_process
+    build(prompt_file, tmp_path / "set", capsys, [*FLAGS[2:], "--model", "rfmi_core.train.cli:toy_model", "--encoder",
+                                                  "test_build_set:toy_encoder", "--latent-shape", "3", "16", "16"])
+    assert_same_sets(folder, tmp_path / "set")
+    with pytest.raises(UsageError, match="needs --encoder MODULE:FACTORY and --latent-shape"):  # one line under run_cli
+        main(["--prompts", str(prompt_file), "--set", str(tmp_path / "other"), "--model",
+              "rfmi_core.train.cli:toy_model"])

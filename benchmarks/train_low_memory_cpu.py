@@ -10,6 +10,7 @@ targets; a 16-channel latent of side --latent, patch 2; 77 context tokens), trai
   plain       float32, no gradient checkpointing, batch_size 4, grad_accum_steps 1
   low memory  the preset (``rfmi_core.train.LOW_MEMORY``: bf16 autocast, gradient checkpointing, batch_size 1),
               grad_accum_steps 4: the same 4 samples a step
+  preset without bf16   gradient checkpointing and batch_size 1 in float32 (a CPU without native bf16 emulates it)
 
 Each process builds the model, runs one untimed step, then --steps timed steps: s/step is their mean wall time; peak RSS
 is the process's maximum resident set (ru_maxrss), printed beside the RSS before training (torch and the model).
@@ -29,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 SETTINGS = {
     "plain": dict(bf16=False, gradient_checkpointing=False, batch_size=4, grad_accum_steps=1),
     "low memory": dict(grad_accum_steps=4),  # + the preset
+    "preset without bf16": dict(bf16=False, gradient_checkpointing=True, batch_size=1, grad_accum_steps=4),
 }
 
 
@@ -38,6 +40,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--dim", type=int, default=384, help="hidden size (default 384)")
     p.add_argument("--depth", type=int, default=6, help="joint blocks (default 6)")
     p.add_argument("--latent", type=int, default=32, help="latent side (default 32: 256 image tokens)")
+    p.add_argument("--only", choices=list(SETTINGS), action="append", help="run these settings only (repeatable)")
     p.add_argument("--one", help=argparse.SUPPRESS)  # run one setting in this process, print JSON
     return p.parse_args()
 
@@ -136,14 +139,14 @@ def main() -> None:
              str(args.latent)]
     print(f"RFMI FT on CPU ({args.depth} joint blocks, dim {args.dim}, latent 16x{args.latent}x{args.latent}, rank 32, "
           f"4 samples a step, {args.steps} timed steps, torch threads 1)")
-    for name in SETTINGS:
+    for name in args.only or SETTINGS:
         done = subprocess.run([sys.executable, __file__, "--one", name, *flags], capture_output=True, text=True,
                               cwd=REPO, env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
         if done.returncode != 0:
             print(f"  {name}: failed\n{done.stderr[-2000:]}")
             continue
         r = json.loads(done.stdout.strip().splitlines()[-1])
-        print(f"  {name:<11} {r['s_per_step']:.2f} s/step, peak RSS {r['peak_rss_mib']:.0f} MiB (before training "
+        print(f"  {name:<19} {r['s_per_step']:.2f} s/step, peak RSS {r['peak_rss_mib']:.0f} MiB (before training "
               f"{r['rss_before_mib']:.0f} MiB; model {r['params_m']:.1f} M parameters)  {r['config']}")
 
 

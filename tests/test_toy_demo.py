@@ -47,11 +47,14 @@ def test_tiny_demo_rates_and_intervals(tiny):
                 low, high = r.ci
                 assert r.n == size.eval_images and 0 <= low <= r.p <= high <= 1
     cands = result.candidates
-    assert len(cands.texts) == size.train_prompts * size.m * len(CATEGORIES)
+    assert len(cands.texts) == size.ft_prompts * size.m * len(CATEGORIES)
     assert torch.isfinite(cands.mi).all()
     for how, kept in result.kept.items():
-        assert len(kept) == size.train_prompts * size.k * len(CATEGORIES)
-        assert len(set(cands.groups[kept].tolist())) == size.train_prompts * len(CATEGORIES)  # k per prompt
+        if how == "judge":  # the oracle keeps correct candidates only, up to k per prompt
+            assert bool(cands.correct[kept].all()) and len(kept) <= size.ft_prompts * size.k * len(CATEGORIES)
+            continue
+        assert len(kept) == size.ft_prompts * size.k * len(CATEGORIES)
+        assert len(set(cands.groups[kept].tolist())) == size.ft_prompts * len(CATEGORIES)  # k per prompt
 
 
 def test_tiny_demo_finetuning_moves_the_model(tiny):
@@ -73,6 +76,9 @@ def test_selection_by_mi_keeps_the_highest_mi_of_each_prompt():
     assert sorted(select(cands, 2, "mi").tolist()) == [1, 2, 3, 5]
     judged = select(cands, 1, "judge").tolist()
     assert judged[0] in (0, 2) and judged[1] == 5  # a correct one whenever the prompt has one
+    assert sorted(select(cands, 3, "judge").tolist()) == [0, 2, 5]  # only correct ones, up to k
+    none_correct = Candidates(cands.images, cands.texts, cands.categories, groups, mi, flags, torch.zeros(6).bool())
+    assert select(none_correct, 2, "judge").tolist() == []
     with pytest.raises(ValueError, match="how must be one of"):
         select(cands, 1, "best")
 

@@ -276,3 +276,20 @@ def test_split_toy_prompt_gives_the_phrases_and_ablations_the_toy_model_was_trai
     assert split_toy_prompt("three green crosses").ablations() == ["green crosses", "three"]
     with pytest.raises(ValueError, match="not a binding, spatial or numeracy prompt"):
         split_toy_prompt("a red square near a blue disk")
+
+
+def test_heldout_halves_split_pairs_and_triples_and_never_share_one():
+    from rfmi_core.toy.prompts import heldout_half
+
+    counts = {c: (len(prompts(c, "finetune")), len(prompts(c, "evaluation"))) for c in CATEGORIES}
+    assert counts == {"binding": (6, 6), "spatial": (24, 24), "numeracy": (6, 6)}
+    for c in CATEGORIES:
+        tune, judge = set(prompts(c, "finetune")), set(prompts(c, "evaluation"))
+        assert not tune & judge and tune | judge == set(prompts(c, "heldout"))
+    pairs = {half: {frozenset(s.objects) for c in ("binding", "spatial") for s in prompt_specs(c, half)}
+             for half in ("finetune", "evaluation")}
+    assert not pairs["finetune"] & pairs["evaluation"] and len(pairs["finetune"]) == len(pairs["evaluation"]) == 6
+    assert prompts("binding", "finetune")[0] == "a red square and a green disk"
+    assert prompts("binding", "evaluation")[0] == "a green square and a blue disk"
+    with pytest.raises(ValueError, match="train prompt"):
+        heldout_half(prompt_specs("binding", "train")[0])

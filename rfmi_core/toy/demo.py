@@ -5,14 +5,20 @@
                                                  # random-selection and judge-selected (oracle) FT controls
     python -m rfmi_core.toy.demo --tiny          # seconds: the CI smoke run
 
-1. Candidates (paper Algorithm 2): for each train prompt, M samples by Euler with CFG; the point-wise MI is read along
-   each trajectory (``rfmi_core.sample_with_mi``, CFG velocity, the paper's Riemann sum).
-2. Selection (Algorithm 1): the top-k per prompt by MI (``rfmi_core.top_k``). Controls at the same budget (k per
-   prompt): k at random, and k chosen by the exact judge (correct ones first; the oracle an ideal scorer would match).
-3. RFMI FT: a LoRA on the toy transformer's attention (``rfmi_core.train.train_lora``, flow matching on the kept
-   images with their prompts), one per selection, each from the same base weights.
-4. Evaluation on held-out prompts (compositions never seen in training): the judge's "correct" and "valid" rates per
-   category with 95% Wilson intervals, base against each FT model on the same prompts and seeds.
+The paper's regime: the base model never trained on the prompts it is fine-tuned on, nor on those it is judged on.
+The toy world's held-out compositions are split in two halves (``prompts.heldout_half``): fine-tuning prompts and
+evaluation prompts, no object pair or numeracy triple shared between them.
+
+1. Candidates (paper Algorithm 2): for each fine-tuning prompt (``ft_prompts`` per category, the half's prompts in
+   turn, each repeat with new seeds), M samples by Euler with CFG; the point-wise MI is read along each trajectory
+   (``rfmi_core.sample_with_mi``, CFG velocity, the paper's Riemann sum).
+2. Selection (Algorithm 1): the top-k per prompt by MI (``rfmi_core.top_k``). Controls at the same k per prompt: k at
+   random, and the judge's pick (the oracle: up to k correct candidates; a prompt with none gives none).
+3. RFMI FT: a LoRA on the toy transformer's attention and MLP layers (``TOY_LORA_TARGETS``,
+   ``rfmi_core.train.train_lora``, flow matching on the kept images with their prompts), one per selection, each from
+   the same base weights.
+4. Evaluation on the evaluation prompts: the judge's "correct" and "valid" rates per category with 95% Wilson
+   intervals, base against each FT model on the same prompts and seeds.
 
 Resumable: candidates and each model's held-out samples are kept in ``<out>/parts`` and reused by a rerun with the
 same settings (so an interrupted ``--full`` continues where it stopped). Writes to ``--out`` (default ./out/toy_demo):
@@ -57,17 +63,19 @@ __all__ = ["DemoSize", "SIZES", "Candidates", "make_candidates", "select", "Fine
            "run_demo", "main"]
 
 SELECTIONS = ("mi", "random", "judge")
-JUDGE_SELECTION = "correct candidates first, then valid ones"
+JUDGE_SELECTION = "up to k of the prompt's correct candidates; a prompt with none adds none"
+DEFAULT_LR, DEFAULT_RANK = 1e-3, 16  # the positive control's recipe (issue 12): see docs/toy_full_results.md
+TOY_LORA_TARGETS = r"joint_blocks\.\d+\.(?:context_block|x_block)\.(?:attn\.(?:qkv|proj)|mlp\.[02])"
 MODEL_NAMES = {"base": "base", "mi": "FT on MI-selected", "random": "FT on random picks",
                "judge": "FT on judge-selected"}
 
 
 @dataclass
 class DemoSize:
-    """How much work: train prompts per category × ``m`` candidates, top ``k`` kept, FT ``ft_steps`` of ``ft_batch``,
-    ``eval_images`` held-out images per category and model."""
+    """How much work: ``ft_prompts`` fine-tuning prompts per category × ``m`` candidates, top ``k`` kept, FT
+    ``ft_steps`` of ``ft_batch``, ``eval_images`` images of evaluation prompts per category and model."""
 
-    train_prompts: int
+    ft_prompts: int
     m: int
     k: int
     ft_steps: int
@@ -77,15 +85,15 @@ class DemoSize:
 
 
 SIZES = {
-    "tiny": DemoSize(train_prompts=2, m=4, k=1, ft_steps=3, eval_images=8, ft_batch=4, selections=SELECTIONS),
-    "default": DemoSize(train_prompts=24, m=8, k=2, ft_steps=150, eval_images=200),
-    "full": DemoSize(train_prompts=96, m=8, k=2, ft_steps=300, eval_images=600, selections=SELECTIONS),
+    "tiny": DemoSize(ft_prompts=2, m=4, k=1, ft_steps=3, eval_images=8, ft_batch=4, selections=SELECTIONS),
+    "default": DemoSize(ft_prompts=48, m=8, k=2, ft_steps=600, eval_images=200),
+    "full": DemoSize(ft_prompts=96, m=8, k=2, ft_steps=600, eval_images=600, selections=SELECTIONS),
 }
 
 
 @dataclass
 class Candidates:
-    """M samples per train prompt: images [N, 3, 16, 16], prompt texts, categories, MI (nats), judge verdicts."""
+    """M samples per fine-tuning prompt: images [N, 3, 16, 16], prompt texts, categories, MI (nats), judge verdicts."""
 
     images: Tensor
     texts: list[str]
@@ -98,13 +106,14 @@ class Candidates:
 
 def make_candidates(model: nn.Module, size: DemoSize, steps: int, cfg: float, seed: int,
                     progress: bool = True) -> Candidates:
-    """``size.m`` samples with MI for each of ``size.train_prompts`` train prompts per category (seeds from ``seed``)."""
+    """``size.m`` samples with MI for each of ``size.ft_prompts`` fine-tuning prompts per category (seeds from
+    ``seed``)."""
     texts, categories, groups = [], [], []
     for c, category in enumerate(CATEGORIES):
-        for p, text in enumerate(pick_prompts(prompts(category, "train"), size.train_prompts, seed + c)):
+        for p, text in enumerate(pick_prompts(prompts(category, "finetune"), size.ft_prompts, seed + c)):
             texts += [text] * size.m
             categories += [category] * size.m
-            groups += [c * size.train_prompts + p] * size.m
+            groups += [c * size.ft_prompts + p] * size.m
     seeds = [seed * 1_000_000 + i for i in range(len(texts))]
     images, result = generate(model, texts, seeds, steps, cfg, progress=progress, desc="candidates")
     valid, correct = judge_batch(images, texts)
@@ -112,8 +121,8 @@ def make_candidates(model: nn.Module, size: DemoSize, steps: int, cfg: float, se
 
 
 def select(cands: Candidates, k: int, how: str, seed: int = 0) -> Tensor:
-    """Indices of the k kept candidates of each prompt: top-k by MI ("mi"), at random ("random"), or by the judge
-    ("judge": correct first, then valid, ties at random)."""
+    """Indices of the kept candidates of each prompt: top-k by MI ("mi"), k at random ("random"), or by the judge
+    ("judge", the oracle: up to k of its correct candidates, at random; none when it has none)."""
     g = torch.Generator().manual_seed(seed)
     kept = []
     for group in cands.groups.unique().tolist():
@@ -124,7 +133,9 @@ def select(cands: Candidates, k: int, how: str, seed: int = 0) -> Tensor:
         elif how == "random":
             order = top_k(noise, k)
         elif how == "judge":
-            order = top_k(2.0 * cands.correct[members] + 1.0 * cands.valid[members] + 0.5 * noise, k)
+            is_correct = cands.correct[members]
+            members, noise = members[is_correct], noise[is_correct]
+            order = top_k(noise, min(k, len(members))) if len(members) else torch.empty(0, dtype=torch.long)
         else:
             raise ValueError(f"how must be one of {SELECTIONS}; got {how!r}")
         kept.append(members[order])
@@ -154,9 +165,9 @@ def toy_velocity(model: nn.Module, x_t: Tensor, t: Tensor, cond: dict) -> Tensor
 def ft_config(size: DemoSize, seed: int, lr: float, rank: int) -> TrainConfig:
     """LoRA settings for the toy: Table 2's recipe (AdamW, warm-up, constant lr, no condition dropout) scaled to a
     0.7 M-parameter model trained for minutes (Table 2's lr 5e-6 and clip 0.005 would barely move it)."""
-    return TrainConfig(rank=rank, alpha=float(rank), lr=lr, warmup_steps=max(1, size.ft_steps // 10),
-                       max_grad_norm=1.0, steps=size.ft_steps, batch_size=size.ft_batch, grad_accum_steps=1,
-                       seed=seed)
+    return TrainConfig(rank=rank, alpha=float(rank), target_modules=TOY_LORA_TARGETS, lr=lr,
+                       warmup_steps=max(1, size.ft_steps // 10), max_grad_norm=1.0, steps=size.ft_steps,
+                       batch_size=size.ft_batch, grad_accum_steps=1, seed=seed)
 
 
 def finetune(base: nn.Module, data: FinetuneData, config: TrainConfig, progress: bool = True):
@@ -225,7 +236,7 @@ def _verdict(valid: bool, correct: bool) -> str:
 
 
 def sample_grid(evaluations: dict[str, Evaluation], category: str, rows: int = 6, columns: int = 4) -> Figure:
-    """Rows of held-out prompts; per model (base, each FT) ``columns`` samples with MI and verdict frames."""
+    """Rows of evaluation prompts; per model (base, each FT) ``columns`` samples with MI and verdict frames."""
     base = evaluations["base"]
     by_text: dict[str, list[int]] = {}
     for i, c in enumerate(base.categories):
@@ -235,7 +246,7 @@ def sample_grid(evaluations: dict[str, Evaluation], category: str, rows: int = 6
         Sample(ev.images[i], float(ev.mi[i]), _verdict(bool(ev.valid[i]), bool(ev.correct[i])))
         for i in members[:columns]] for name, ev in evaluations.items()})
         for text, members in list(by_text.items())[:rows]]
-    return sample_grid_figure(lines, f"{category}: held-out prompts, base vs fine-tuned (same seeds)")
+    return sample_grid_figure(lines, f"{category}: evaluation prompts, base vs fine-tuned (same seeds)")
 
 
 def _table(result: DemoResult, categories: tuple[str, ...]) -> list[str]:
@@ -265,7 +276,8 @@ def _selection_lines(cands: Candidates, kept: dict[str, Tensor]) -> list[str]:
 
 
 def run_demo(size: DemoSize, weights: str | None = None, out: str = "out/toy_demo", steps: int = DEFAULT_STEPS,
-             cfg: float = DEFAULT_CFG, seed: int = 0, lr: float = 1e-3, rank: int = 8, progress: bool = True,
+             cfg: float = DEFAULT_CFG, seed: int = 0, lr: float = DEFAULT_LR, rank: int = DEFAULT_RANK,
+             progress: bool = True,
              say=print, command: str = "python -m rfmi_core.toy.demo (run_demo)") -> DemoResult:
     """Runs the loop (module docstring) and writes its files to ``out``; returns everything it measured."""
     seconds: dict[str, float] = {}
@@ -284,12 +296,12 @@ def run_demo(size: DemoSize, weights: str | None = None, out: str = "out/toy_dem
         cands = Candidates(tensors["images"], texts_, categories_, tensors["groups"], tensors["mi"],
                            tensors["valid"], tensors["correct"])
     seconds["candidates"] = time.perf_counter() - clock
-    say(f"{len(cands.texts)} candidates: {size.train_prompts} train prompts per category × M = {size.m}, "
+    say(f"{len(cands.texts)} candidates: {size.ft_prompts} fine-tuning prompts per category × M = {size.m}, "
         f"{steps} Euler steps, CFG {cfg:g}, MI read along each trajectory ({seconds['candidates']:.0f} s)")
     kept = {how: select(cands, size.k, how, seed + SELECTIONS.index(how)) for how in size.selections}
     lines = [f"## Selected for fine-tuning: share correct (judge), top-{size.k} of {size.m} per prompt", "",
              *_selection_lines(cands, kept), ""]
-    texts, categories, seeds = heldout_set(size.eval_images, seed)
+    texts, categories, seeds = heldout_set(size.eval_images, seed, "evaluation")
     clock = time.perf_counter()
     def cached_evaluation(name: str, model_fn) -> Evaluation:
         """The evaluation of one model, from out/parts when an earlier run with the same settings saved it."""
@@ -336,7 +348,7 @@ def run_demo(size: DemoSize, weights: str | None = None, out: str = "out/toy_dem
                                                 "wrong": cands.mi[mask & ~cands.correct]}
                                      for category in CATEGORIES
                                      for mask in [torch.tensor([c == category for c in cands.categories])]},
-                                    f"MI of the {len(cands.texts)} candidates (train prompts), correct vs wrong by the "
+                                    f"MI of the {len(cands.texts)} candidates (fine-tuning prompts), correct vs wrong by the "
                                     "judge"), os.path.join(out, "mi_histogram.png"))
     save_figure(loss_curve_figure({MODEL_NAMES.get(n, n): l for n, l in losses.items()},
                                   f"LoRA fine-tuning loss (rank {rank}, lr {lr:g}, batch {size.ft_batch})"),
@@ -356,17 +368,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="Euler steps per sample")
     parser.add_argument("--cfg", type=float, default=DEFAULT_CFG, help="classifier-free guidance scale of the sampler")
     parser.add_argument("--seed", type=int, default=0, help="seeds the prompts, candidates, fine-tuning and judging")
-    parser.add_argument("--lr", type=float, default=1e-3, help="LoRA learning rate")
-    parser.add_argument("--rank", type=int, default=8, help="LoRA rank (alpha = rank)")
+    parser.add_argument("--lr", type=float, default=DEFAULT_LR, help="LoRA learning rate")
+    parser.add_argument("--rank", type=int, default=DEFAULT_RANK, help="LoRA rank (alpha = rank)")
     parser.add_argument("--controls", action="store_true", help="also run the random and judge-selected controls")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (1 by default: on a shared CPU, 2 threads made LoRA steps 8× slower)")
-    for name in ("train_prompts", "m", "k", "ft_steps", "eval_images", "ft_batch"):
+    for name in ("ft_prompts", "m", "k", "ft_steps", "eval_images", "ft_batch"):
         parser.add_argument("--" + name.replace("_", "-"), type=int, default=None, help="override the size's value (default: the --tiny / default / --full size's)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     size = copy.deepcopy(SIZES["full" if args.full else "tiny" if args.tiny else "default"])
-    for name in ("train_prompts", "m", "k", "ft_steps", "eval_images", "ft_batch"):
+    for name in ("ft_prompts", "m", "k", "ft_steps", "eval_images", "ft_batch"):
         if getattr(args, name) is not None:
             setattr(size, name, getattr(args, name))
     if args.controls:

@@ -162,11 +162,12 @@ def pick_prompts(texts: list[str], n: int, seed: int) -> list[str]:
     return out[:n]
 
 
-def heldout_set(n: int, seed: int) -> tuple[list[str], list[str], list[int]]:
-    """``n`` held-out prompts per category (all prompts in turn) and one seed per image."""
+def heldout_set(n: int, seed: int, split: str = "heldout") -> tuple[list[str], list[str], list[int]]:
+    """``n`` prompts per category of a held-out ``split`` ("heldout", or its "evaluation" half; all prompts in turn)
+    and one seed per image."""
     texts, categories = [], []
     for c, category in enumerate(CATEGORIES):
-        texts += pick_prompts(prompts(category, "heldout"), n, 7919 + seed + c)
+        texts += pick_prompts(prompts(category, split), n, 7919 + seed + c)
         categories += [category] * n
     return texts, categories, [(seed + 1) * 10_000_000 + i for i in range(len(texts))]
 

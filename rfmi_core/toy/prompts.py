@@ -11,6 +11,11 @@ split is a set of new compositions of seen words and seen objects: an object pai
 sits 1 + p steps after its first (p = the shape pair's index), for binding and spatial alike, so a held-out pair never
 appears together in training; a numeracy triple is held out when count − 1 ≡ colour + shape (mod 4), one count per
 colour–shape. Every single object, colour, shape, relation and count still appears in the train split.
+
+The held-out split has two halves for fine-tuning studies (the paper's regime: a model fine-tuned on its own samples
+of prompts it never trained on, judged on other unseen prompts): "finetune" and "evaluation". Held-out object pairs
+alternate between them in their fixed order (a pair and all its binding and spatial prompts go to one half), and so
+do held-out numeracy triples; "heldout" is their union. The base model trains on "train" only.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from torch import Tensor
 
 __all__ = [
     "COLOURS", "SHAPES", "RELATIONS", "CATEGORIES", "SPLITS", "MAX_COUNT", "PromptSpec", "prompt_text",
-    "parse_prompt", "canonical", "is_heldout", "prompt_specs", "prompts", "contrast_prompts", "PROMPT_VOCAB",
+    "parse_prompt", "canonical", "is_heldout", "heldout_half", "prompt_specs", "prompts", "contrast_prompts", "PROMPT_VOCAB",
     "PAD_ID", "MAX_TOKENS", "tokenize", "tokenize_batch", "detokenize", "PHRASE_KINDS", "prompt_phrases",
     "without_phrases", "ToyPhrases", "split_toy_prompt",
 ]
@@ -33,7 +38,7 @@ COLOURS = ("red", "green", "blue", "yellow")
 SHAPES = ("square", "disk", "cross")
 RELATIONS = ("left", "right", "above", "below")
 CATEGORIES = ("binding", "spatial", "numeracy")
-SPLITS = ("train", "heldout")
+SPLITS = ("train", "heldout", "finetune", "evaluation")
 MAX_COUNT = 4
 
 _PLURALS = {"square": "squares", "disk": "disks", "cross": "crosses"}
@@ -209,14 +214,36 @@ def _all_specs(category: str) -> tuple[PromptSpec, ...]:
     return tuple(PromptSpec("spatial", pair, relation=r) for pair in pairs for r in RELATIONS)
 
 
+def heldout_half(spec: PromptSpec) -> str:
+    """"finetune" or "evaluation": the half of the held-out split a held-out canonical prompt belongs to (its object
+    pair's, or numeracy triple's, position among the held-out ones: even → finetune, odd → evaluation)."""
+    if not is_heldout(spec):
+        raise ValueError(f"{spec.text!r} is a train prompt; only held-out prompts have a half")
+    if spec.category == "numeracy":
+        held = [s for s in _all_specs("numeracy") if is_heldout(s)]
+        position = held.index(spec)
+    else:
+        pairs = [s.objects for s in _all_specs("binding") if is_heldout(s)]
+        position = pairs.index(spec.objects)
+    return ("finetune", "evaluation")[position % 2]
+
+
+def _in_split(spec: PromptSpec, split: str) -> bool:
+    if split == "all":
+        return True
+    if split in ("train", "heldout"):
+        return is_heldout(spec) == (split == "heldout")
+    return is_heldout(spec) and heldout_half(spec) == split
+
+
 def prompt_specs(category: str, split: str = "train") -> list[PromptSpec]:
-    """The canonical prompts of one category in one split ("train", "heldout" or "all"), in a fixed order."""
+    """The canonical prompts of one category in one split (``SPLITS`` or "all"), in a fixed order."""
     if category not in CATEGORIES:
         raise ValueError(f"category must be one of {CATEGORIES}; got {category!r}")
     if split not in SPLITS + ("all",):
         raise ValueError(f"split must be one of {SPLITS + ('all',)}; got {split!r}")
     specs = _all_specs(category)
-    return [s for s in specs if split == "all" or is_heldout(s) == (split == "heldout")]
+    return [s for s in specs if _in_split(s, split)]
 
 
 def prompts(category: str, split: str = "train") -> list[str]:

@@ -37,14 +37,16 @@ def preamble(command: str, weights: str, size: DemoSize, steps: int, cfg: float,
         "# Toy RFMI loop: generate → rank by MI → keep the top-k → LoRA fine-tune → judge", "",
         f"- Command: `{command}`",
         f"- Model: `{weights}` (the toy rectified-flow transformer, `rfmi_core/toy/model.py`)",
-        f"- Candidates: {size.train_prompts} train prompts per category × M = {size.m}, Euler {steps} steps, "
+        f"- Candidates: {size.ft_prompts} train prompts per category × M = {size.m}, Euler {steps} steps, "
         f"CFG {cfg:g}, seed {seed}; MI read along each trajectory (paper Algorithm 2, CFG velocity, nats)",
         f"- Selection, per prompt: top k = {size.k} by MI; controls at the same k: a random pick, and the judge "
         f"({judge_selection})",
         f"- Fine-tuning (one LoRA per selection, each from the same base): rank {rank}, alpha {rank}, lr {lr:g}, "
-        f"{size.ft_steps} steps of batch {size.ft_batch}, AdamW, warm-up {max(1, size.ft_steps // 10)} steps",
-        f"- Evaluation: {size.eval_images} images per category and model on held-out prompts (compositions never "
-        "trained on, by the model or the fine-tune), the same prompts and seeds for every model", "",
+        f"{size.ft_steps} steps of batch {size.ft_batch}, AdamW, warm-up {max(1, size.ft_steps // 10)} steps, "
+        "attention and MLP layers",
+        f"- Evaluation: {size.eval_images} images per category and model on the held-out split's \"evaluation\" half "
+        "(compositions seen neither by the base model nor by any fine-tune), the same prompts and seeds for every "
+        "model", "",
         *DEFINITIONS, "",
     ]
 

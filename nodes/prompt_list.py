@@ -45,7 +45,7 @@ class RFMIPromptList(io.ComfyNode):
         )
 
     @classmethod
-    def fingerprint_inputs(cls, file, **_) -> str:
+    def fingerprint_inputs(cls, file=TEXT_WIDGET, **_) -> str:
         """The prompt file's contents, so that editing the file re-runs the node (the text widget is an input)."""
         if file == TEXT_WIDGET:
             return ""

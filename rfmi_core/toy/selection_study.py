@@ -4,7 +4,8 @@ and of model-only alternatives, against the exact judge, on the toy world.
     python -m rfmi_core.toy.selection_study [--weights A B ...] [--cfgs 3] [--steps 20] [--m 8] [--prompts 32]
                                                [--figures DIR]
 
-For each condition (weights × CFG scale × Euler steps), ``--prompts`` train prompts per category get M candidates each
+For each condition (weights × CFG scale × Euler steps), ``--prompts`` prompts per category of ``--split`` (default: the
+held-out compositions, never trained on: the paper's regime) get M candidates each
 (CFG Euler sampling, MI read along the trajectory). Scores (higher = "more aligned"):
 
 - trajectory (Algorithm 2, free): ``rfmi-cfg`` (the paper's default: Riemann sum, CFG velocity), ``rfmi-cond``
@@ -47,7 +48,7 @@ from .evaluate import (DEFAULT_CFG, DEFAULT_STEPS, generate, generate_with_phras
                        velocity_fn)
 from .judge import classify_pixels
 from .pictures import mi_histogram_figure
-from .prompts import CATEGORIES, contrast_prompts, parse_prompt, prompts, tokenize_batch
+from .prompts import CATEGORIES, SPLITS, contrast_prompts, parse_prompt, prompts, tokenize_batch
 from .train_model import load_toy_model
 
 __all__ = ["trajectory_scores", "fresh_mi", "contrast_scores", "auroc_by_group", "top1_by_group", "figure_name", "study",
@@ -176,13 +177,14 @@ def phrase_scores(phrase_mi: list[Tensor]) -> dict[str, Tensor]:
 
 
 def study(condition: Condition, prompts_per_category: int, n_t: int, seed: int, fresh: bool, contrast: bool,
-          m_values: list[int], say=print, figures: str | None = None, phrases: bool = True) -> list[str]:
+          m_values: list[int], say=print, figures: str | None = None, phrases: bool = True,
+          split: str = "heldout") -> list[str]:
     """Runs one condition; returns its markdown section. With ``figures`` (a folder), also writes the histogram of
     the paper's default score (rfmi-cfg) of correct vs wrong candidates per category there (``figure_name``)."""
     model = load_toy_model(condition.weights)
     texts, groups, cats = [], [], []
     for c, category in enumerate(CATEGORIES):
-        for p, text in enumerate(pick_prompts(prompts(category, "train"), prompts_per_category, seed + c)):
+        for p, text in enumerate(pick_prompts(prompts(category, split), prompts_per_category, seed + c)):
             texts += [text] * condition.m
             groups += [c * prompts_per_category + p] * condition.m
             cats += [category] * condition.m
@@ -208,7 +210,7 @@ def study(condition: Condition, prompts_per_category: int, n_t: int, seed: int, 
     seconds = time.perf_counter() - clock
     name = os.path.basename(condition.weights or "toy_rf.safetensors")
     lines = [f"### {name}, CFG {condition.cfg:g}, {condition.steps} Euler steps, M = {condition.m}, "
-             f"{prompts_per_category} train prompts per category ({seconds:.0f} s)", ""]
+             f"{prompts_per_category} {split} prompts per category ({seconds:.0f} s)", ""]
     if figures:
         path = save_figure(mi_histogram_figure(
             {category: {"correct": scores["rfmi-cfg"][mask & correct], "wrong": scores["rfmi-cfg"][mask & ~correct]}
@@ -260,7 +262,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, nargs="+", default=[DEFAULT_STEPS], help="Euler step counts to study")
     parser.add_argument("--m", type=int, default=8, help="candidates per prompt")
     parser.add_argument("--m-values", type=int, nargs="*", default=None, help="top-1 against M (≤ --m; default: 2, 4, 8, 16, 32 up to --m)")
-    parser.add_argument("--prompts", type=int, default=32, help="train prompts per category")
+    parser.add_argument("--prompts", type=int, default=32,
+                        help="prompts per category (the split's prompts in turn; a repeat gets new seeds)")
+    parser.add_argument("--split", default="heldout", choices=SPLITS,
+                        help="prompt split: heldout = compositions the model never trained on (the paper's regime)")
     parser.add_argument("--n-t", type=int, default=8, help="draws for fresh-noise MI and contrast scores")
     parser.add_argument("--no-fresh", action="store_true", help="skip the fresh-noise MI re-estimate")
     parser.add_argument("--no-contrast", action="store_true", help="skip the prompt-contrast scores")
@@ -278,7 +283,7 @@ def main(argv: list[str] | None = None) -> None:
             for steps in args.steps:
                 lines = study(Condition(weights, cfg, steps, args.m), args.prompts, args.n_t, args.seed,
                               not args.no_fresh, not args.no_contrast, m_values, figures=args.figures,
-                              phrases=not args.no_phrases)
+                              phrases=not args.no_phrases, split=args.split)
                 if args.out:
                     with open(args.out, "a") as handle:
                         handle.write("\n".join(lines) + "\n")

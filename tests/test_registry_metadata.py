@@ -66,12 +66,15 @@ def test_comfyignore_leaves_out_tests_benchmarks_and_reports_but_not_the_pack():
     patterns = [line.strip() for line in (ROOT / ".comfyignore").read_text(encoding="utf-8").splitlines()
                 if line.strip() and not line.startswith("#")]
     for folder in ("tests/", "benchmarks/", "runs/", "docs/", ".ci/"):
-        assert folder in patterns
+        assert f"/{folder}" in patterns  # anchored: at the top of the pack only
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.splitlines()
     if not tracked:
         pytest.skip("not a git checkout: nothing to compare the patterns with")
-    # what comfy-cli packs: tracked files whose path starts with no ignored folder
-    folders = tuple(p for p in patterns if p.endswith("/") and "*" not in p)
-    packed = [f for f in tracked if not f.startswith(folders)]
+    # gitignore semantics for these plain patterns: "/name/" matches the top-level folder, "name/" a folder at any depth
+    anchored = tuple(p[1:] for p in patterns if p.startswith("/") and p.endswith("/") and "*" not in p)
+    anywhere = {p.rstrip("/") for p in patterns if not p.startswith("/") and p.endswith("/") and "*" not in p}
+    packed = [f for f in tracked if not f.startswith(anchored) and not anywhere & set(f.split("/")[:-1])]
     assert all(any(f == s or f.startswith(s) for s in SHIPPED) or f.startswith(".") for f in packed), packed
     assert any(f.startswith("rfmi_core/toy/weights/") for f in packed)  # the toy model ships
+    assert sum(f.startswith("web/docs/") for f in packed) >= 14  # the help pages ship
+    assert sum(f.startswith("example_workflows/") and f.endswith(".jpg") for f in packed) >= 6  # and the thumbnails

@@ -98,19 +98,19 @@ OPEN_IN_INFO_PANEL = f"""(async () => {{
   panel.openPanel("info");  // the Info tab of the selected node
   return "";
 }})()"""
-HELP_SHOWN = f"""(() => {{
+HELP_SHOWN = """(() => {
   const visible = el => !!el && el.getClientRects().length > 0;
   const units = [...document.querySelectorAll("h2")].find(h => h.textContent.trim() === "Units" && visible(h));
   if (!units) return null;
   let page = units.parentElement;
   while (page && !page.querySelector("li code")) page = page.parentElement;
   if (!page) return null;
-  return {{ title: page.querySelector("h1")?.textContent.trim() ?? null,
+  return { title: page.querySelector("h1")?.textContent.trim() ?? null,
            headings: [...page.querySelectorAll("h2")].map(h => h.textContent.trim()),
            cells: [...page.querySelectorAll("li code")].map(c => c.textContent),
            nats: page.textContent.includes("nats"),
-           fetched: performance.getEntriesByType("resource").map(e => e.name).filter(n => n.includes("/docs/")) }};
-}})()"""
+           fetched: performance.getEntriesByType("resource").map(e => e.name).filter(n => n.includes("/docs/")) };
+})()"""
 
 
 def assert_help_page(browser, object_info: dict, shown: dict) -> None:

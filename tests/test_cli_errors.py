@@ -94,3 +94,27 @@ def test_run_cli_turns_user_errors_into_one_line_and_lets_bugs_through(capsys):
     with pytest.raises(SystemExit) as stop:
         run_cli(lambda argv: 3, "prog", [])
     assert stop.value.code == 3
+
+
+@pytest.mark.parametrize("module", ["train_model", "evaluate", "demo", "judge_report", "selection_study"])
+def test_toy_commands_refuse_a_bad_flag_in_one_line(module):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", f"rfmi_core.toy.{module}", "--no-such-flag"], capture_output=True,
+                          text=True, timeout=120)
+    prog = f"python -m rfmi_core.toy.{module}"
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"{prog}: error: unrecognized arguments: --no-such-flag; see {prog} --help"]
+
+
+def test_toy_evaluate_names_missing_weights_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    missing = tmp_path / "none.safetensors"
+    done = subprocess.run([sys.executable, "-m", "rfmi_core.toy.evaluate", str(missing)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert f"no toy weights at {missing}" in done.stderr and "train_model" in done.stderr

@@ -22,7 +22,7 @@ def tiny(tmp_path_factory):
 def test_tiny_demo_writes_its_files(tiny):
     out, _ = tiny
     for name in ["results.md", "mi_histogram.png", "loss_curve.png", *(f"grid_{c}.png" for c in CATEGORIES),
-                 *(f"lora_{s}.safetensors" for s in ("mi", "random", "judge"))]:
+                 *(f"lora_{s}.safetensors" for s in ("mi", "random", "judge", "phrase-min"))]:
         assert (out / name).stat().st_size > 0, name
     assert (out / "grid_binding.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert imread(out / "mi_histogram.png").shape[1] > 1000  # three panels side by side
@@ -33,12 +33,13 @@ def test_tiny_demo_writes_its_files(tiny):
     reading = text.split("## Reading\n\n")[1]
     assert "FT on MI-selected changed correctness against the base by binding" in reading
     assert "MI-selected against random-selected fine-tuning, same budget" in reading
+    assert "phrase-min-selected against random-selected fine-tuning, same budget" in reading
 
 
 def test_tiny_demo_rates_and_intervals(tiny):
     _, result = tiny
     size = SIZES["tiny"]
-    assert set(result.evaluations) == {"base", "mi", "random", "judge"}
+    assert set(result.evaluations) == {"base", "mi", "random", "judge", "phrase-min"}
     for ev in result.evaluations.values():
         assert len(ev.texts) == size.eval_images * len(CATEGORIES)
         assert bool((ev.correct <= ev.valid).all())  # correct implies valid
@@ -81,6 +82,10 @@ def test_selection_by_mi_keeps_the_highest_mi_of_each_prompt():
     assert select(none_correct, 2, "judge").tolist() == []
     with pytest.raises(ValueError, match="how must be one of"):
         select(cands, 1, "best")
+    with pytest.raises(ValueError, match="phrase_min"):
+        select(cands, 1, "phrase-min")
+    cands.phrase_min = -mi  # the weakest phrase's MI, ranked on its own: the lowest MI here
+    assert select(cands, 1, "phrase-min").tolist() == [0, 4]
 
 
 def test_wilson_interval_and_difference():

@@ -30,7 +30,6 @@ each FT model (safetensors); the pictures are matplotlib figures.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import os
@@ -45,12 +44,12 @@ from torch import Tensor, nn
 from safetensors import safe_open
 
 from ..lora import save_lora, save_safetensors_atomic
-from ..cli_help import DefaultsHelpFormatter
+from ..cli_help import CommandParser, run_cli
 from ..plot import loss_curve_figure, save_figure
 from ..select import top_k
 from ..train import TrainConfig, train_lora
-from .evaluate import (DEFAULT_CFG, DEFAULT_STEPS, Rate, diff_ci, generate, heldout_set, judge_batch, pick_prompts,
-                       rate)
+from .evaluate import (DEFAULT_CFG, DEFAULT_STEPS, Rate, diff_ci, generate, generate_with_phrase_mi, heldout_set,
+                       judge_batch, pick_prompts, rate)
 from .pictures import Sample, mi_histogram_figure, sample_grid_figure
 from .report import preamble, reading
 from .prompts import CATEGORIES, MAX_TOKENS, PAD_ID, prompts, tokenize_batch
@@ -62,12 +61,12 @@ if TYPE_CHECKING:
 __all__ = ["DemoSize", "SIZES", "Candidates", "make_candidates", "select", "FinetuneData", "finetune", "evaluate",
            "run_demo", "main"]
 
-SELECTIONS = ("mi", "random", "judge")
+SELECTIONS = ("mi", "random", "judge", "phrase-min")
 JUDGE_SELECTION = "up to k of the prompt's correct candidates; a prompt with none adds none"
 DEFAULT_LR, DEFAULT_RANK = 1e-3, 16  # the positive control's recipe (issue 12): see docs/toy_full_results.md
 TOY_LORA_TARGETS = r"joint_blocks\.\d+\.(?:context_block|x_block)\.(?:attn\.(?:qkv|proj)|mlp\.[02])"
 MODEL_NAMES = {"base": "base", "mi": "FT on MI-selected", "random": "FT on random picks",
-               "judge": "FT on judge-selected"}
+               "judge": "FT on judge-selected", "phrase-min": "FT on phrase-min-selected"}
 
 
 @dataclass
@@ -102,6 +101,21 @@ class Candidates:
     mi: Tensor
     valid: Tensor
     correct: Tensor
+    phrase_min: Tensor | None = None  # [N] the weakest phrase's i(x; p | y∖p) along the trajectory, when asked for
+
+
+def candidate_seeds(n: int, seed: int) -> list[int]:
+    """The noise seed of each of ``n`` candidates."""
+    return [seed * 1_000_000 + i for i in range(n)]
+
+
+def phrase_min_along_trajectories(model: nn.Module, cands: Candidates, steps: int, cfg: float, seed: int,
+                                  progress: bool = True) -> Tensor:
+    """[N] each candidate's ``phrase-min`` (issue 14): its trajectory re-run with one more velocity per phrase
+    (``evaluate.generate_with_phrase_mi``, the same seeds, so the same samples)."""
+    _, _, phrase_mi = generate_with_phrase_mi(model, cands.texts, candidate_seeds(len(cands.texts), seed), steps, cfg,
+                                              progress=progress)
+    return torch.stack([p.min() for p in phrase_mi])
 
 
 def make_candidates(model: nn.Module, size: DemoSize, steps: int, cfg: float, seed: int,
@@ -114,15 +128,16 @@ def make_candidates(model: nn.Module, size: DemoSize, steps: int, cfg: float, se
             texts += [text] * size.m
             categories += [category] * size.m
             groups += [c * size.ft_prompts + p] * size.m
-    seeds = [seed * 1_000_000 + i for i in range(len(texts))]
-    images, result = generate(model, texts, seeds, steps, cfg, progress=progress, desc="candidates")
+    images, result = generate(model, texts, candidate_seeds(len(texts), seed), steps, cfg, progress=progress,
+                              desc="candidates")
     valid, correct = judge_batch(images, texts)
     return Candidates(images, texts, categories, torch.tensor(groups), result.mi, valid, correct)
 
 
 def select(cands: Candidates, k: int, how: str, seed: int = 0) -> Tensor:
-    """Indices of the kept candidates of each prompt: top-k by MI ("mi"), k at random ("random"), or by the judge
-    ("judge", the oracle: up to k of its correct candidates, at random; none when it has none)."""
+    """Indices of the kept candidates of each prompt: top-k by MI ("mi"), k at random ("random"), by the judge
+    ("judge", the oracle: up to k of its correct candidates, at random; none when it has none), or top-k by the
+    weakest phrase's MI ("phrase-min"; needs ``cands.phrase_min``)."""
     g = torch.Generator().manual_seed(seed)
     kept = []
     for group in cands.groups.unique().tolist():
@@ -132,6 +147,11 @@ def select(cands: Candidates, k: int, how: str, seed: int = 0) -> Tensor:
             order = top_k(cands.mi[members], k)
         elif how == "random":
             order = top_k(noise, k)
+        elif how == "phrase-min":
+            if cands.phrase_min is None:
+                raise ValueError("phrase-min selection needs the candidates' phrase_min "
+                                 "(phrase_min_along_trajectories)")
+            order = top_k(cands.phrase_min[members], k)
         elif how == "judge":
             is_correct = cands.correct[members]
             members, noise = members[is_correct], noise[is_correct]
@@ -284,7 +304,8 @@ def run_demo(size: DemoSize, weights: str | None = None, out: str = "out/toy_dem
     clock = time.perf_counter()
     base = load_toy_model(weights)
     key = json.dumps({"weights": os.path.abspath(weights or DEFAULT_WEIGHTS),
-                      "mtime": os.path.getmtime(weights or DEFAULT_WEIGHTS), "size": vars(size), "steps": steps,
+                      "mtime": os.path.getmtime(weights or DEFAULT_WEIGHTS), "steps": steps,
+                      "size": {k: v for k, v in vars(size).items() if k != "selections"},
                       "cfg": cfg, "seed": seed}, sort_keys=True, default=list)
     part = _load_part(_cache_path(out, "candidates"), key)
     if part is None:
@@ -294,7 +315,12 @@ def run_demo(size: DemoSize, weights: str | None = None, out: str = "out/toy_dem
     else:
         tensors, texts_, categories_ = part
         cands = Candidates(tensors["images"], texts_, categories_, tensors["groups"], tensors["mi"],
-                           tensors["valid"], tensors["correct"])
+                           tensors["valid"], tensors["correct"], tensors.get("phrase_min"))
+    if "phrase-min" in size.selections and cands.phrase_min is None:
+        cands.phrase_min = phrase_min_along_trajectories(base, cands, steps, cfg, seed, progress)
+        _save_part(_cache_path(out, "candidates"), {"images": cands.images, "groups": cands.groups, "mi": cands.mi,
+                   "valid": cands.valid, "correct": cands.correct, "phrase_min": cands.phrase_min}, cands.texts,
+                   cands.categories, key)
     seconds["candidates"] = time.perf_counter() - clock
     say(f"{len(cands.texts)} candidates: {size.ft_prompts} fine-tuning prompts per category × M = {size.m}, "
         f"{steps} Euler steps, CFG {cfg:g}, MI read along each trajectory ({seconds['candidates']:.0f} s)")
@@ -359,7 +385,7 @@ def run_demo(size: DemoSize, weights: str | None = None, out: str = "out/toy_dem
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=DefaultsHelpFormatter)
+    parser = CommandParser(prog="python -m rfmi_core.toy.demo", description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--full", action="store_true", help="the full table with random and judge-selected controls")
     mode.add_argument("--tiny", action="store_true", help="a seconds-long smoke run (CI)")
@@ -393,4 +419,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main, "python -m rfmi_core.toy.demo")

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from ..progress import progress_bar
-from ..cli_help import DefaultsHelpFormatter
+from ..cli_help import CommandParser, run_cli
 from ..phrase_mi import sample_with_phrase_mi
 from ..sampler import sample_with_mi
 from ..trajectory import MIResult
@@ -173,14 +173,12 @@ def heldout_set(n: int, seed: int, split: str = "heldout") -> tuple[list[str], l
 
 
 def main(argv: list[str] | None = None) -> None:
-    import argparse
     import re
     from collections import Counter
 
     from .train_model import load_toy_model
 
-    parser = argparse.ArgumentParser(description="Held-out valid and correct rates of toy weights, per category.",
-                                     formatter_class=DefaultsHelpFormatter)
+    parser = CommandParser(prog="python -m rfmi_core.toy.evaluate", description="Held-out valid and correct rates of toy weights, per category.")
     parser.add_argument("weights", nargs="+", help="toy model safetensors files")
     parser.add_argument("--n", type=int, default=200, help="held-out images per category")
     parser.add_argument("--cfg", type=float, nargs="+", default=[DEFAULT_CFG], help="guidance scales to evaluate")
@@ -209,4 +207,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main, "python -m rfmi_core.toy.evaluate")

@@ -12,13 +12,12 @@ pixel scale, added without clipping.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
 from torch import Tensor
 
-from ..cli_help import DefaultsHelpFormatter
+from ..cli_help import CommandParser, run_cli
 from .invalid import INVALID_KINDS, render_invalid
 from .judge import judge
 from .prompts import CATEGORIES, SPLITS, contrast_prompts, prompt_specs, prompts
@@ -82,7 +81,7 @@ def _row(label: str, values: list[float]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=DefaultsHelpFormatter)
+    parser = CommandParser(prog="python -m rfmi_core.toy.judge_report", description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", type=int, default=1000, help="scenes per category and per set")
     parser.add_argument("--seed", type=int, default=0, help="seeds the scenes and the pixel noise")
     parser.add_argument("--sigmas", type=float, nargs="+", default=[0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5],
@@ -111,4 +110,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main, "python -m rfmi_core.toy.judge_report")

@@ -27,7 +27,8 @@ DEFINITIONS = [
     "coloured shape).",
 ]
 
-NAMES = {"mi": "FT on MI-selected", "random": "FT on random picks", "judge": "FT on judge-selected (oracle)"}
+NAMES = {"mi": "FT on MI-selected", "random": "FT on random picks", "judge": "FT on judge-selected (oracle)",
+         "phrase-min": "FT on phrase-min-selected"}
 
 
 def preamble(command: str, weights: str, size: DemoSize, steps: int, cfg: float, seed: int, lr: float, rank: int,
@@ -39,8 +40,9 @@ def preamble(command: str, weights: str, size: DemoSize, steps: int, cfg: float,
         f"- Model: `{weights}` (the toy rectified-flow transformer, `rfmi_core/toy/model.py`)",
         f"- Candidates: {size.ft_prompts} train prompts per category × M = {size.m}, Euler {steps} steps, "
         f"CFG {cfg:g}, seed {seed}; MI read along each trajectory (paper Algorithm 2, CFG velocity, nats)",
-        f"- Selection, per prompt: top k = {size.k} by MI; controls at the same k: a random pick, and the judge "
-        f"({judge_selection})",
+        f"- Selection, per prompt, each a fine-tune of its own: {', '.join(size.selections)} (mi: top k = {size.k} by "
+        "MI; random: k at random; judge, the oracle: " + judge_selection + "; phrase-min: top k by the weakest "
+        "phrase's MI along the trajectory)",
         f"- Fine-tuning (one LoRA per selection, each from the same base): rank {rank}, alpha {rank}, lr {lr:g}, "
         f"{size.ft_steps} steps of batch {size.ft_batch}, AdamW, warm-up {max(1, size.ft_steps // 10)} steps, "
         "attention and MLP layers",
@@ -63,6 +65,18 @@ def _correct(evaluation: Evaluation, category: str) -> Rate:
     return evaluation.rates(category)[0]
 
 
+def _against_random(evaluations: dict[str, Evaluation], name: str, score: str) -> str:
+    """One sentence: the correctness of FT on ``name``-selected minus FT on random picks, per category."""
+    diffs = {c: diff_ci(_correct(evaluations["random"], c), _correct(evaluations[name], c)) for c in CATEGORIES}
+    above = [c for c, d in diffs.items() if d[1] > 0]
+    below = [c for c, d in diffs.items() if d[2] < 0]
+    return (f"{score}-selected against random-selected fine-tuning, same budget: "
+            + "; ".join(f"{c} {_points(d)}" for c, d in diffs.items()) + ". "
+            + (f"Ranking by {score} beat a random pick in {', '.join(above)}" if above else
+               f"In no category did ranking by {score} beat a random pick beyond its 95% interval")
+            + (f"; it lost to it in {', '.join(below)}." if below else "."))
+
+
 def reading(evaluations: dict[str, Evaluation]) -> str:
     """One paragraph reading the held-out table: each FT against the base, then MI-selected against random."""
     base = evaluations["base"]
@@ -75,15 +89,9 @@ def reading(evaluations: dict[str, Evaluation]) -> str:
         valid = [100 * diff_ci(base.rates(c)[1], evaluation.rates(c)[1])[0] for c in CATEGORIES]
         sentences.append(f"{NAMES.get(name, name)} changed correctness against the base by " + "; ".join(parts)
                          + f", and validity by {min(valid):+.1f} to {max(valid):+.1f} points.")
-    if "mi" in evaluations and "random" in evaluations:
-        diffs = {c: diff_ci(_correct(evaluations["random"], c), _correct(evaluations["mi"], c)) for c in CATEGORIES}
-        above = [c for c, d in diffs.items() if d[1] > 0]
-        below = [c for c, d in diffs.items() if d[2] < 0]
-        sentences.append("MI-selected against random-selected fine-tuning, same budget: " + "; ".join(
-            f"{c} {_points(d)}" for c, d in diffs.items()) + ". "
-            + (f"Ranking by MI beat a random pick in {', '.join(above)}" if above else
-               "In no category did ranking by MI beat a random pick beyond its 95% interval")
-            + (f"; it lost to it in {', '.join(below)}." if below else "."))
+    for name, score in (("mi", "MI"), ("phrase-min", "phrase-min")):
+        if name in evaluations and "random" in evaluations:
+            sentences.append(_against_random(evaluations, name, score))
     if "judge" in evaluations and "random" in evaluations:
         gains = [c for c in CATEGORIES
                  if diff_ci(_correct(evaluations["random"], c), _correct(evaluations["judge"], c))[1] > 0]

@@ -30,7 +30,6 @@ P(score of a correct one > score of a wrong one), averaged over prompts (0.5 = c
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from ..estimate import estimate_mi
-from ..cli_help import DefaultsHelpFormatter
+from ..cli_help import CommandParser, run_cli
 from ..conventions import straight_path
 from ..plot import save_figure
 from ..progress import progress_bar
@@ -256,7 +255,7 @@ def study(condition: Condition, prompts_per_category: int, n_t: int, seed: int, 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=DefaultsHelpFormatter)
+    parser = CommandParser(prog="python -m rfmi_core.toy.selection_study", description=__doc__.splitlines()[0])
     parser.add_argument("--weights", nargs="+", default=[None], help="toy model files (default: the shipped one)")
     parser.add_argument("--cfgs", type=float, nargs="+", default=[DEFAULT_CFG], help="guidance scales to study")
     parser.add_argument("--steps", type=int, nargs="+", default=[DEFAULT_STEPS], help="Euler step counts to study")
@@ -290,4 +289,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main, "python -m rfmi_core.toy.selection_study")

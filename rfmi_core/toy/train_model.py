@@ -34,7 +34,6 @@ average, saved as safetensors (atomic, resumable: ``--resume`` continues from th
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -45,6 +44,7 @@ import time
 import torch
 from safetensors import safe_open
 
+from ..cli_help import CommandParser, run_cli
 from ..conventions import straight_path
 from ..lora import save_safetensors_atomic
 from ..progress import progress_bar
@@ -153,7 +153,7 @@ def train(steps: int, batch: int, lr: float, dropout: float, ema_decay: float, s
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = CommandParser(prog="python -m rfmi_core.toy.train_model", description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=14000, help="total steps")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -180,4 +180,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main, "python -m rfmi_core.toy.train_model")

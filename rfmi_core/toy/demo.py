@@ -23,7 +23,7 @@ evaluation prompts, no object pair or numeracy triple shared between them.
 Resumable: candidates and each model's held-out samples are kept in ``<out>/parts`` and reused by a rerun with the
 same settings (so an interrupted ``--full`` continues where it stopped). Writes to ``--out`` (default ./out/toy_demo):
 results.md (the tables), grid_<category>.png (base vs FT samples of
-held-out prompts, MI under each, frame green = correct, amber = valid but wrong, red = invalid), mi_histogram.png
+evaluation prompts, MI under each, frame green = correct, amber = valid but wrong, red = invalid), mi_histogram.png
 (MI of the candidates, correct vs wrong, per category), loss_curve.png (each FT model's training loss) and the LoRA of
 each FT model (safetensors); the pictures are matplotlib figures.
 """
@@ -199,7 +199,7 @@ def finetune(base: nn.Module, data: FinetuneData, config: TrainConfig, progress:
 
 @dataclass
 class Evaluation:
-    """Held-out samples of one model: images, texts, categories, MI and verdicts (same prompts and seeds per model)."""
+    """Evaluation samples of one model: images, texts, categories, MI and verdicts (same prompts and seeds per model)."""
 
     images: Tensor
     texts: list[str]
@@ -359,12 +359,13 @@ def run_demo(size: DemoSize, weights: str | None = None, out: str = "out/toy_dem
                 {"lr": lr, "rank": rank, "model": how}))[0]["losses"].tolist()
     seconds["finetune+evaluate"] = time.perf_counter() - clock
     result = DemoResult(cands, kept, evaluations, losses, seconds)
-    lines += [f"## Held-out prompts: judge verdicts, {size.eval_images} images per category and model "
+    lines += [f"## Evaluation prompts (held out from the base model and every fine-tune): judge verdicts, {size.eval_images} images per category and model "
               f"(95% Wilson intervals; differences: Newcombe)", "", *_table(result, CATEGORIES), "",
               "FT: LoRA rank {r}, lr {lr:g}, {s} steps of batch {b}; final loss ".format(
                   r=rank, lr=lr, s=size.ft_steps, b=size.ft_batch)
               + ", ".join(f"{n} {sum(l[-10:]) / len(l[-10:]):.4f}" for n, l in losses.items())]
-    lines = [*preamble(command, weights or DEFAULT_WEIGHTS, size, steps, cfg, seed, lr, rank, JUDGE_SELECTION),
+    lines = [*preamble(command, os.path.relpath(weights or DEFAULT_WEIGHTS), size, steps, cfg, seed, lr, rank,
+                       JUDGE_SELECTION),
              *lines, "", reading(evaluations)]
     result.lines = lines
     os.makedirs(out, exist_ok=True)

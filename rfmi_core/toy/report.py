@@ -38,7 +38,9 @@ def preamble(command: str, weights: str, size: DemoSize, steps: int, cfg: float,
         "# Toy RFMI loop: generate → rank by MI → keep the top-k → LoRA fine-tune → judge", "",
         f"- Command: `{command}`",
         f"- Model: `{weights}` (the toy rectified-flow transformer, `rfmi_core/toy/model.py`)",
-        f"- Candidates: {size.ft_prompts} train prompts per category × M = {size.m}, Euler {steps} steps, "
+        f"- Candidates: {size.ft_prompts} fine-tuning prompts per category (the held-out split's \"finetune\" half, "
+        f"never trained on by the base model; its prompts in turn, new seeds each time) × M = {size.m}, "
+        f"Euler {steps} steps, "
         f"CFG {cfg:g}, seed {seed}; MI read along each trajectory (paper Algorithm 2, CFG velocity, nats)",
         f"- Selection, per prompt, each a fine-tune of its own: {', '.join(size.selections)} (mi: top k = {size.k} by "
         "MI; random: k at random; judge, the oracle: " + judge_selection + "; phrase-min: top k by the weakest "

@@ -54,12 +54,16 @@ def test_same_seed_same_images_and_prompts():
            [prompts(c, s) for c in CATEGORIES for s in ("train", "heldout")]
 
 
-def test_split_counts_and_disjoint():
-    counts = {c: (len(prompts(c, "train")), len(prompts(c, "heldout"))) for c in CATEGORIES}
-    assert counts == {"binding": (24, 12), "spatial": (96, 48), "numeracy": (36, 12)}
+def _assert_partition(first: str, second: str, whole: str, counts: dict) -> None:
+    """Splits ``first`` and ``second`` have these prompt counts per category, share no prompt and make up ``whole``."""
+    assert {c: (len(prompts(c, first)), len(prompts(c, second))) for c in CATEGORIES} == counts
     for c in CATEGORIES:
-        train, held = set(prompts(c, "train")), set(prompts(c, "heldout"))
-        assert not train & held and train | held == set(prompts(c, "all"))
+        a, b = set(prompts(c, first)), set(prompts(c, second))
+        assert not a & b and a | b == set(prompts(c, whole))
+
+
+def test_split_counts_and_disjoint():
+    _assert_partition("train", "heldout", "all", {"binding": (24, 12), "spatial": (96, 48), "numeracy": (36, 12)})
 
 
 def test_heldout_pairs_never_meet_in_training_but_their_parts_do():
@@ -281,11 +285,7 @@ def test_split_toy_prompt_gives_the_phrases_and_ablations_the_toy_model_was_trai
 def test_heldout_halves_split_pairs_and_triples_and_never_share_one():
     from rfmi_core.toy.prompts import heldout_half
 
-    counts = {c: (len(prompts(c, "finetune")), len(prompts(c, "evaluation"))) for c in CATEGORIES}
-    assert counts == {"binding": (6, 6), "spatial": (24, 24), "numeracy": (6, 6)}
-    for c in CATEGORIES:
-        tune, judge = set(prompts(c, "finetune")), set(prompts(c, "evaluation"))
-        assert not tune & judge and tune | judge == set(prompts(c, "heldout"))
+    _assert_partition("finetune", "evaluation", "heldout", {"binding": (6, 6), "spatial": (24, 24), "numeracy": (6, 6)})
     pairs = {half: {frozenset(s.objects) for c in ("binding", "spatial") for s in prompt_specs(c, half)}
              for half in ("finetune", "evaluation")}
     assert not pairs["finetune"] & pairs["evaluation"] and len(pairs["finetune"]) == len(pairs["evaluation"]) == 6

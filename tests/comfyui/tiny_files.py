@@ -9,25 +9,18 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-import comfy.ops
 import comfy.sd1_clip
-from comfy.ldm.modules.diffusionmodules.mmdit import OpenAISignatureMMDITWrapper
+from tiny_models import tiny_sd3_state_dict
 
 CHECKPOINT = "tiny_sd3.safetensors"
 CLIP_L = "clip_l.safetensors"
 
 
 def tiny_sd3_checkpoint_state_dict(seed: int = 0) -> dict:
-    """A 2-block MMDiT that ComfyUI detects as SD3, under a checkpoint's "model.diffusion_model." prefix."""
-    net = OpenAISignatureMMDITWrapper(
-        input_size=None, patch_size=2, in_channels=16, out_channels=16, depth=2, adm_in_channels=2048,
-        context_embedder_config={"target": "torch.nn.Linear", "params": {"in_features": 4096, "out_features": 128}},
-        num_patches=256, pos_embed_max_size=16, qk_norm="rms", operations=comfy.ops.disable_weight_init,
-        device="cpu", dtype=torch.float32,
-    )
-    g = torch.Generator().manual_seed(seed)
-    return {f"model.diffusion_model.{k}": (torch.randn(v.shape, generator=g) * 0.05).contiguous()
-            for k, v in net.state_dict().items()}
+    """A 2-block MMDiT that ComfyUI detects as SD3 (CLIP-L's pooled 2048 and per-token 4096 widths), under a
+    checkpoint's "model.diffusion_model." prefix."""
+    weights = tiny_sd3_state_dict(seed, pooled_width=2048, context_width=4096)
+    return {f"model.diffusion_model.{k}": v for k, v in weights.items()}
 
 
 def clip_l_state_dict(seed: int = 0) -> dict:

@@ -18,11 +18,13 @@ from comfy.ldm.modules.diffusionmodules.mmdit import OpenAISignatureMMDITWrapper
 from rfmi_core import GaussianChannel
 
 
-def tiny_sd3_state_dict(seed: int = 0) -> dict:
-    """The weights of a ~1 M-parameter MMDiT (SD3 family): ComfyUI's detection reads it as SD3 (shift 3, 16 channels)."""
+def tiny_sd3_state_dict(seed: int = 0, pooled_width: int = 32, context_width: int = 64) -> dict:
+    """The weights of a ~1 M-parameter MMDiT (SD3 family): ComfyUI's detection reads it as SD3 (shift 3, 16 channels).
+    ``pooled_width`` / ``context_width``: the widths of the pooled and per-token text conditioning it takes."""
     net = OpenAISignatureMMDITWrapper(
-        input_size=None, patch_size=2, in_channels=16, out_channels=16, depth=2, adm_in_channels=32,
-        context_embedder_config={"target": "torch.nn.Linear", "params": {"in_features": 64, "out_features": 128}},
+        input_size=None, patch_size=2, in_channels=16, out_channels=16, depth=2, adm_in_channels=pooled_width,
+        context_embedder_config={"target": "torch.nn.Linear",
+                                 "params": {"in_features": context_width, "out_features": 128}},
         num_patches=256, pos_embed_max_size=16, qk_norm="rms", operations=comfy.ops.disable_weight_init,
         device="cpu", dtype=torch.float32,
     )

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import torch
+
+from ..rfmi_core.candidates import module_identity
 
 CONDITIONING_KEYS = ("cross_attn", "pooled_output", "guidance")
 
@@ -31,10 +31,4 @@ def conditioning_tensors(conditioning: list) -> dict[str, torch.Tensor]:
 
 def model_identity(model) -> str:
     """A short, stable name for the weights of a MODEL: class, parameter count and a hash of a few tensors' bytes."""
-    net = model.model.diffusion_model
-    params = list(net.parameters())
-    digest = hashlib.sha256()
-    for p in params[:2] + params[-2:]:
-        digest.update(p.detach().flatten()[:4096].float().cpu().numpy().tobytes())
-    count = sum(p.numel() for p in params)
-    return f"{type(model.model).__name__}-{count}-{digest.hexdigest()[:12]}"
+    return module_identity(model.model.diffusion_model, type(model.model).__name__)

@@ -48,14 +48,14 @@ def shifted_sigmas(steps: int, shift: float = 1.0) -> Tensor:
     return shift * s / (1 + (shift - 1) * s)
 
 
-def module_identity(module: nn.Module) -> str:
-    """A short, stable name for a module's weights: class, parameter count, a hash of a few tensors' bytes (the recipe
-    of the nodes' ``model_identity``)."""
+def module_identity(module: nn.Module, name: str | None = None) -> str:
+    """A short, stable name for a module's weights: ``name`` (default: its class), parameter count, a hash of a few
+    tensors' bytes (also the nodes' ``model_identity``)."""
     params = list(module.parameters())
     digest = hashlib.sha256()
     for p in params[:2] + params[-2:]:
         digest.update(p.detach().flatten()[:4096].float().cpu().numpy().tobytes())
-    return f"{type(module).__name__}-{sum(p.numel() for p in params)}-{digest.hexdigest()[:12]}"
+    return f"{name or type(module).__name__}-{sum(p.numel() for p in params)}-{digest.hexdigest()[:12]}"
 
 
 def _batched(conditioning: dict[str, Tensor], batch: int, device: torch.device) -> dict[str, Tensor]:

@@ -10,8 +10,9 @@ centres (``world.relation_holds``; "none" when no relation holds), per prompted 
 (2) The posterior mean at high noise: for left / right prompts, images of the world x1 noised to x_t = t·x1 + (1−t)·ε,
 the model's x̂1 = x_t + (1 − t)·u(x_t | y) (paper convention), and the column displacement of the second named
 object's colour from the first's, signed along the prompted relation (positive = the relation's direction), averaged
-over images; beside it the same on the clean images. A model that knows the direction moves ink that way long before
-shapes form; one that does not has x̂1 near zero displacement at small t.
+over images; beside it the same on the clean images and on their mean (E[x1 | y], the target of x̂1 as t → 0).
+A model that knows the direction moves ink that way long before shapes form; one that does not has x̂1 near zero
+displacement at small t.
 """
 
 from __future__ import annotations
@@ -49,10 +50,10 @@ def colour_column(images: torch.Tensor, colour: str) -> torch.Tensor:
 
 
 @torch.no_grad()
-def mean_displacement(model, texts: list[str], t: float, per_prompt: int = 64) -> tuple[float, float]:
-    """(model's x̂1, clean x1): mean column displacement of the second object's colour from the first's, signed
-    along the prompted relation."""
-    model_d, data_d = [], []
+def mean_displacement(model, texts: list[str], t: float, per_prompt: int = 64) -> tuple[float, float, float]:
+    """(model's x̂1, clean x1, the mean clean image): mean column displacement of the second object's colour from
+    the first's, signed along the prompted relation. The mean image estimates E[x1 | y], which x̂1 tends to as t → 0."""
+    model_d, data_d, mean_d = [], [], []
     for text in texts:
         spec = parse_prompt(text)
         (c1, _), (c2, _) = spec.objects
@@ -63,7 +64,9 @@ def mean_displacement(model, texts: list[str], t: float, per_prompt: int = 64) -
         x1_hat = x_t + (1 - t) * model(x_t, torch.full((per_prompt,), t), tokenize_batch([text] * per_prompt))
         for store, images in ((model_d, x1_hat), (data_d, x1)):
             store.append(sign * float((colour_column(images, c2) - colour_column(images, c1)).mean()))
-    return sum(model_d) / len(model_d), sum(data_d) / len(data_d)
+        mean_image = x1.mean(0, keepdim=True)
+        mean_d.append(sign * float(colour_column(mean_image, c2) - colour_column(mean_image, c1)))
+    return tuple(sum(d) / len(d) for d in (model_d, data_d, mean_d))
 
 
 def main() -> None:
@@ -81,7 +84,7 @@ def main() -> None:
         table[parse_prompt(text).relation][observed_relation(text, perception)] += 1
     columns = [*RELATIONS, "none", "not the two objects"]
     print(f"(1) {args.split} spatial prompts, {len(texts)} images: prompted relation (rows) against the one seen")
-    print("| prompted | " + " | ".join(columns) + " | right |")
+    print("| prompted | " + " | ".join(columns) + " | as prompted |")
     print("|---" * (len(columns) + 2) + "|")
     for relation in RELATIONS:
         row = table[relation]
@@ -89,10 +92,10 @@ def main() -> None:
               + f" | {row[relation] / max(1, sum(row.values())):.0%} |")
     horizontal = [t for t in prompts("spatial", args.split) if parse_prompt(t).relation in ("left", "right")][:16]
     print(f"\n(2) mean column displacement along the prompted relation, px ({len(horizontal)} left/right prompts × 64)")
-    print("| t | model x̂1 | clean x1 |\n|---|---|---|")
+    print("| t | model x̂1 | clean x1 | mean clean image (E[x1 | y]) |\n|---|---|---|---|")
     for t in (0.02, 0.1, 0.2, 0.35):
-        got, data = mean_displacement(model, horizontal, t)
-        print(f"| {t} | {got:+.2f} | {data:+.2f} |")
+        got, data, mean = mean_displacement(model, horizontal, t)
+        print(f"| {t} | {got:+.2f} | {data:+.2f} | {mean:+.2f} |")
 
 
 if __name__ == "__main__":

@@ -205,12 +205,24 @@ def load_workflow_js(name: str) -> str:
     return f"""(async () => {{
   {FIT_VIEW}
   const app = {APP};
-  window.__rfmiMissing = null;
   const response = await fetch("/api/workflow_templates/{PACK_NAME}/{name}.json");
   const workflow = await response.json();
-  await app.loadGraphData(workflow, true, true, "{name}");
+  // on a loaded machine the frontend's own start-up graph (its default workflow) can land after ours and replace
+  // it: load until the page holds this workflow's nodes twice in a row, 0.5 s apart
+  const sleep = ms => new Promise(r => setTimeout(r, ms));
+  const ids = nodes => JSON.stringify(nodes.map(n => Number(n.id)).sort((a, b) => a - b));
+  const expected = ids(workflow.nodes);
+  for (let attempt = 0; attempt < 6; attempt++) {{
+    window.__rfmiMissing = null;
+    await app.loadGraphData(workflow, true, true, "{name}");
+    await sleep(500);
+    if (ids(app.graph.nodes) === expected) {{
+      await sleep(500);
+      if (ids(app.graph.nodes) === expected) break;
+    }}
+  }}
   fitView(app);
-  await new Promise(r => setTimeout(r, 500));
+  await sleep(300);
   const dialogs = [...document.querySelectorAll(".p-dialog")].map(d => d.innerText);
   const nodes = app.graph.nodes.map(n => ({{ id: n.id, type: n.type, has_errors: !!n.has_errors,
     widgets: (n.widgets || []).map(w => ({{ name: w.name, type: w.type, value: w.value ?? null }})) }}));

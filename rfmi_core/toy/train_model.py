@@ -50,7 +50,8 @@ from ..lora import save_safetensors_atomic
 from ..progress import progress_bar
 from .model import ToyFlowConfig, ToyFlowTransformer
 from .prompts import MAX_TOKENS, PAD_ID, PROMPT_VOCAB, prompt_phrases, tokenize_batch, without_phrases
-from .world import random_training_batch
+from .stable_target import stf_velocity_target
+from .world import random_training_batch, sample_scenes
 
 DEFAULT_WEIGHTS = os.path.join(os.path.dirname(__file__), "weights", "toy_rf.safetensors")
 
@@ -72,16 +73,57 @@ def drop_random_phrases(texts: list[str], probability: float, generator: torch.G
     return out
 
 
+LOW_T_MAX = 0.25  # the "layout" range of t: x_t shows too little of x1 there to read a layout from it
+
+
+def with_low_times(t: torch.Tensor, generator: torch.Generator, share: float) -> torch.Tensor:
+    """``t`` with each time replaced, with probability ``share``, by a uniform draw in [0, LOW_T_MAX). Logit-normal t
+    puts 1.4 % of draws below t = 0.1, where a prompt's layout has to come from the prompt, not from x_t."""
+    low = torch.rand(t.shape, generator=generator) < share
+    return torch.where(low, LOW_T_MAX * torch.rand(t.shape, generator=generator), t)
+
+
 def cfm_loss(model: ToyFlowTransformer, x1: torch.Tensor, tokens: torch.Tensor, generator: torch.Generator,
-             dropout: float) -> torch.Tensor:
-    """Flow-matching loss with logit-normal t and prompt dropout to ∅."""
+             dropout: float, references: torch.Tensor | None = None, low_t_share: float = 0.0) -> torch.Tensor:
+    """Flow-matching loss with logit-normal t (``low_t_share`` of it moved to small t: ``with_low_times``) and
+    prompt dropout to ∅.
+
+    ``references`` [n, K, ...] (K images of each row's prompt, references[:, 0] = x1) switches the target to the
+    stable target field (``stable_target.stf_velocity_target``); a row dropped to ∅ takes K − 1 other images of the
+    batch after its own (draws of the marginal that ∅ stands for).
+    """
     n = x1.shape[0]
     t = torch.sigmoid(torch.randn(n, generator=generator))
     eps = torch.randn(x1.shape, generator=generator)
     drop = torch.rand(n, generator=generator) < dropout
+    if low_t_share > 0:  # drawn after the rest, so runs without it keep their random stream
+        t = with_low_times(t, generator, low_t_share)
     tokens = torch.where(drop[:, None], torch.full_like(tokens, PAD_ID), tokens)
     x_t, target = straight_path(x1, eps, t)
+    if references is not None:
+        k = references.shape[1]
+        if references.shape[0] != n or not torch.equal(references[:, 0], x1) or k > n:
+            raise ValueError(f"references must be [n, K, ...] with K <= n = {n} and references[:, 0] equal to x1")
+        references = references.clone()
+        for row in torch.nonzero(drop).flatten().tolist():
+            others = torch.randperm(n - 1, generator=generator)[: k - 1]
+            references[row, 1:] = x1[others + (others >= row).long()]  # any image of the batch but the row's own
+        target = stf_velocity_target(x_t, t, references)
     return (model(x_t, t, tokens) - target).square().mean()
+
+
+def stf_references(images: torch.Tensor, texts: list[str], full_texts: list[str], k: int,
+                   generator: torch.Generator) -> torch.Tensor:
+    """[n, k, ...]: each image first, then k − 1 fresh scenes of its prompt (``world.sample_scenes``) when the text is
+    still the full prompt; a text left without a phrase keeps its own image only (k copies: the plain target), since
+    its scenes are those of the full prompts it was cut from."""
+    rows = []
+    for image, text, full in zip(images, texts, full_texts):
+        if text == full:
+            rows.append(torch.cat([image[None], sample_scenes(full, k - 1, generator)]))
+        else:
+            rows.append(image[None].expand(k, *image.shape))
+    return torch.stack(rows)
 
 
 def save_toy_weights(model: ToyFlowTransformer, path: str, metadata: dict) -> None:
@@ -105,12 +147,17 @@ def load_toy_model(path: str | None = None) -> ToyFlowTransformer:
 
 def train(steps: int, batch: int, lr: float, dropout: float, ema_decay: float, seed: int, out: str,
           resume: bool, save_every: int, snapshot_dir: str | None = None, warmup: int = 100,
-          phrase_dropout: float = 0.0, config: ToyFlowConfig | None = None) -> None:
+          phrase_dropout: float = 0.0, config: ToyFlowConfig | None = None, init: str | None = None,
+          stf: int = 1, low_t_share: float = 0.0) -> None:
     torch.manual_seed(seed)
-    config = config or toy_config()
-    model = ToyFlowTransformer(config)
-    ema = ToyFlowTransformer(config)
-    ema.load_state_dict(model.state_dict())
+    if init:  # a new run (its own step count and schedule) that starts from another file's weights and config
+        model, ema = load_toy_model(init).train(), load_toy_model(init)
+        config = model.config
+    else:
+        config = config or toy_config()
+        model = ToyFlowTransformer(config)
+        ema = ToyFlowTransformer(config)
+        ema.load_state_dict(model.state_dict())
     start = 0
     if resume and os.path.isfile(out):
         with safe_open(out, framework="pt") as handle:
@@ -127,10 +174,10 @@ def train(steps: int, batch: int, lr: float, dropout: float, ema_decay: float, s
     command = " ".join(["python -m rfmi_core.toy.train_model", *sys.argv[1:]])
     for step in progress_bar(range(start, steps), desc="training toy model", initial=start, total=steps):
         generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
-        images, texts = random_training_batch(batch, generator)
-        if phrase_dropout > 0:
-            texts = drop_random_phrases(texts, phrase_dropout, generator)
-        loss = cfm_loss(model, images, tokenize_batch(texts), generator, dropout)
+        images, full_texts = random_training_batch(batch, generator)
+        texts = drop_random_phrases(full_texts, phrase_dropout, generator) if phrase_dropout > 0 else full_texts
+        references = stf_references(images, texts, full_texts, stf, generator) if stf > 1 else None
+        loss = cfm_loss(model, images, tokenize_batch(texts), generator, dropout, references, low_t_share)
         for group in optimizer.param_groups:
             group["lr"] = lr * schedule(step)
         optimizer.zero_grad(set_to_none=True)
@@ -145,7 +192,8 @@ def train(steps: int, batch: int, lr: float, dropout: float, ema_decay: float, s
         if done % save_every == 0 or done == steps:
             recent = sum(losses[-100:]) / len(losses[-100:])
             save_toy_weights(ema, out, {"steps": done, "batch": batch, "lr": lr, "dropout": dropout,
-                                        "phrase_dropout": phrase_dropout, "ema_decay": ema_decay, "seed": seed, "loss_last100": f"{recent:.5f}",
+                                        "phrase_dropout": phrase_dropout, "ema_decay": ema_decay, "seed": seed, "stf": stf,
+                                        "low_t_share": low_t_share, "init": init or "", "loss_last100": f"{recent:.5f}",
                                         "command": command, "seconds": f"{time.time() - began:.0f}"})
             if snapshot_dir:  # a copy per save, for studies of model quality against training steps
                 os.makedirs(snapshot_dir, exist_ok=True)
@@ -172,11 +220,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--out", default=DEFAULT_WEIGHTS)
     parser.add_argument("--snapshots", default=None, help="folder that keeps a copy of the weights at every save")
+    parser.add_argument("--init", default=None,
+                        help="start from this weights file (its config; a new run: its own steps and schedule)")
+    parser.add_argument("--stf", type=int, default=1,
+                        help="reference images per prompt for the stable-target-field target (1: the plain target)")
+    parser.add_argument("--low-t-share", type=float, default=0.0,
+                        help=f"share of training times drawn uniformly below t = {LOW_T_MAX} instead of logit-normal")
     args = parser.parse_args(argv)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     torch.set_num_threads(args.threads)
     train(args.steps, args.batch, args.lr, args.dropout, args.ema, args.seed, args.out, args.resume, args.save_every,
-          args.snapshots, args.warmup, args.phrase_dropout, toy_config(args.width, args.depth, args.heads, not args.no_local_mixing))
+          args.snapshots, args.warmup, args.phrase_dropout, toy_config(args.width, args.depth, args.heads, not args.no_local_mixing),
+          args.init, args.stf, args.low_t_share)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ from .prompts import CATEGORIES, COLOURS, MAX_COUNT, SHAPES, PromptSpec, parse_p
 
 __all__ = [
     "CANVAS", "PALETTE", "MAX_OBJECTS", "GAP", "GRID", "SPATIAL_MARGIN", "BACKGROUND_LEVELS", "shape_mask", "SHAPE_PIXELS", "SceneObject", "Scene", "relation_holds", "background",
-    "paint", "render", "sample_positions", "sample_layout", "sample_scene", "random_scene", "satisfies",
+    "paint", "render", "sample_positions", "sample_many_positions", "sample_layout", "sample_scene", "sample_scenes", "random_scene", "satisfies",
     "random_training_pair", "random_training_batch",
 ]
 
@@ -155,6 +155,15 @@ def sample_positions(sizes: list[tuple[int, int]], generator: torch.Generator | 
     is found."""
     if not sizes:
         return []
+    return sample_many_positions(sizes, 1, generator, relation, batch, max_batches)[0]
+
+
+def sample_many_positions(sizes: list[tuple[int, int]], k: int, generator: torch.Generator | None = None,
+                          relation: str | None = None, batch: int = 512,
+                          max_batches: int = 200) -> list[list[tuple[int, int]]]:
+    """``k`` independent layouts of ``sample_positions`` (each uniform among the valid ones), taken from as few
+    rejection batches as hold k hits: the first k accepted candidates, in draw order."""
+    found: list[list[tuple[int, int]]] = []
     for _ in range(max_batches):
         rows = torch.stack([GRID * torch.randint(0, (CANVAS - h) // GRID + 1, (batch,), generator=generator)
                             for h, _ in sizes], 1)
@@ -165,10 +174,10 @@ def sample_positions(sizes: list[tuple[int, int]], generator: torch.Generator | 
             centre_r = rows[:, :2] + torch.tensor([(h - 1) / 2 for h, _ in sizes[:2]])
             centre_c = cols[:, :2] + torch.tensor([(w - 1) / 2 for _, w in sizes[:2]])
             ok &= relation_holds((centre_r[:, 0], centre_c[:, 0]), (centre_r[:, 1], centre_c[:, 1]), relation)
-        hits = torch.nonzero(ok).flatten()
-        if hits.numel():
-            k = int(hits[0])
-            return list(zip(rows[k].tolist(), cols[k].tolist()))
+        for i in torch.nonzero(ok).flatten()[: k - len(found)].tolist():
+            found.append(list(zip(rows[i].tolist(), cols[i].tolist())))
+        if len(found) == k:
+            return found
     raise RuntimeError(f"no layout found for footprints {sizes} (relation {relation!r}) in {batch * max_batches} draws")
 
 
@@ -188,6 +197,16 @@ def sample_scene(prompt: PromptSpec | str, generator: torch.Generator | None = N
     named = list(spec.objects) * (spec.count or 1)
     layout = sample_layout([shape for _, shape in named], generator, spec.relation)
     return Scene(tuple(SceneObject(c, s, r, k) for (c, s), (r, k) in zip(named, layout)))
+
+
+def sample_scenes(prompt: PromptSpec | str, k: int, generator: torch.Generator | None = None) -> Tensor:
+    """The images of ``k`` independent ``sample_scene`` draws for one prompt, [k, 3, CANVAS, CANVAS], from one
+    vectorised rejection batch (the reference images of the stable-target trainer: many per prompt per step)."""
+    spec = _as_spec(prompt)
+    named = list(spec.objects) * (spec.count or 1)
+    layouts = sample_many_positions([tuple(_shape_masks()[s].shape) for _, s in named], k, generator, spec.relation)
+    return torch.stack([render(Scene(tuple(SceneObject(c, s, r, q) for (c, s), (r, q) in zip(named, layout))),
+                               generator) for layout in layouts])
 
 
 def random_scene(generator: torch.Generator | None = None, num_objects: int | None = None) -> Scene:

@@ -1,11 +1,13 @@
 """The toy model: shapes, the shipped weights load, the training loss falls."""
 
+import pytest
 import torch
 from safetensors import safe_open
 
 from rfmi_core.toy.prompts import PAD_ID, tokenize_batch
 from rfmi_core.toy.prompts import prompt_phrases, without_phrases
-from rfmi_core.toy.train_model import DEFAULT_WEIGHTS, cfm_loss, drop_random_phrases, load_toy_model, toy_config, train
+from rfmi_core.toy.train_model import (DEFAULT_WEIGHTS, cfm_loss, drop_random_phrases, load_toy_model, save_toy_weights,
+                                       toy_config, train)
 from rfmi_core.toy.model import ToyFlowTransformer
 from rfmi_core.toy.world import random_training_batch
 
@@ -71,3 +73,35 @@ def test_local_mixing_is_a_zero_initialised_addition_that_old_files_skip():
         for block in mixing.joint_blocks:
             block.x_block.local.weight.normal_(0, 0.1)
         assert not torch.allclose(mixing(x, t, tokens), plain(x, t, tokens), atol=1e-4)
+
+
+def test_prompt_slots_keep_the_word_order_the_mean_embedding_loses():
+    torch.manual_seed(0)
+    model = ToyFlowTransformer(toy_config(prompt_slots=True))
+    tokens = tokenize_batch(["a red square and a blue disk", "a blue square and a red disk"])  # one bag of words
+    present = tokens != PAD_ID
+    embedded = model.token_embedder(tokens) * present[..., None]
+    assert torch.allclose(embedded.sum(1)[0], embedded.sum(1)[1])
+    slots = model._slots(tokens, present)
+    assert slots.shape == (2, model.config.max_tokens * model.config.width)
+    assert not torch.allclose(slots[0], slots[1])
+
+
+def test_prompt_slots_start_at_zero_so_a_trained_file_grows_them_unchanged(tmp_path):
+    torch.manual_seed(0)
+    plain = ToyFlowTransformer(toy_config(width=32, depth=1))
+    for name, p in plain.named_parameters():  # adaLN and output start at zero: make the blocks do something
+        if "adaLN" in name or "final" in name:
+            p.data.normal_(0, 0.05)
+    path = tmp_path / "plain.safetensors"
+    save_toy_weights(plain, str(path), {"steps": 1})
+    grown = load_toy_model(str(path), toy_config(width=32, depth=1, prompt_slots=True))
+    assert grown.config.prompt_slots and not load_toy_model(str(path)).config.prompt_slots
+    x, t = torch.randn(2, 3, 16, 16), torch.tensor([0.05, 0.7])
+    tokens = tokenize_batch(["a red square to the left of a blue disk", ""])
+    with torch.no_grad():
+        assert torch.allclose(grown(x, t, tokens), plain(x, t, tokens), atol=1e-6)
+        grown.slot_embedder[2].weight.normal_(0, 0.1)
+        assert not torch.allclose(grown(x, t, tokens), plain(x, t, tokens), atol=1e-4)
+    with pytest.raises(ValueError, match="width differ"):
+        load_toy_model(str(path), toy_config(width=64, depth=1, prompt_slots=True))

@@ -8,6 +8,12 @@ each block through adaLN. The network returns the paper velocity u = x1 − x0. 
 ``local_mixing`` (on in the shipped weights, off by default so older files load) adds a depthwise 3×3 convolution
 over the 8×8 grid of image tokens inside each block's MLP (SegFormer's MixFFN; zero-initialised, 15 k parameters):
 neighbouring patches of one shape agree on it sooner than through attention alone.
+
+``prompt_slots`` (off by default so older files load) adds to the adaLN condition an MLP of the prompt's token
+embeddings in their slots (zero-initialised last layer). The mean embedding is a bag of words: "a red square to the
+left of a blue disk" and "a blue square to the left of a red disk" pool alike, so at high noise, where the layout
+must come from the prompt alone, the blocks had no summary saying which colour goes left. With slots a width-64 probe
+(t = 0.02, stable targets) learnt the layout within 600 steps, held-out pairs included; without them it had not.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ class ToyFlowConfig:
     heads: int = 4
     pad_id: int = 0
     local_mixing: bool = False  # a depthwise 3×3 convolution over the image tokens inside each MLP (MixFFN)
+    prompt_slots: bool = False  # adaLN also reads an MLP of the token embeddings in their slots (word order)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -129,6 +136,10 @@ class ToyFlowTransformer(nn.Module):
         self.token_pos = nn.Parameter(torch.randn(1, config.max_tokens, w) * 0.02)
         self.t_embedder = nn.Sequential(nn.Linear(w, w), nn.SiLU(), nn.Linear(w, w))
         self.y_embedder = nn.Sequential(nn.Linear(w, w), nn.SiLU(), nn.Linear(w, w))
+        if config.prompt_slots:  # zero-initialised: a model given this module starts as the one without it
+            self.slot_embedder = nn.Sequential(nn.Linear(w * config.max_tokens, w), nn.SiLU(), nn.Linear(w, w))
+            nn.init.zeros_(self.slot_embedder[2].weight)
+            nn.init.zeros_(self.slot_embedder[2].bias)
         side = config.image_size // p if config.local_mixing else 0
         self.joint_blocks = nn.ModuleList([JointBlock(w, config.heads, side) for _ in range(config.depth)])
         self.final_norm = nn.LayerNorm(w, elementwise_affine=False)
@@ -148,6 +159,13 @@ class ToyFlowTransformer(nn.Module):
         c, p, s = self.config.channels, self.config.patch, self.config.image_size // self.config.patch
         return tokens.reshape(b, s, s, c, p, p).permute(0, 3, 1, 4, 2, 5).reshape(b, c, s * p, s * p)
 
+    def _slots(self, tokens: Tensor, present: Tensor) -> Tensor:
+        """[B, max_tokens·width]: each token's embedding in its own slot (padding zero), so the summary keeps word
+        order: which colour is named first and which relation follows it, which the mean embedding loses."""
+        slots = self.token_embedder(tokens) * present[..., None]
+        missing = self.config.max_tokens - tokens.shape[1]
+        return nn.functional.pad(slots, (0, 0, 0, missing)).flatten(1)
+
     def forward(self, x: Tensor, t: Tensor, tokens: Tensor) -> Tensor:
         cfg = self.config
         if x.shape[1:] != (cfg.channels, cfg.image_size, cfg.image_size):
@@ -159,6 +177,8 @@ class ToyFlowTransformer(nn.Module):
         text = self.token_embedder(tokens) + self.token_pos[:, : tokens.shape[1]]
         pooled = (text * present[..., None]).sum(1) / present.sum(1, keepdim=True).clamp(min=1)
         c = self.t_embedder(timestep_embedding(t, cfg.width)) + self.y_embedder(pooled)
+        if cfg.prompt_slots:
+            c = c + self.slot_embedder(self._slots(tokens, present))
         h = torch.cat([text, self.x_embedder(self.patchify(x)) + self.pos_embed], dim=1)
         keep = torch.cat([present, torch.ones(x.shape[0], self.num_patches, dtype=torch.bool, device=x.device)], 1)
         mask = keep[:, None, None, :]  # image tokens never attend to padding

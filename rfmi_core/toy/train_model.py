@@ -56,9 +56,10 @@ from .world import random_training_batch, sample_scenes
 DEFAULT_WEIGHTS = os.path.join(os.path.dirname(__file__), "weights", "toy_rf.safetensors")
 
 
-def toy_config(width: int = 96, depth: int = 4, heads: int = 4, local_mixing: bool = True) -> ToyFlowConfig:
+def toy_config(width: int = 96, depth: int = 4, heads: int = 4, local_mixing: bool = True,
+               prompt_slots: bool = False) -> ToyFlowConfig:
     return ToyFlowConfig(vocab_size=len(PROMPT_VOCAB), max_tokens=MAX_TOKENS, pad_id=PAD_ID, width=width, depth=depth,
-                         heads=heads, local_mixing=local_mixing)
+                         heads=heads, local_mixing=local_mixing, prompt_slots=prompt_slots)
 
 
 def drop_random_phrases(texts: list[str], probability: float, generator: torch.Generator) -> list[str]:
@@ -132,16 +133,29 @@ def save_toy_weights(model: ToyFlowTransformer, path: str, metadata: dict) -> No
     save_safetensors_atomic(tensors, path, meta)
 
 
-def load_toy_model(path: str | None = None) -> ToyFlowTransformer:
-    """The toy model from its safetensors file (default: the weights shipped with the package), in eval mode."""
+def load_toy_model(path: str | None = None, grow: ToyFlowConfig | None = None) -> ToyFlowTransformer:
+    """The toy model from its safetensors file (default: the weights shipped with the package), in eval mode.
+
+    ``grow`` (for ``--init``): the file's model with the zero-initialised modules ``grow`` switches on and the file
+    lacks (``local_mixing``, ``prompt_slots``) added; it starts as the file's model does. Sizes must match."""
     path = path or DEFAULT_WEIGHTS
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no toy weights at {path}; train them with `python -m rfmi_core.toy.train_model`")
     with safe_open(path, framework="pt") as handle:
         config = ToyFlowConfig(**json.loads(handle.metadata()["config"]))
         state = {k: handle.get_tensor(k) for k in handle.keys()}
+    if grow is not None:
+        fixed = [f for f in ("vocab_size", "max_tokens", "image_size", "channels", "patch", "width", "depth", "heads")
+                 if getattr(grow, f) != getattr(config, f)]
+        if fixed:
+            raise ValueError(f"--init {path}: its {', '.join(fixed)} differ from the requested model's; only the "
+                             "optional modules (local mixing, prompt slots) can be added to a trained model")
+        config = ToyFlowConfig(**{**config.to_dict(), "local_mixing": config.local_mixing or grow.local_mixing,
+                                  "prompt_slots": config.prompt_slots or grow.prompt_slots})
     model = ToyFlowTransformer(config)
-    model.load_state_dict(state)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or (missing and grow is None) or any(".local." not in k and "slot_embedder" not in k for k in missing):
+        raise ValueError(f"{path} does not match its recorded config: missing {missing}, unexpected {unexpected}")
     return model.eval()
 
 
@@ -151,7 +165,7 @@ def train(steps: int, batch: int, lr: float, dropout: float, ema_decay: float, s
           stf: int = 1, low_t_share: float = 0.0) -> None:
     torch.manual_seed(seed)
     if init:  # a new run (its own step count and schedule) that starts from another file's weights and config
-        model, ema = load_toy_model(init).train(), load_toy_model(init)
+        model, ema = load_toy_model(init, config).train(), load_toy_model(init, config)
         config = model.config
     else:
         config = config or toy_config()
@@ -212,6 +226,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--depth", type=int, default=4)
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--no-local-mixing", action="store_true", help="no depthwise 3×3 conv in the MLPs")
+    parser.add_argument("--prompt-slots", action="store_true",
+                        help="adaLN also reads the token embeddings in their slots (word order; added to an --init model)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--ema", type=float, default=0.999)
     parser.add_argument("--seed", type=int, default=0)
@@ -230,7 +246,7 @@ def main(argv: list[str] | None = None) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     torch.set_num_threads(args.threads)
     train(args.steps, args.batch, args.lr, args.dropout, args.ema, args.seed, args.out, args.resume, args.save_every,
-          args.snapshots, args.warmup, args.phrase_dropout, toy_config(args.width, args.depth, args.heads, not args.no_local_mixing),
+          args.snapshots, args.warmup, args.phrase_dropout, toy_config(args.width, args.depth, args.heads, not args.no_local_mixing, args.prompt_slots),
           args.init, args.stf, args.low_t_share)
 
 

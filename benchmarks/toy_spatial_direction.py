@@ -8,11 +8,13 @@ each image whose judge sees a valid scene with exactly the two named objects, th
 centres (``world.relation_holds``; "none" when no relation holds), per prompted relation.
 
 (2) The posterior mean at high noise: for left / right prompts, images of the world x1 noised to x_t = t·x1 + (1−t)·ε,
-the model's x̂1 = x_t + (1 − t)·u(x_t | y) (paper convention), and the column displacement of the second named
-object's colour from the first's, signed along the prompted relation (positive = the relation's direction), averaged
-over images; beside it the same on the clean images and on their mean (E[x1 | y], the target of x̂1 as t → 0).
-A model that knows the direction moves ink that way long before shapes form; one that does not has x̂1 near zero
-displacement at small t.
+the model's x̂1 = x_t + (1 − t)·u(x_t | y) (paper convention), averaged over the noise draws, and the column
+displacement of the second named object's colour from the first's in that average, signed along the prompted relation
+(positive = the relation's direction); beside it the same on the clean images (per image, averaged) and on their mean.
+The average of x̂1 over draws of x_t estimates E[x1 | y] at every t (E over x_t of E[x1 | x_t, y]), so a calibrated
+model matches the mean clean image's column at every t; one that never learnt the layout a prompt implies shows a flat
+average (≈ 0 px) at small t, where x_t has too little of x1 to read the layout from. (Centroids of single noisy x̂1,
+this script's first version, shrink toward the canvas centre with the leftover noise: averaging first removes it.)
 """
 
 from __future__ import annotations
@@ -51,8 +53,8 @@ def colour_column(images: torch.Tensor, colour: str) -> torch.Tensor:
 
 @torch.no_grad()
 def mean_displacement(model, texts: list[str], t: float, per_prompt: int = 64) -> tuple[float, float, float]:
-    """(model's x̂1, clean x1, the mean clean image): mean column displacement of the second object's colour from
-    the first's, signed along the prompted relation. The mean image estimates E[x1 | y], which x̂1 tends to as t → 0."""
+    """(mean of the model's x̂1 over noise draws, clean x1 per image, the mean clean image): column displacement of the
+    second object's colour from the first's, signed along the prompted relation. Both means estimate E[x1 | y]."""
     model_d, data_d, mean_d = [], [], []
     for text in texts:
         spec = parse_prompt(text)
@@ -62,10 +64,10 @@ def mean_displacement(model, texts: list[str], t: float, per_prompt: int = 64) -
         x1 = torch.stack([render(sample_scene(spec, g), g) for _ in range(per_prompt)])
         x_t = t * x1 + (1 - t) * torch.randn(x1.shape, generator=g)
         x1_hat = x_t + (1 - t) * model(x_t, torch.full((per_prompt,), t), tokenize_batch([text] * per_prompt))
-        for store, images in ((model_d, x1_hat), (data_d, x1)):
-            store.append(sign * float((colour_column(images, c2) - colour_column(images, c1)).mean()))
-        mean_image = x1.mean(0, keepdim=True)
-        mean_d.append(sign * float(colour_column(mean_image, c2) - colour_column(mean_image, c1)))
+        data_d.append(sign * float((colour_column(x1, c2) - colour_column(x1, c1)).mean()))
+        for store, images in ((model_d, x1_hat), (mean_d, x1)):
+            mean_image = images.mean(0, keepdim=True)
+            store.append(sign * float(colour_column(mean_image, c2) - colour_column(mean_image, c1)))
     return tuple(sum(d) / len(d) for d in (model_d, data_d, mean_d))
 
 
@@ -92,7 +94,7 @@ def main() -> None:
               + f" | {row[relation] / max(1, sum(row.values())):.0%} |")
     horizontal = [t for t in prompts("spatial", args.split) if parse_prompt(t).relation in ("left", "right")][:16]
     print(f"\n(2) mean column displacement along the prompted relation, px ({len(horizontal)} left/right prompts × 64)")
-    print("| t | model x̂1 | clean x1 | mean clean image (E[x1 | y]) |\n|---|---|---|---|")
+    print("| t | mean of model x̂1 | clean x1 | mean clean image (E[x1 | y]) |\n|---|---|---|---|")
     for t in (0.02, 0.1, 0.2, 0.35):
         got, data, mean = mean_displacement(model, horizontal, t)
         print(f"| {t} | {got:+.2f} | {data:+.2f} | {mean:+.2f} |")

@@ -74,14 +74,14 @@ def drop_random_phrases(texts: list[str], probability: float, generator: torch.G
     return out
 
 
-LOW_T_MAX = 0.25  # the "layout" range of t: x_t shows too little of x1 there to read a layout from it
+LOW_T_MAX = 0.1  # the "layout" range of t: x_t shows too little of x1 there to read a layout from it
 
 
-def with_low_times(t: torch.Tensor, generator: torch.Generator, share: float) -> torch.Tensor:
-    """``t`` with each time replaced, with probability ``share``, by a uniform draw in [0, LOW_T_MAX). Logit-normal t
+def with_low_times(t: torch.Tensor, generator: torch.Generator, share: float, low_max: float = LOW_T_MAX) -> torch.Tensor:
+    """``t`` with each time replaced, with probability ``share``, by a uniform draw in [0, ``low_max``). Logit-normal t
     puts 1.4 % of draws below t = 0.1, where a prompt's layout has to come from the prompt, not from x_t."""
     low = torch.rand(t.shape, generator=generator) < share
-    return torch.where(low, LOW_T_MAX * torch.rand(t.shape, generator=generator), t)
+    return torch.where(low, low_max * torch.rand(t.shape, generator=generator), t)
 
 
 def cfm_loss(model: ToyFlowTransformer, x1: torch.Tensor, tokens: torch.Tensor, generator: torch.Generator,

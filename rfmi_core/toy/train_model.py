@@ -49,7 +49,7 @@ from ..conventions import straight_path
 from ..lora import save_safetensors_atomic
 from ..progress import progress_bar
 from .model import ToyFlowConfig, ToyFlowTransformer
-from .prompts import MAX_TOKENS, PAD_ID, PROMPT_VOCAB, prompt_phrases, tokenize_batch, without_phrases
+from .prompts import CATEGORIES, MAX_TOKENS, PAD_ID, PROMPT_VOCAB, prompt_phrases, tokenize_batch, without_phrases
 from .stable_target import stf_velocity_target
 from .world import random_training_batch, sample_scenes
 
@@ -162,7 +162,8 @@ def load_toy_model(path: str | None = None, grow: ToyFlowConfig | None = None) -
 def train(steps: int, batch: int, lr: float, dropout: float, ema_decay: float, seed: int, out: str,
           resume: bool, save_every: int, snapshot_dir: str | None = None, warmup: int = 100,
           phrase_dropout: float = 0.0, config: ToyFlowConfig | None = None, init: str | None = None,
-          stf: int = 1, low_t_share: float = 0.0) -> None:
+          stf: int = 1, low_t_share: float = 0.0, categories: tuple[str, ...] = CATEGORIES,
+          decay: str = "cosine") -> None:
     torch.manual_seed(seed)
     if init:  # a new run (its own step count and schedule) that starts from another file's weights and config
         model, ema = load_toy_model(init, config).train(), load_toy_model(init, config)
@@ -181,14 +182,17 @@ def train(steps: int, batch: int, lr: float, dropout: float, ema_decay: float, s
         ema.load_state_dict(state)
         start = int(meta.get("steps", 0))
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    def schedule(s: int) -> float:  # linear warm-up (again after a resume: its optimizer is fresh), cosine to 0
-        return min(1.0, (s - start + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
+    if decay not in ("cosine", "none"):
+        raise ValueError(f"decay must be 'cosine' or 'none'; got {decay!r}")
+    def schedule(s: int) -> float:  # linear warm-up (again after a resume: its optimizer is fresh), cosine to 0 or flat
+        cosine = 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)) if decay == "cosine" else 1.0
+        return min(1.0, (s - start + 1) / warmup) * cosine
     losses: list[float] = []
     began = time.time()
     command = " ".join(["python -m rfmi_core.toy.train_model", *sys.argv[1:]])
     for step in progress_bar(range(start, steps), desc="training toy model", initial=start, total=steps):
         generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
-        images, full_texts = random_training_batch(batch, generator)
+        images, full_texts = random_training_batch(batch, generator, categories)
         texts = drop_random_phrases(full_texts, phrase_dropout, generator) if phrase_dropout > 0 else full_texts
         references = stf_references(images, texts, full_texts, stf, generator) if stf > 1 else None
         loss = cfm_loss(model, images, tokenize_batch(texts), generator, dropout, references, low_t_share)
@@ -207,7 +211,8 @@ def train(steps: int, batch: int, lr: float, dropout: float, ema_decay: float, s
             recent = sum(losses[-100:]) / len(losses[-100:])
             save_toy_weights(ema, out, {"steps": done, "batch": batch, "lr": lr, "dropout": dropout,
                                         "phrase_dropout": phrase_dropout, "ema_decay": ema_decay, "seed": seed, "stf": stf,
-                                        "low_t_share": low_t_share, "init": init or "", "loss_last100": f"{recent:.5f}",
+                                        "low_t_share": low_t_share, "init": init or "",
+                                        "categories": ",".join(categories), "decay": decay, "loss_last100": f"{recent:.5f}",
                                         "command": command, "seconds": f"{time.time() - began:.0f}"})
             if snapshot_dir:  # a copy per save, for studies of model quality against training steps
                 os.makedirs(snapshot_dir, exist_ok=True)
@@ -240,6 +245,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="start from this weights file (its config; a new run: its own steps and schedule)")
     parser.add_argument("--stf", type=int, default=1,
                         help="reference images per prompt for the stable-target-field target (1: the plain target)")
+    parser.add_argument("--decay", choices=("cosine", "none"), default="cosine",
+                        help="learning rate after the warm-up: cosine to 0, or none (constant)")
+    parser.add_argument("--categories", default=",".join(CATEGORIES),
+                        help="comma-separated prompt categories to train on (default: all, drawn uniformly)")
     parser.add_argument("--low-t-share", type=float, default=0.0,
                         help=f"share of training times drawn uniformly below t = {LOW_T_MAX} instead of logit-normal")
     args = parser.parse_args(argv)
@@ -247,7 +256,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     train(args.steps, args.batch, args.lr, args.dropout, args.ema, args.seed, args.out, args.resume, args.save_every,
           args.snapshots, args.warmup, args.phrase_dropout, toy_config(args.width, args.depth, args.heads, not args.no_local_mixing, args.prompt_slots),
-          args.init, args.stf, args.low_t_share)
+          args.init, args.stf, args.low_t_share, tuple(c.strip() for c in args.categories.split(",") if c.strip()), args.decay)
 
 
 if __name__ == "__main__":

@@ -235,17 +235,23 @@ def satisfies(scene: Scene, prompt: PromptSpec | str) -> bool:
                and (a.colour, a.shape) == spec.objects[0] and (b.colour, b.shape) == spec.objects[1])
 
 
-def random_training_pair(generator: torch.Generator | None = None) -> tuple[Tensor, str]:
-    """(image [3, CANVAS, CANVAS], prompt text): a category uniformly, a train-split prompt uniformly, a scene for it."""
-    category = CATEGORIES[int(torch.randint(0, len(CATEGORIES), (), generator=generator))]
+def random_training_pair(generator: torch.Generator | None = None,
+                         categories: tuple[str, ...] = CATEGORIES) -> tuple[Tensor, str]:
+    """(image [3, CANVAS, CANVAS], prompt text): a category of ``categories`` uniformly, a train-split prompt
+    uniformly, a scene for it."""
+    category = categories[int(torch.randint(0, len(categories), (), generator=generator))]
     specs = prompt_specs(category, "train")
     spec = specs[int(torch.randint(0, len(specs), (), generator=generator))]
     return render(sample_scene(spec, generator), generator), spec.text
 
 
-def random_training_batch(n: int, generator: torch.Generator | None = None) -> tuple[Tensor, list[str]]:
+def random_training_batch(n: int, generator: torch.Generator | None = None,
+                          categories: tuple[str, ...] = CATEGORIES) -> tuple[Tensor, list[str]]:
     """``n`` draws of ``random_training_pair``: images [n, 3, CANVAS, CANVAS] and their prompt texts."""
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive integer; got {n!r}")
-    pairs = [random_training_pair(generator) for _ in range(n)]
+    unknown = [c for c in categories if c not in CATEGORIES]
+    if unknown or not categories:
+        raise ValueError(f"categories must be a non-empty subset of {CATEGORIES}; got {tuple(categories)}")
+    pairs = [random_training_pair(generator, tuple(categories)) for _ in range(n)]
     return torch.stack([image for image, _ in pairs]), [text for _, text in pairs]

@@ -9,7 +9,7 @@ from safetensors import safe_open
 from rfmi_core.conventions import straight_path
 from rfmi_core.toy.judge import judge
 from rfmi_core.toy.model import ToyFlowTransformer
-from rfmi_core.toy.prompts import CATEGORIES, prompt_specs, tokenize_batch
+from rfmi_core.toy.prompts import CATEGORIES, parse_prompt, prompt_specs, tokenize_batch
 from rfmi_core.toy.stable_target import stf_velocity_target
 from rfmi_core.toy.train_model import (LOW_T_MAX, cfm_loss, load_toy_model, save_toy_weights, stf_references,
                                        toy_config, train, with_low_times)
@@ -108,3 +108,32 @@ def test_init_starts_a_new_run_from_a_file_and_records_it(tmp_path):
     with safe_open(str(out), framework="pt") as handle:
         meta = handle.metadata()
     assert (meta["steps"], meta["init"], meta["stf"], meta["low_t_share"]) == ("3", str(start), "4", "0.5")
+
+
+def test_training_batches_can_hold_one_category_only_and_refuse_unknown_ones():
+    _, texts = random_training_batch(40, torch.Generator().manual_seed(14), ("spatial",))
+    assert {parse_prompt(t).category for t in texts} == {"spatial"}
+    _, mixed = random_training_batch(40, torch.Generator().manual_seed(14))
+    assert {parse_prompt(t).category for t in mixed} == set(CATEGORIES)
+    with pytest.raises(ValueError, match="categories must be a non-empty subset"):
+        random_training_batch(4, torch.Generator(), ("colour",))
+
+
+def test_a_flat_schedule_keeps_the_learning_rate_and_unknown_decays_are_refused(tmp_path, monkeypatch):
+    seen = []
+    original = torch.optim.AdamW.step
+
+    def record(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", record)
+    common = dict(batch=4, lr=1e-3, dropout=0.0, ema_decay=0.0, seed=0, resume=False, save_every=6, warmup=2,
+                  config=toy_config(width=32, depth=1))
+    train(steps=6, out=str(tmp_path / "flat.safetensors"), decay="none", **common)
+    assert seen == pytest.approx([5e-4] + [1e-3] * 5)
+    seen.clear()
+    train(steps=6, out=str(tmp_path / "cos.safetensors"), **common)
+    assert seen[1] == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi / 6))) and seen[-1] < 1e-4
+    with pytest.raises(ValueError, match="decay must be"):
+        train(steps=1, out=str(tmp_path / "x.safetensors"), decay="linear", **common)

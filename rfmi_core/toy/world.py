@@ -194,8 +194,16 @@ def _as_spec(prompt: PromptSpec | str) -> PromptSpec:
 def sample_scene(prompt: PromptSpec | str, generator: torch.Generator | None = None) -> Scene:
     """A random scene that satisfies ``prompt``: exactly the named objects, nothing else, placed at random."""
     spec = _as_spec(prompt)
-    named = list(spec.objects) * (spec.count or 1)
-    layout = sample_layout([shape for _, shape in named], generator, spec.relation)
+    named = _named_objects(spec)
+    return _placed(named, sample_layout([shape for _, shape in named], generator, spec.relation))
+
+
+def _named_objects(spec: PromptSpec) -> list[tuple[str, str]]:
+    """The (colour, shape) of every object a prompt asks for: its objects, ``count`` times for numeracy."""
+    return list(spec.objects) * (spec.count or 1)
+
+
+def _placed(named: list[tuple[str, str]], layout: list[tuple[int, int]]) -> Scene:
     return Scene(tuple(SceneObject(c, s, r, k) for (c, s), (r, k) in zip(named, layout)))
 
 
@@ -203,10 +211,9 @@ def sample_scenes(prompt: PromptSpec | str, k: int, generator: torch.Generator |
     """The images of ``k`` independent ``sample_scene`` draws for one prompt, [k, 3, CANVAS, CANVAS], from one
     vectorised rejection batch (the reference images of the stable-target trainer: many per prompt per step)."""
     spec = _as_spec(prompt)
-    named = list(spec.objects) * (spec.count or 1)
+    named = _named_objects(spec)
     layouts = sample_many_positions([tuple(_shape_masks()[s].shape) for _, s in named], k, generator, spec.relation)
-    return torch.stack([render(Scene(tuple(SceneObject(c, s, r, q) for (c, s), (r, q) in zip(named, layout))),
-                               generator) for layout in layouts])
+    return torch.stack([render(_placed(named, layout), generator) for layout in layouts])
 
 
 def random_scene(generator: torch.Generator | None = None, num_objects: int | None = None) -> Scene:

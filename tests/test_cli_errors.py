@@ -96,7 +96,7 @@ def test_run_cli_turns_user_errors_into_one_line_and_lets_bugs_through(capsys):
     assert stop.value.code == 3
 
 
-@pytest.mark.parametrize("module", ["train_model", "evaluate", "demo", "judge_report", "selection_study"])
+@pytest.mark.parametrize("module", ["train_model", "train_recipe", "evaluate", "demo", "judge_report", "selection_study"])
 def test_toy_commands_refuse_a_bad_flag_in_one_line(module):
     import subprocess
     import sys

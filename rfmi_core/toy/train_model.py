@@ -9,7 +9,8 @@ the weights. On one thread of an idle core a step takes about 0.45 s (14000 step
 machine of the session that wrote this it ran at 1–1.5 s a step.
 
 The shipped file (``weights/toy_rf.safetensors``) is three runs of this command (2.1 h of CPU in all, under issue 12's
-2.5 h; each file's metadata records its own command):
+2.5 h; each file's metadata records its own command), chained in one command by ``python -m
+rfmi_core.toy.train_recipe`` (resumable; ``--stop-after`` is how it pauses the base at step 6000 as the shipped base was):
 
 1. The base: step 14000 of the defaults (``--out runs/f3.safetensors``), trained as steps 1–6000 and then ``--resume``
    to 14000 (8454 s on one thread of a shared 2-core CPU; about 1.8 h idle). Held-out valid / correct: binding
@@ -173,7 +174,10 @@ def train(steps: int, batch: int, lr: float, dropout: float, ema_decay: float, s
           resume: bool, save_every: int, snapshot_dir: str | None = None, warmup: int = 100,
           phrase_dropout: float = 0.0, config: ToyFlowConfig | None = None, init: str | None = None,
           stf: int = 1, low_t_share: float = 0.0, categories: tuple[str, ...] = CATEGORIES,
-          decay: str = "cosine") -> None:
+          decay: str = "cosine", stop_after: int | None = None, command: str | None = None) -> None:
+    """Trains (or resumes, or continues from ``init``) the toy model to step ``steps``, saving the EMA weights to
+    ``out`` every ``save_every`` steps; ``stop_after`` ends the run early at that step (saved there; the schedule is
+    still the one of ``steps``), for a later ``resume``."""
     torch.manual_seed(seed)
     if init:  # a new run (its own step count and schedule) that starts from another file's weights and config
         model, ema = load_toy_model(init, config).train(), load_toy_model(init, config)
@@ -197,10 +201,10 @@ def train(steps: int, batch: int, lr: float, dropout: float, ema_decay: float, s
     def schedule(s: int) -> float:  # linear warm-up (again after a resume: its optimizer is fresh), cosine to 0 or flat
         cosine = 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)) if decay == "cosine" else 1.0
         return min(1.0, (s - start + 1) / warmup) * cosine
+    end = steps if stop_after is None else min(steps, stop_after)
     losses: list[float] = []
     began = time.time()
-    command = " ".join(["python -m rfmi_core.toy.train_model", *sys.argv[1:]])
-    for step in progress_bar(range(start, steps), desc="training toy model", initial=start, total=steps):
+    for step in progress_bar(range(start, end), desc="training toy model", initial=start, total=steps):
         generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
         images, full_texts = random_training_batch(batch, generator, categories)
         texts = drop_random_phrases(full_texts, phrase_dropout, generator) if phrase_dropout > 0 else full_texts
@@ -217,21 +221,24 @@ def train(steps: int, batch: int, lr: float, dropout: float, ema_decay: float, s
                 p_ema.lerp_(p, 1 - ema_decay)
         losses.append(loss.item())
         done = step + 1
-        if done % save_every == 0 or done == steps:
+        if done % save_every == 0 or done == end:
             recent = sum(losses[-100:]) / len(losses[-100:])
             save_toy_weights(ema, out, {"steps": done, "batch": batch, "lr": lr, "dropout": dropout,
                                         "phrase_dropout": phrase_dropout, "ema_decay": ema_decay, "seed": seed, "stf": stf,
                                         "low_t_share": low_t_share, "init": init or "",
                                         "categories": ",".join(categories), "decay": decay, "loss_last100": f"{recent:.5f}",
-                                        "command": command, "seconds": f"{time.time() - began:.0f}"})
+                                        "command": command or "", "seconds": f"{time.time() - began:.0f}"})
             if snapshot_dir:  # a copy per save, for studies of model quality against training steps
                 os.makedirs(snapshot_dir, exist_ok=True)
                 shutil.copyfile(out, os.path.join(snapshot_dir, f"toy_rf_step{done:06d}.safetensors"))
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> CommandParser:
+    """train_model's flags (also read by ``train_recipe``, whose stages are lists of them)."""
     parser = CommandParser(prog="python -m rfmi_core.toy.train_model", description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=14000, help="total steps")
+    parser.add_argument("--stop-after", type=int, default=None,
+                        help="end this run at that step (saved; the schedule stays that of --steps); --resume goes on")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--dropout", type=float, default=0.1, help="probability of training on ∅ (for CFG)")
@@ -261,12 +268,18 @@ def main(argv: list[str] | None = None) -> None:
                         help="comma-separated prompt categories to train on (default: all, drawn uniformly)")
     parser.add_argument("--low-t-share", type=float, default=0.0,
                         help=f"share of training times drawn uniformly below t = {LOW_T_MAX} instead of logit-normal")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     torch.set_num_threads(args.threads)
     train(args.steps, args.batch, args.lr, args.dropout, args.ema, args.seed, args.out, args.resume, args.save_every,
           args.snapshots, args.warmup, args.phrase_dropout, toy_config(args.width, args.depth, args.heads, not args.no_local_mixing, args.prompt_slots),
-          args.init, args.stf, args.low_t_share, tuple(c.strip() for c in args.categories.split(",") if c.strip()), args.decay)
+          args.init, args.stf, args.low_t_share, tuple(c.strip() for c in args.categories.split(",") if c.strip()), args.decay,
+          args.stop_after, " ".join(["python -m rfmi_core.toy.train_model", *argv]))
 
 
 if __name__ == "__main__":

@@ -119,6 +119,10 @@ def test_evaluate_command_prints_valid_and_correct_per_category(capsys):
     assert "CFG 3, 2 Euler steps, 2 held-out images per category" in lines[0]
     assert [line.split()[0] for line in lines[1:4]] == list(CATEGORIES)
     assert all("valid" in line and "correct" in line and "%" in line for line in lines[1:4])
+    by_count = [line for line in lines if line.strip().startswith("numeracy, count ")]
+    counts = [int(line.split("count ")[1].split(":")[0]) for line in by_count]
+    assert 1 <= len(counts) <= 2 and counts == sorted(set(counts)) and set(counts) <= {1, 2, 3, 4}  # 2 prompts
+    assert all("valid" in line and "correct" in line for line in by_count)
 
 
 def test_reading_states_each_difference_with_its_interval_and_sign():
@@ -138,3 +142,20 @@ def test_reading_states_each_difference_with_its_interval_and_sign():
     assert "spatial +0.0 points" in text and "(unchanged within its interval)" in text
     assert "numeracy -20.0 points" in text and "(down)" in text
     assert "Ranking by MI beat a random pick in binding; it lost to it in numeracy." in text
+
+
+def test_numeracy_by_count_rates_each_count_from_the_judges_verdicts():
+    from rfmi_core.toy.evaluate import numeracy_by_count
+    from rfmi_core.toy.judge import judge
+    from rfmi_core.toy.prompts import parse_prompt
+    from rfmi_core.toy.world import render, sample_scene
+
+    g = torch.Generator().manual_seed(0)
+    texts = ["two red squares", "two red squares", "four blue disks", "a red square to the left of a blue disk"]
+    scenes = [render(sample_scene(parse_prompt(t), g), g) for t in texts]
+    scenes[1] = render(sample_scene(parse_prompt("three red squares"), g), g)  # valid, wrong count
+    by_count = numeracy_by_count(judge(torch.stack(scenes), texts), texts)
+    assert list(by_count) == [2, 4]
+    (valid2, correct2), (valid4, correct4) = by_count[2], by_count[4]
+    assert (valid2.k, valid2.n, correct2.k, correct2.n) == (2, 2, 1, 2)
+    assert (valid4.k, valid4.n, correct4.k, correct4.n) == (1, 1, 1, 1)

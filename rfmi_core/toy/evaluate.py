@@ -9,7 +9,8 @@ As a command, the quality of toy weights on held-out prompts (the demo's held-ou
     python -m rfmi_core.toy.evaluate WEIGHTS [WEIGHTS ...] [--n 200] [--cfg 3] [--steps 20] [--reasons]
 
 prints valid and correct with 95% Wilson intervals (valid: the judge sees a scene of the world, only known shapes
-in palette colours, at most 4 objects, few stray pixels; correct: valid and exactly what the prompt asks) and, with
+in palette colours, at most 4 objects, few stray pixels; correct: valid and exactly what the prompt asks), numeracy
+also by count, and, with
 ``--reasons``, the judge's most frequent reasons for invalid images.
 """
 
@@ -26,13 +27,14 @@ from ..cli_help import CommandParser, run_cli
 from ..phrase_mi import sample_with_phrase_mi
 from ..sampler import sample_with_mi
 from ..trajectory import MIResult
-from .judge import judge
-from .prompts import CATEGORIES, MAX_TOKENS, PAD_ID, prompt_phrases, prompts, tokenize_batch, without_phrases
+from .judge import Verdict, judge
+from .prompts import (CATEGORIES, MAX_TOKENS, PAD_ID, parse_prompt, prompt_phrases, prompts, tokenize_batch,
+                      without_phrases)
 from .world import CANVAS
 
 __all__ = ["DEFAULT_STEPS", "DEFAULT_CFG", "velocity_fn", "sigma_grid", "noise_for", "generate",
            "generate_with_phrase_mi", "Rate", "rate",
-           "judge_batch", "diff_ci", "pick_prompts"]
+           "judge_batch", "diff_ci", "numeracy_by_count", "pick_prompts"]
 
 DEFAULT_STEPS = 20
 DEFAULT_CFG = 3.0
@@ -153,6 +155,17 @@ def diff_ci(a: Rate, b: Rate) -> tuple[float, float, float]:
     return d, d - math.sqrt((b.p - lb) ** 2 + (ha - a.p) ** 2), d + math.sqrt((hb - b.p) ** 2 + (a.p - la) ** 2)
 
 
+def numeracy_by_count(verdicts: list[Verdict], texts: list[str]) -> dict[int, tuple[Rate, Rate]]:
+    """{count: (valid, correct)} over the numeracy prompts among ``texts``, counts in increasing order."""
+    flags: dict[int, list[tuple[bool, bool]]] = {}
+    for verdict, text in zip(verdicts, texts):
+        spec = parse_prompt(text)
+        if spec.category == "numeracy":
+            flags.setdefault(spec.count, []).append((verdict.valid, verdict.correct))
+    return {count: (rate(torch.tensor([v for v, _ in pairs])), rate(torch.tensor([c for _, c in pairs])))
+            for count, pairs in sorted(flags.items())}
+
+
 def pick_prompts(texts: list[str], n: int, seed: int) -> list[str]:
     """``n`` prompts drawn from ``texts`` (all of them, in turn, before any repeats), reproducibly."""
     g = torch.Generator().manual_seed(seed)
@@ -200,6 +213,8 @@ def main(argv: list[str] | None = None) -> None:
                 valid = rate(torch.tensor([v.valid for v in picked]))
                 correct = rate(torch.tensor([v.correct for v in picked]))
                 print(f"  {category:9s} valid {valid}   correct {correct}")
+            for count, (valid, correct) in numeracy_by_count(verdicts, texts).items():
+                print(f"    numeracy, count {count}: valid {valid}   correct {correct}")
             if args.reasons:
                 counts = Counter(re.sub(r"^\d+-px (red |green |blue |yellow )?", "", reason.split(" (")[0])
                                  for v in verdicts for reason in v.details["reasons"])

@@ -69,4 +69,4 @@ def test_shipped_recipe_parses_and_its_last_stage_is_the_shipped_files_run():
     bookkeeping = {"out", "snapshots", "save_every", "init", "threads"}
     assert {k: v for k, v in shipped.items() if k not in bookkeeping} == {
         k: v for k, v in recipe.items() if k not in bookkeeping}
-    assert completed_steps(DEFAULT_WEIGHTS) == recipe["steps"] == 2000
+    assert completed_steps(DEFAULT_WEIGHTS) == recipe["steps"] == 500 and recipe["categories"].count("numeracy") == 2

@@ -47,6 +47,9 @@ SHIPPED: tuple[Stage, ...] = (
                      "--threads", "2")),
     Stage("repair", ("--init", "{work}/layout.safetensors", "--steps", "2000", "--lr", "5e-4", "--stf", "16",
                      "--low-t-share", "0.3", "--ema", "0.998", "--seed", "4", "--threads", "2")),
+    Stage("numeracy", ("--init", "{work}/repair.safetensors", "--categories", "numeracy,numeracy,binding,spatial",
+                       "--steps", "500", "--lr", "2e-4", "--stf", "16", "--low-t-share", "0.3", "--ema", "0.99",
+                       "--seed", "5", "--save-every", "250")),
 )
 
 

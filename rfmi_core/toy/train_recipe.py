@@ -1,6 +1,6 @@
-"""The shipped toy weights in one command: ``train_model``'s three runs (base, layout stage, repair stage), chained.
+"""The shipped toy weights in one command: ``train_model``'s four runs (base, layout, repair, numeracy), chained.
 
-    python -m rfmi_core.toy.train_recipe                       # ≈ 2.1 h on the 2-core CPU; resumable
+    python -m rfmi_core.toy.train_recipe                       # ≈ 2.2 h on the 2-core CPU; resumable
     python -m rfmi_core.toy.train_recipe --work runs/recipe --out runs/toy_rf.safetensors
 
 Each stage is a list of ``train_model`` flags (``SHIPPED``, the commands recorded in the shipped files' metadata, see
@@ -11,7 +11,8 @@ optimizer; a resumed stage can therefore differ a little from an uninterrupted o
 one was: steps 1–6000, then resumed to 14000. The last stage's file is copied (atomically) to ``--out``.
 
 Measured for the shipped file, on the shared 2-core CPU: base 8454 s (one thread; about 1.8 h on an idle core), layout
-stage 95 s, repair stage 902 s (two threads each): 2.6 h of wall time shared, about 2.1 h idle.
+stage 95 s and repair stage 902 s (two threads each), numeracy stage 336 s (one thread): 2.7 h of wall time on a CPU
+shared with other jobs, about 2.2 h idle (the four stages were run one by one, not yet as one recipe run).
 """
 
 from __future__ import annotations

@@ -8,19 +8,22 @@ Candidates: ``--instances`` prompts per category from the held-out split's "fine
 pair, binding and numeracy by position: the halves of ``prompts.heldout_half``) × ``--m``; evaluation: ``--eval``
 images per category of the "evaluation" half. docs/toy_full_results.md quotes its run on the step-6000 snapshot of
 ``python -m rfmi_core.toy.train_model --snapshots DIR`` (numeracy +14.0 [+4.2, +23.4] points for the oracle).
-Caches candidates and the base evaluation under runs/oc/.
+Caches candidates and the base evaluation under runs/oc/ as safetensors, keyed by the weights' SHA-256 and the
+settings (a cache of other weights or settings is recomputed; ``--tag`` only names the files).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import time
 
 import torch
 
-from rfmi_core.toy.demo import Candidates, DemoSize, Evaluation, FinetuneData, evaluate, finetune, ft_config, select
+from rfmi_core.toy.demo import (Candidates, DemoSize, Evaluation, FinetuneData, load_part, save_part, evaluate, finetune,
+                                 ft_config, select)
 from rfmi_core.toy.evaluate import diff_ci, generate, judge_batch, pick_prompts
 from rfmi_core.toy.prompts import CATEGORIES, prompts
 from rfmi_core.toy.train_model import load_toy_model
@@ -38,10 +41,16 @@ torch.set_num_threads(1)
 half = lambda category, which: prompts(category, ("finetune", "evaluation")[which])  # noqa: E731
 base = load_toy_model(a.weights)
 os.makedirs("runs/oc", exist_ok=True)
-cp = f"runs/oc/{a.tag}_splitA_{a.instances}_{a.m}.pt"
+with open(a.weights, "rb") as handle:
+    weights_sha = hashlib.sha256(handle.read()).hexdigest()
+cp = f"runs/oc/{a.tag}_splitA_{a.instances}_{a.m}.safetensors"
+ckey = json.dumps({"weights": weights_sha, "instances": a.instances, "m": a.m, "cfg": a.cfg})
 t = time.time()
-if os.path.exists(cp):
-    cands = Candidates(**torch.load(cp))
+part = load_part(cp, ckey)
+if part:
+    tensors, ctexts, ccats = part
+    cands = Candidates(tensors["images"], ctexts, ccats, tensors["groups"], tensors["mi"], tensors["valid"],
+                       tensors["correct"])
 else:
     texts, cats, groups = [], [], []
     for c, cat in enumerate(CATEGORIES):
@@ -51,19 +60,25 @@ else:
     images, res = generate(base, texts, seeds, 20, a.cfg)
     v, cc = judge_batch(images, texts)
     cands = Candidates(images, texts, cats, torch.tensor(groups), res.mi, v, cc)
-    torch.save(vars(cands), cp)
+    save_part(cp, {"images": images, "groups": cands.groups, "mi": res.mi, "valid": v, "correct": cc}, texts, cats,
+               ckey)
 print(f"candidates {len(cands.texts)} ({time.time()-t:.0f}s); correct " + ", ".join(
     f"{c} {100*cands.correct[torch.tensor([x==c for x in cands.categories])].float().mean():.1f}" for c in CATEGORIES), flush=True)
 texts, cats = [], []
 for c, cat in enumerate(CATEGORIES):
     texts += pick_prompts(half(cat, 1), a.eval, 7919 + c); cats += [cat] * a.eval
 seeds = [10_000_000 + i for i in range(len(texts))]
-ep = f"runs/oc/{a.tag}_splitB_base_{a.eval}.pt"
+ep = f"runs/oc/{a.tag}_splitB_base_{a.eval}.safetensors"
+ekey = json.dumps({"weights": weights_sha, "eval": a.eval, "cfg": a.cfg})
 t = time.time()
-if os.path.exists(ep):
-    ev0 = Evaluation(**torch.load(ep))
+part = load_part(ep, ekey)
+if part:
+    tensors, etexts, ecats = part
+    ev0 = Evaluation(tensors["images"], etexts, ecats, tensors["mi"], tensors["valid"], tensors["correct"])
 else:
-    ev0 = evaluate(base, texts, cats, seeds, 20, a.cfg, progress=False); torch.save(vars(ev0), ep)
+    ev0 = evaluate(base, texts, cats, seeds, 20, a.cfg, progress=False)
+    save_part(ep, {"images": ev0.images, "mi": ev0.mi, "valid": ev0.valid, "correct": ev0.correct}, ev0.texts,
+               ev0.categories, ekey)
 print(f"base on B ({time.time()-t:.0f}s): " + " | ".join(f"{c} correct {ev0.rates(c)[0]} valid {ev0.rates(c)[1]}" for c in CATEGORIES), flush=True)
 for r in json.loads(a.recipes):
     k = r.get("k", 2)

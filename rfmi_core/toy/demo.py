@@ -234,12 +234,13 @@ def _cache_path(out: str, name: str) -> str:
     return os.path.join(out, "parts", f"{name}.safetensors")
 
 
-def _save_part(path: str, tensors: dict[str, Tensor], texts: list[str], categories: list[str], key: str) -> None:
+def save_part(path: str, tensors: dict[str, Tensor], texts: list[str], categories: list[str], key: str) -> None:
+    """Tensors of a run's part, with its texts, categories and settings key, as safetensors (atomic)."""
     save_safetensors_atomic({k: v.contiguous() for k, v in tensors.items()}, path,
                             {"texts": json.dumps(texts), "categories": json.dumps(categories), "key": key})
 
 
-def _load_part(path: str, key: str) -> tuple[dict[str, Tensor], list[str], list[str]] | None:
+def load_part(path: str, key: str) -> tuple[dict[str, Tensor], list[str], list[str]] | None:
     """A saved part made with the same settings ``key``, or None (then it is recomputed)."""
     if not os.path.isfile(path):
         return None
@@ -307,10 +308,10 @@ def run_demo(size: DemoSize, weights: str | None = None, out: str = "out/toy_dem
                       "mtime": os.path.getmtime(weights or DEFAULT_WEIGHTS), "steps": steps,
                       "size": {k: v for k, v in vars(size).items() if k != "selections"},
                       "cfg": cfg, "seed": seed}, sort_keys=True, default=list)
-    part = _load_part(_cache_path(out, "candidates"), key)
+    part = load_part(_cache_path(out, "candidates"), key)
     if part is None:
         cands = make_candidates(base, size, steps, cfg, seed, progress)
-        _save_part(_cache_path(out, "candidates"), {"images": cands.images, "groups": cands.groups, "mi": cands.mi,
+        save_part(_cache_path(out, "candidates"), {"images": cands.images, "groups": cands.groups, "mi": cands.mi,
                    "valid": cands.valid, "correct": cands.correct}, cands.texts, cands.categories, key)
     else:
         tensors, texts_, categories_ = part
@@ -318,7 +319,7 @@ def run_demo(size: DemoSize, weights: str | None = None, out: str = "out/toy_dem
                            tensors["valid"], tensors["correct"], tensors.get("phrase_min"))
     if "phrase-min" in size.selections and cands.phrase_min is None:
         cands.phrase_min = phrase_min_along_trajectories(base, cands, steps, cfg, seed, progress)
-        _save_part(_cache_path(out, "candidates"), {"images": cands.images, "groups": cands.groups, "mi": cands.mi,
+        save_part(_cache_path(out, "candidates"), {"images": cands.images, "groups": cands.groups, "mi": cands.mi,
                    "valid": cands.valid, "correct": cands.correct, "phrase_min": cands.phrase_min}, cands.texts,
                    cands.categories, key)
     seconds["candidates"] = time.perf_counter() - clock
@@ -332,12 +333,12 @@ def run_demo(size: DemoSize, weights: str | None = None, out: str = "out/toy_dem
     def cached_evaluation(name: str, model_fn) -> Evaluation:
         """The evaluation of one model, from out/parts when an earlier run with the same settings saved it."""
         part_key = key + json.dumps({"lr": lr, "rank": rank, "model": name})
-        found = _load_part(_cache_path(out, f"eval_{name}"), part_key)
+        found = load_part(_cache_path(out, f"eval_{name}"), part_key)
         if found is not None:
             t, _, _ = found
             return Evaluation(t["images"], texts, categories, t["mi"], t["valid"], t["correct"])
         ev = evaluate(model_fn(), texts, categories, seeds, steps, cfg, progress, f"evaluating {name}")
-        _save_part(_cache_path(out, f"eval_{name}"), {"images": ev.images, "mi": ev.mi, "valid": ev.valid,
+        save_part(_cache_path(out, f"eval_{name}"), {"images": ev.images, "mi": ev.mi, "valid": ev.valid,
                    "correct": ev.correct, "losses": torch.tensor(losses.get(name, [0.0]))}, texts, categories,
                    part_key)
         return ev
@@ -355,7 +356,7 @@ def run_demo(size: DemoSize, weights: str | None = None, out: str = "out/toy_dem
 
         evaluations[how] = cached_evaluation(how, tuned)
         if how not in losses:  # restored from an earlier run
-            losses[how] = _load_part(_cache_path(out, f"eval_{how}"), key + json.dumps(
+            losses[how] = load_part(_cache_path(out, f"eval_{how}"), key + json.dumps(
                 {"lr": lr, "rank": rank, "model": how}))[0]["losses"].tolist()
     seconds["finetune+evaluate"] = time.perf_counter() - clock
     result = DemoResult(cands, kept, evaluations, losses, seconds)

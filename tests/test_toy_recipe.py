@@ -24,7 +24,7 @@ def _metadata(path):
 
 
 def test_recipe_runs_each_stage_pauses_resumes_and_copies_the_last_file(tmp_path):
-    work, out = str(tmp_path / "work"), str(tmp_path / "out" / "toy.safetensors")
+    work, out = str(tmp_path / "work dir"), str(tmp_path / "out" / "toy.safetensors")  # a space in the path
     ran = run_recipe(TINY, work, out)
     assert [("--stop-after" in argv, "--resume" in argv, argv[argv.index("--out") + 1]) for argv in ran] == [
         (True, False, f"{work}/base.safetensors"), (False, True, f"{work}/base.safetensors"),

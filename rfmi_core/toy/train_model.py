@@ -56,6 +56,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -287,7 +288,7 @@ def main(argv: list[str] | None = None) -> None:
     train(args.steps, args.batch, args.lr, args.dropout, args.ema, args.seed, args.out, args.resume, args.save_every,
           args.snapshots, args.warmup, args.phrase_dropout, toy_config(args.width, args.depth, args.heads, not args.no_local_mixing, args.prompt_slots),
           args.init, args.stf, args.low_t_share, tuple(c.strip() for c in args.categories.split(",") if c.strip()), args.decay,
-          args.stop_after, " ".join(["python -m rfmi_core.toy.train_model", *argv]))
+          args.stop_after, "python -m rfmi_core.toy.train_model " + shlex.join(argv))
 
 
 if __name__ == "__main__":

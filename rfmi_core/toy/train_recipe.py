@@ -18,6 +18,7 @@ shared with other jobs, about 2.2 h idle (the four stages were run one by one, n
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import time
 from dataclasses import dataclass
@@ -68,7 +69,7 @@ RUN_FLAGS = ("--resume", "--stop-after")  # how far a run goes, not what it trai
 def recorded_flags(path: str) -> list[str]:
     """The ``train_model`` flags a file's metadata records, less --resume and --stop-after N."""
     with safe_open(path, framework="pt") as handle:
-        words = handle.metadata().get("command", "").split()[3:]  # after "python -m rfmi_core.toy.train_model"
+        words = shlex.split(handle.metadata().get("command", ""))[3:]  # after "python -m rfmi_core.toy.train_model"
     kept, skip = [], False
     for word in words:
         if skip:
@@ -90,7 +91,7 @@ def stage_argv(stage: Stage, work: str, done: int, stop: int, total: int) -> lis
     return argv
 
 
-def run_recipe(stages: tuple[Stage, ...], work: str, out: str) -> list[str]:
+def run_recipe(stages: tuple[Stage, ...], work: str, out: str) -> list[list[str]]:
     """Runs (or resumes, or skips when done) each stage in turn and copies the last stage's file to ``out``
     atomically. Returns the ``train_model`` argument lists it ran."""
     if not stages:
@@ -112,7 +113,7 @@ def run_recipe(stages: tuple[Stage, ...], work: str, out: str) -> list[str]:
                 continue
             argv = stage_argv(stage, work, done, stop, total)
             print(f"stage {stage.name}: steps {done + 1}–{stop} of {total}: python -m rfmi_core.toy.train_model "
-                  + " ".join(argv), flush=True)
+                  + shlex.join(argv), flush=True)
             train_model_main(argv)
             ran.append(argv)
         if completed_steps(path) < total:

@@ -312,7 +312,7 @@ def run_demo(size: DemoSize, weights: str | None = None, out: str = "out/toy_dem
     if part is None:
         cands = make_candidates(base, size, steps, cfg, seed, progress)
         save_part(_cache_path(out, "candidates"), {"images": cands.images, "groups": cands.groups, "mi": cands.mi,
-                   "valid": cands.valid, "correct": cands.correct}, cands.texts, cands.categories, key)
+                  "valid": cands.valid, "correct": cands.correct}, cands.texts, cands.categories, key)
     else:
         tensors, texts_, categories_ = part
         cands = Candidates(tensors["images"], texts_, categories_, tensors["groups"], tensors["mi"],
@@ -320,8 +320,8 @@ def run_demo(size: DemoSize, weights: str | None = None, out: str = "out/toy_dem
     if "phrase-min" in size.selections and cands.phrase_min is None:
         cands.phrase_min = phrase_min_along_trajectories(base, cands, steps, cfg, seed, progress)
         save_part(_cache_path(out, "candidates"), {"images": cands.images, "groups": cands.groups, "mi": cands.mi,
-                   "valid": cands.valid, "correct": cands.correct, "phrase_min": cands.phrase_min}, cands.texts,
-                   cands.categories, key)
+                  "valid": cands.valid, "correct": cands.correct, "phrase_min": cands.phrase_min}, cands.texts,
+                  cands.categories, key)
     seconds["candidates"] = time.perf_counter() - clock
     say(f"{len(cands.texts)} candidates: {size.ft_prompts} fine-tuning prompts per category × M = {size.m}, "
         f"{steps} Euler steps, CFG {cfg:g}, MI read along each trajectory ({seconds['candidates']:.0f} s)")
@@ -339,8 +339,8 @@ def run_demo(size: DemoSize, weights: str | None = None, out: str = "out/toy_dem
             return Evaluation(t["images"], texts, categories, t["mi"], t["valid"], t["correct"])
         ev = evaluate(model_fn(), texts, categories, seeds, steps, cfg, progress, f"evaluating {name}")
         save_part(_cache_path(out, f"eval_{name}"), {"images": ev.images, "mi": ev.mi, "valid": ev.valid,
-                   "correct": ev.correct, "losses": torch.tensor(losses.get(name, [0.0]))}, texts, categories,
-                   part_key)
+                  "correct": ev.correct, "losses": torch.tensor(losses.get(name, [0.0]))}, texts, categories,
+                  part_key)
         return ev
 
     losses: dict[str, list[float]] = {}

@@ -69,4 +69,7 @@ def test_shipped_recipe_parses_and_its_last_stage_is_the_shipped_files_run():
     bookkeeping = {"out", "snapshots", "save_every", "init", "threads"}
     assert {k: v for k, v in shipped.items() if k not in bookkeeping} == {
         k: v for k, v in recipe.items() if k not in bookkeeping}
-    assert completed_steps(DEFAULT_WEIGHTS) == recipe["steps"] == 500 and recipe["categories"].count("numeracy") == 2
+    assert completed_steps(DEFAULT_WEIGHTS) == recipe["steps"] == 2500 and recipe["categories"].count("numeracy") == 3
+    assert recipe["numeracy_groups"] == 2 and all(  # the earlier stages trained on one counted group
+        vars(parser.parse_args([f.replace("{work}", "w") for f in stage.flags]))["numeracy_groups"] == 1
+        for stage in SHIPPED[:-1])

@@ -119,6 +119,17 @@ def test_training_batches_can_hold_one_category_only_and_refuse_unknown_ones():
         random_training_batch(4, torch.Generator(), ("colour",))
 
 
+def test_one_group_training_batches_are_the_world_before_two_group_counting():
+    """numeracy_groups=1 draws only one-group counting prompts (the first three shipped stages trained on these);
+    the default draws both kinds."""
+    one = [parse_prompt(t) for t in random_training_batch(200, torch.Generator().manual_seed(2), numeracy_groups=1)[1]]
+    two = [parse_prompt(t) for t in random_training_batch(200, torch.Generator().manual_seed(2))[1]]
+    assert {len(s.objects) for s in one if s.category == "numeracy"} == {1}
+    assert {len(s.objects) for s in two if s.category == "numeracy"} == {1, 2}
+    with pytest.raises(ValueError, match="numeracy_groups must be 1"):
+        random_training_batch(4, torch.Generator(), numeracy_groups=3)
+
+
 def test_a_flat_schedule_keeps_the_learning_rate_and_unknown_decays_are_refused(tmp_path, monkeypatch):
     seen = []
     original = torch.optim.AdamW.step

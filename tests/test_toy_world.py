@@ -35,7 +35,7 @@ from rfmi_core.toy import (
 from rfmi_core.toy.invalid import INVALID_KINDS, render_invalid, unknown_shapes
 from rfmi_core.toy.judge import SHAPE_TOLERANCE, _best_placements
 from rfmi_core.toy.judge_report import contrast_scenes, labelled_scenes
-from rfmi_core.toy.prompts import PHRASE_KINDS, prompt_phrases, split_toy_prompt, without_phrases
+from rfmi_core.toy.prompts import PHRASE_KINDS, canonical, prompt_phrases, split_toy_prompt, without_phrases
 from rfmi_core.toy.world import GRID, background
 
 
@@ -63,19 +63,47 @@ def _assert_partition(first: str, second: str, whole: str, counts: dict) -> None
 
 
 def test_split_counts_and_disjoint():
-    _assert_partition("train", "heldout", "all", {"binding": (24, 12), "spatial": (96, 48), "numeracy": (36, 12)})
+    _assert_partition("train", "heldout", "all", {"binding": (24, 12), "spatial": (96, 48), "numeracy": (84, 36)})
+    two_group = {split: sum(len(s.objects) == 2 for s in prompt_specs("numeracy", split)) for split in ("train", "heldout")}
+    assert two_group == {"train": 24 * 2, "heldout": 12 * 2}  # both count pairs of every pair, with the pair's split
 
 
 def test_heldout_pairs_never_meet_in_training_but_their_parts_do():
-    train_pairs = {frozenset(s.objects) for c in ("binding", "spatial") for s in prompt_specs(c, "train")}
+    def pairs(split):
+        return {frozenset(s.objects) for c in CATEGORIES for s in prompt_specs(c, split) if len(s.objects) == 2}
+
+    train_pairs = pairs("train")
     held_pairs = {frozenset(s.objects) for c in ("binding", "spatial") for s in prompt_specs(c, "heldout")}
-    assert not train_pairs & held_pairs
+    assert not train_pairs & held_pairs and pairs("heldout") == held_pairs  # counted prompts go with their pair
+    assert len(train_pairs) == 24 and len(held_pairs) == 12
     train_objects = {o for pair in train_pairs for o in pair}
     assert {o for pair in held_pairs for o in pair} <= train_objects
-    train_triples = {(s.objects[0], s.count) for s in prompt_specs("numeracy", "train")}
+    one_group = [s for s in prompt_specs("numeracy", "train") if len(s.objects) == 1]
+    train_triples = {(s.objects[0], s.counts) for s in one_group}
     for spec in prompt_specs("numeracy", "heldout"):
-        assert (spec.objects[0], spec.count) not in train_triples
-        assert any(o == spec.objects[0] for o, _ in train_triples) and any(n == spec.count for _, n in train_triples)
+        if len(spec.objects) == 1:
+            assert (spec.objects[0], spec.counts) not in train_triples
+            assert any(o == spec.objects[0] for o, _ in train_triples)
+            assert any(n == spec.counts for _, n in train_triples)
+
+
+def test_two_group_numeracy_prompts_round_trip_and_name_each_count():
+    from rfmi_core.toy.prompts import TWO_GROUP_COUNTS
+
+    spec = parse_prompt("Two red squares and one blue disk")
+    assert spec == PromptSpec("numeracy", (("red", "square"), ("blue", "disk")), counts=(2, 1))
+    assert canonical(parse_prompt("one blue disk and two red squares")) == spec
+    assert spec.text == "two red squares and one blue disk" and parse_prompt(spec.text) == spec
+    for text in prompts("numeracy", "all"):
+        assert parse_prompt(text).text == text and len(tokenize(text).nonzero()) == len(text.split())
+    counted = [s for s in prompt_specs("numeracy", "all") if len(s.objects) == 2]
+    assert {s.counts for s in counted} == set(TWO_GROUP_COUNTS) and (1, 1) not in TWO_GROUP_COUNTS
+    with pytest.raises(ValueError, match="4 objects at most"):
+        PromptSpec("numeracy", (("red", "square"), ("blue", "disk")), counts=(3, 2))
+    with pytest.raises(ValueError, match="must differ"):
+        parse_prompt("two red squares and one red square")
+    with pytest.raises(ValueError, match="number"):
+        parse_prompt("two red squares and a blue disk")
 
 
 def test_training_pairs_come_from_the_train_split_and_cover_every_category():
@@ -251,13 +279,20 @@ def test_prompt_phrases_cover_every_prompt_and_dropping_them_stays_in_vocabulary
     assert without_phrases("a red square and a blue disk", [0]) == "a blue disk"
     assert without_phrases("three green crosses", [0]) == "green crosses"
     assert without_phrases("three green crosses", [1]) == "three"
+    counted = "two red squares and one blue disk"
+    assert prompt_phrases(counted) == [("count", "two"), ("object", "red squares"), ("count", "one"),
+                                       ("object", "blue disk")]
+    assert without_phrases(counted, [0]) == "red squares and one blue disk"
+    assert without_phrases(counted, [0, 1]) == "one blue disk"
+    assert without_phrases(counted, [1, 3]) == "two and one"
     for c in CATEGORIES:
         for text in prompts(c, "all"):
             phrases = prompt_phrases(text)
+            groups = 2 if " and " in text else 1
             assert {k for k, _ in phrases} <= set(PHRASE_KINDS)
-            assert len(phrases) == (3 if c == "spatial" else 2)
+            assert len(phrases) == {"binding": 2, "spatial": 3, "numeracy": 2 * groups}[c]
             words = " ".join(w for _, w in phrases).split()
-            assert [w for w in text.split() if w != "and"] == words  # every word but binding's link, in order
+            assert [w for w in text.split() if w != "and"] == words  # every word but the link "and", in order
             assert without_phrases(text, []) == text and without_phrases(text, range(len(phrases))) == ""
             for i in range(len(phrases)):
                 partial = without_phrases(text, [i])
@@ -285,10 +320,13 @@ def test_split_toy_prompt_gives_the_phrases_and_ablations_the_toy_model_was_trai
 def test_heldout_halves_split_pairs_and_triples_and_never_share_one():
     from rfmi_core.toy.prompts import heldout_half
 
-    _assert_partition("finetune", "evaluation", "heldout", {"binding": (6, 6), "spatial": (24, 24), "numeracy": (6, 6)})
-    pairs = {half: {frozenset(s.objects) for c in ("binding", "spatial") for s in prompt_specs(c, half)}
+    _assert_partition("finetune", "evaluation", "heldout", {"binding": (6, 6), "spatial": (24, 24), "numeracy": (18, 18)})
+    pairs = {half: {frozenset(s.objects) for c in CATEGORIES for s in prompt_specs(c, half) if len(s.objects) == 2}
              for half in ("finetune", "evaluation")}
     assert not pairs["finetune"] & pairs["evaluation"] and len(pairs["finetune"]) == len(pairs["evaluation"]) == 6
+    for half in ("finetune", "evaluation"):  # a held-out pair's binding, spatial and counted prompts share its half
+        counted = {frozenset(s.objects) for s in prompt_specs("numeracy", half) if len(s.objects) == 2}
+        assert counted == {frozenset(s.objects) for s in prompt_specs("binding", half)}
     assert prompts("binding", "finetune")[0] == "a red square and a green disk"
     assert prompts("binding", "evaluation")[0] == "a green square and a blue disk"
     with pytest.raises(ValueError, match="train prompt"):

@@ -7,7 +7,7 @@
 
 The paper's regime: the base model never trained on the prompts it is fine-tuned on, nor on those it is judged on.
 The toy world's held-out compositions are split in two halves (``prompts.heldout_half``): fine-tuning prompts and
-evaluation prompts, no object pair or numeracy triple shared between them.
+evaluation prompts, no held-out object pair or numeracy prompt shared between them.
 
 1. Candidates (paper Algorithm 2): for each fine-tuning prompt (``ft_prompts`` per category, the half's prompts in
    turn, each repeat with new seeds), M samples by Euler with CFG; the point-wise MI is read along each trajectory

@@ -10,8 +10,8 @@ As a command, the quality of toy weights on held-out prompts (the demo's held-ou
 
 prints valid and correct with 95% Wilson intervals (valid: the judge sees a scene of the world, only known shapes
 in palette colours, at most 4 objects, few stray pixels; correct: valid and exactly what the prompt asks), numeracy
-also by count, and, with
-``--reasons``, the judge's most frequent reasons for invalid images.
+also by count ("2+1": two of the first named object and one of the second), and, with ``--reasons``, the judge's
+most frequent reasons for invalid images.
 """
 
 from __future__ import annotations
@@ -155,15 +155,16 @@ def diff_ci(a: Rate, b: Rate) -> tuple[float, float, float]:
     return d, d - math.sqrt((b.p - lb) ** 2 + (ha - a.p) ** 2), d + math.sqrt((hb - b.p) ** 2 + (a.p - la) ** 2)
 
 
-def numeracy_by_count(verdicts: list[Verdict], texts: list[str]) -> dict[int, tuple[Rate, Rate]]:
-    """{count: (valid, correct)} over the numeracy prompts among ``texts``, counts in increasing order."""
-    flags: dict[int, list[tuple[bool, bool]]] = {}
+def numeracy_by_count(verdicts: list[Verdict], texts: list[str]) -> dict[tuple[int, ...], tuple[Rate, Rate]]:
+    """{counts: (valid, correct)} over the numeracy prompts among ``texts``: one-group counts (n,) first, then
+    two-group counts (n1, n2), each in increasing order."""
+    flags: dict[tuple[int, ...], list[tuple[bool, bool]]] = {}
     for verdict, text in zip(verdicts, texts):
         spec = parse_prompt(text)
         if spec.category == "numeracy":
-            flags.setdefault(spec.count, []).append((verdict.valid, verdict.correct))
+            flags.setdefault(spec.counts, []).append((verdict.valid, verdict.correct))
     return {count: (rate(torch.tensor([v for v, _ in pairs])), rate(torch.tensor([c for _, c in pairs])))
-            for count, pairs in sorted(flags.items())}
+            for count, pairs in sorted(flags.items(), key=lambda item: (len(item[0]), item[0]))}
 
 
 def pick_prompts(texts: list[str], n: int, seed: int) -> list[str]:
@@ -213,8 +214,8 @@ def main(argv: list[str] | None = None) -> None:
                 valid = rate(torch.tensor([v.valid for v in picked]))
                 correct = rate(torch.tensor([v.correct for v in picked]))
                 print(f"  {category:9s} valid {valid}   correct {correct}")
-            for count, (valid, correct) in numeracy_by_count(verdicts, texts).items():
-                print(f"    numeracy, count {count}: valid {valid}   correct {correct}")
+            for counts, (valid, correct) in numeracy_by_count(verdicts, texts).items():
+                print(f"    numeracy, count {'+'.join(map(str, counts))}: valid {valid}   correct {correct}")
             if args.reasons:
                 counts = Counter(re.sub(r"^\d+-px (red |green |blue |yellow )?", "", reason.split(" (")[0])
                                  for v in verdicts for reason in v.details["reasons"])

@@ -13,7 +13,7 @@
    MAX_STRAY_PIXELS stray pixels (colour mush).
 5. Correct = valid and the perceived scene satisfies the prompt under the world's own rule (``world.satisfies``):
    binding exactly the two named objects, spatial exactly the two in the named relation of their centres,
-   numeracy exactly n objects of the named colour and shape.
+   numeracy exactly the named number of each named colour–shape and nothing else.
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ DEFINITIONS = [
     "world's shapes in one of its colours, with no foreign colours and little stray ink: a well-formed scene, "
     "whatever it shows.",
     "**Correct**: valid, and the scene the judge perceives satisfies the prompt exactly (binding: exactly the two "
-    "named coloured shapes; spatial: exactly those two in the named relation; numeracy: exactly n of the named "
-    "coloured shape).",
+    "named coloured shapes; spatial: exactly those two in the named relation; numeracy: exactly the named "
+    "number of each named coloured shape, nothing else).",
 ]
 
 NAMES = {"mi": "FT on MI-selected", "random": "FT on random picks", "judge": "FT on judge-selected (oracle)",

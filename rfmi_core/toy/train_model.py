@@ -183,7 +183,8 @@ def train(steps: int, batch: int, lr: float, dropout: float, ema_decay: float, s
           resume: bool, save_every: int, snapshot_dir: str | None = None, warmup: int = 100,
           phrase_dropout: float = 0.0, config: ToyFlowConfig | None = None, init: str | None = None,
           stf: int = 1, low_t_share: float = 0.0, categories: tuple[str, ...] = CATEGORIES,
-          decay: str = "cosine", stop_after: int | None = None, command: str | None = None) -> None:
+          decay: str = "cosine", stop_after: int | None = None, command: str | None = None,
+          numeracy_groups: int = 2) -> None:
     """Trains (or resumes, or continues from ``init``) the toy model to step ``steps``, saving the EMA weights to
     ``out`` every ``save_every`` steps; ``stop_after`` ends the run early at that step (saved there; the schedule is
     still the one of ``steps``), for a later ``resume``."""
@@ -215,7 +216,7 @@ def train(steps: int, batch: int, lr: float, dropout: float, ema_decay: float, s
     began = time.time()
     for step in progress_bar(range(start, end), desc="training toy model", initial=start, total=steps):
         generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
-        images, full_texts = random_training_batch(batch, generator, categories)
+        images, full_texts = random_training_batch(batch, generator, categories, numeracy_groups)
         texts = drop_random_phrases(full_texts, phrase_dropout, generator) if phrase_dropout > 0 else full_texts
         references = stf_references(images, texts, full_texts, stf, generator) if stf > 1 else None
         loss = cfm_loss(model, images, tokenize_batch(texts), generator, dropout, references, low_t_share)
@@ -235,7 +236,8 @@ def train(steps: int, batch: int, lr: float, dropout: float, ema_decay: float, s
             save_toy_weights(ema, out, {"steps": done, "batch": batch, "lr": lr, "dropout": dropout,
                                         "phrase_dropout": phrase_dropout, "ema_decay": ema_decay, "seed": seed, "stf": stf,
                                         "low_t_share": low_t_share, "init": init or "",
-                                        "categories": ",".join(categories), "decay": decay, "loss_last100": f"{recent:.5f}",
+                                        "categories": ",".join(categories), "numeracy_groups": numeracy_groups,
+                                        "decay": decay, "loss_last100": f"{recent:.5f}",
                                         "command": command or "", "seconds": f"{time.time() - began:.0f}"})
             if snapshot_dir:  # a copy per save, for studies of model quality against training steps
                 os.makedirs(snapshot_dir, exist_ok=True)
@@ -275,6 +277,9 @@ def build_parser() -> CommandParser:
                         help="learning rate after the warm-up: cosine to 0, or none (constant)")
     parser.add_argument("--categories", default=",".join(CATEGORIES),
                         help="comma-separated prompt categories to train on (default: all, drawn uniformly)")
+    parser.add_argument("--numeracy-groups", type=int, choices=(1, 2), default=2,
+                        help="numeracy prompts of at most this many counted groups (1: the world of the first three "
+                             "shipped stages, before two-group counting)")
     parser.add_argument("--low-t-share", type=float, default=0.0,
                         help=f"share of training times drawn uniformly below t = {LOW_T_MAX} instead of logit-normal")
     return parser
@@ -288,7 +293,7 @@ def main(argv: list[str] | None = None) -> None:
     train(args.steps, args.batch, args.lr, args.dropout, args.ema, args.seed, args.out, args.resume, args.save_every,
           args.snapshots, args.warmup, args.phrase_dropout, toy_config(args.width, args.depth, args.heads, not args.no_local_mixing, args.prompt_slots),
           args.init, args.stf, args.low_t_share, tuple(c.strip() for c in args.categories.split(",") if c.strip()), args.decay,
-          args.stop_after, "python -m rfmi_core.toy.train_model " + shlex.join(argv))
+          args.stop_after, "python -m rfmi_core.toy.train_model " + shlex.join(argv), args.numeracy_groups)
 
 
 if __name__ == "__main__":

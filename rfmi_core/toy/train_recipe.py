@@ -43,16 +43,18 @@ class Stage:
 
 
 SHIPPED: tuple[Stage, ...] = (
-    Stage("base", ("--steps", "14000", "--save-every", "1000"), pauses=(6000,)),
+    Stage("base", ("--steps", "14000", "--save-every", "1000", "--numeracy-groups", "1"), pauses=(6000,)),
     Stage("layout", ("--init", "{work}/base.safetensors", "--prompt-slots", "--categories", "spatial",
                      "--low-t-share", "1", "--stf", "16", "--batch", "32", "--lr", "1e-3", "--warmup", "50",
                      "--decay", "none", "--steps", "500", "--ema", "0", "--seed", "3", "--save-every", "100",
-                     "--threads", "2")),
+                     "--threads", "2", "--numeracy-groups", "1")),
     Stage("repair", ("--init", "{work}/layout.safetensors", "--steps", "2000", "--lr", "5e-4", "--stf", "16",
-                     "--low-t-share", "0.3", "--ema", "0.998", "--seed", "4", "--threads", "2")),
-    Stage("numeracy", ("--init", "{work}/repair.safetensors", "--categories", "numeracy,numeracy,binding,spatial",
-                       "--steps", "500", "--lr", "2e-4", "--stf", "16", "--low-t-share", "0.3", "--ema", "0.99",
-                       "--seed", "5", "--save-every", "250")),
+                     "--low-t-share", "0.3", "--ema", "0.998", "--seed", "4", "--threads", "2",
+                     "--numeracy-groups", "1")),
+    Stage("counting", ("--init", "{work}/repair.safetensors",
+                       "--categories", "numeracy,numeracy,numeracy,binding,spatial",
+                       "--steps", "2500", "--lr", "5e-4", "--stf", "16", "--low-t-share", "0.3", "--ema", "0.99",
+                       "--seed", "5", "--save-every", "500")),
 )
 
 

@@ -199,8 +199,8 @@ def sample_scene(prompt: PromptSpec | str, generator: torch.Generator | None = N
 
 
 def _named_objects(spec: PromptSpec) -> list[tuple[str, str]]:
-    """The (colour, shape) of every object a prompt asks for: its objects, ``count`` times for numeracy."""
-    return list(spec.objects) * (spec.count or 1)
+    """The (colour, shape) of every object a prompt asks for: its objects, each ``counts`` times for numeracy."""
+    return [obj for obj, n in zip(spec.objects, spec.counts or (1,) * len(spec.objects)) for _ in range(n)]
 
 
 def _placed(named: list[tuple[str, str]], layout: list[tuple[int, int]]) -> Scene:
@@ -227,14 +227,12 @@ def random_scene(generator: torch.Generator | None = None, num_objects: int | No
 
 def satisfies(scene: Scene, prompt: PromptSpec | str) -> bool:
     """Ground truth. binding: exactly the two named objects; spatial: exactly the two, in the named relation;
-    numeracy: exactly ``count`` objects, all of the named colour and shape."""
+    numeracy: exactly the named count of each named colour–shape, nothing else."""
     spec = _as_spec(prompt)
     found = sorted((o.colour, o.shape) for o in scene.objects)
-    if spec.category == "numeracy":
-        return found == [spec.objects[0]] * spec.count
-    if found != sorted(spec.objects):
+    if found != sorted(_named_objects(spec)):
         return False
-    if spec.category == "binding":
+    if spec.category != "spatial":
         return True
     objs = scene.objects
     return any(bool(relation_holds(a.centre, b.centre, spec.relation))
@@ -242,23 +240,30 @@ def satisfies(scene: Scene, prompt: PromptSpec | str) -> bool:
                and (a.colour, a.shape) == spec.objects[0] and (b.colour, b.shape) == spec.objects[1])
 
 
-def random_training_pair(generator: torch.Generator | None = None,
-                         categories: tuple[str, ...] = CATEGORIES) -> tuple[Tensor, str]:
+def _training_specs(category: str, numeracy_groups: int) -> list[PromptSpec]:
+    return [s for s in prompt_specs(category, "train") if len(s.objects) <= numeracy_groups or category != "numeracy"]
+
+
+def random_training_pair(generator: torch.Generator | None = None, categories: tuple[str, ...] = CATEGORIES,
+                         numeracy_groups: int = 2) -> tuple[Tensor, str]:
     """(image [3, CANVAS, CANVAS], prompt text): a category of ``categories`` uniformly, a train-split prompt
-    uniformly, a scene for it."""
+    uniformly (numeracy: of at most ``numeracy_groups`` counted groups), a scene for it."""
     category = categories[int(torch.randint(0, len(categories), (), generator=generator))]
-    specs = prompt_specs(category, "train")
+    specs = _training_specs(category, numeracy_groups)
     spec = specs[int(torch.randint(0, len(specs), (), generator=generator))]
     return render(sample_scene(spec, generator), generator), spec.text
 
 
-def random_training_batch(n: int, generator: torch.Generator | None = None,
-                          categories: tuple[str, ...] = CATEGORIES) -> tuple[Tensor, list[str]]:
+def random_training_batch(n: int, generator: torch.Generator | None = None, categories: tuple[str, ...] = CATEGORIES,
+                          numeracy_groups: int = 2) -> tuple[Tensor, list[str]]:
     """``n`` draws of ``random_training_pair``: images [n, 3, CANVAS, CANVAS] and their prompt texts."""
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive integer; got {n!r}")
     unknown = [c for c in categories if c not in CATEGORIES]
     if unknown or not categories:
         raise ValueError(f"categories must be a non-empty subset of {CATEGORIES}; got {tuple(categories)}")
-    pairs = [random_training_pair(generator, tuple(categories)) for _ in range(n)]
+    if numeracy_groups not in (1, 2):
+        raise ValueError(f"numeracy_groups must be 1 (one counted group, the first shipped stages' world) or 2; "
+                         f"got {numeracy_groups!r}")
+    pairs = [random_training_pair(generator, tuple(categories), numeracy_groups) for _ in range(n)]
     return torch.stack([image for image, _ in pairs]), [text for _, text in pairs]

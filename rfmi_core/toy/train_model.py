@@ -8,14 +8,16 @@ local mixing (``model.py``), seed 0, one torch thread. ``--out``, ``--save-every
 the weights. On one thread of an idle core a step takes about 0.45 s (14000 steps ≈ 1.8 h); on the shared 2-core
 machine of the session that wrote this it ran at 1–1.5 s a step.
 
-The shipped file (``weights/toy_rf.safetensors``) is four runs of this command (2.2 h of CPU in all, under issue 12's
-2.5 h; each file's metadata records its own command), chained in one command by ``python -m
-rfmi_core.toy.train_recipe`` (resumable; ``--stop-after`` is how it pauses the base at step 6000 as the shipped base was):
+The shipped file (``weights/toy_rf.safetensors``) is four runs of this command (about 2.35 h of idle CPU in all, under
+issue 12's 2.5 h; each file's metadata records its own command), chained in one command by ``python -m
+rfmi_core.toy.train_recipe`` (resumable; ``--stop-after`` is how it pauses the base at step 6000 as the shipped base was).
+The first three ran on the world before numeracy had two counted groups; ``--numeracy-groups 1`` draws exactly their
+batches (checked against the earlier code on 256 draws):
 
 1. The base: step 14000 of the defaults (``--out runs/f3.safetensors``), trained as steps 1–6000 and then ``--resume``
    to 14000 (8454 s on one thread of a shared 2-core CPU; about 1.8 h idle). Held-out valid / correct: binding
-   91.0 / 32.5 %, spatial 92.0 / 7.5 %, numeracy 90.5 / 80.5 %. Its spatial prompts came out in a random direction:
-   at high noise its mean x̂1 was flat where E[x1 | y] has the objects on their sides
+   91.0 / 32.5 %, spatial 92.0 / 7.5 %, numeracy (one group) 90.5 / 80.5 %. Its spatial prompts came out in a random
+   direction: at high noise its mean x̂1 was flat where E[x1 | y] has the objects on their sides
    (``benchmarks/toy_spatial_direction.py``), i.e. it never learnt the layout a prompt implies, only to read one from x_t.
 2. The layout stage, 500 steps (95 s): ``--init runs/f3.safetensors --prompt-slots --categories spatial
    --low-t-share 1 --stf 16 --batch 32 --lr 1e-3 --warmup 50 --decay none --ema 0 --seed 3 --out runs/stageA.safetensors``:
@@ -25,19 +27,19 @@ rfmi_core.toy.train_recipe`` (resumable; ``--stop-after`` is how it pauses the b
    model forgot how to finish shapes (held-out valid 16–24 %).
 3. The repair stage, 2000 steps (902 s): ``--init runs/stageA.safetensors --steps 2000 --lr 5e-4 --stf 16
    --low-t-share 0.3 --ema 0.998 --seed 4``: every category, 30 % of times below 0.1. The layout stays (+6.3 px).
-   Held-out valid / correct: binding 96.5 / 35.0 %, spatial 91.0 / 37.0 %, numeracy 82.5 / 74.0 % (by count: four
-   objects valid 63 %, one to three 78–100 %).
-4. The numeracy stage, 500 steps (336 s, one thread): ``--init runs/stageB.safetensors --categories
-   numeracy,numeracy,binding,spatial --steps 500 --lr 2e-4 --stf 16 --low-t-share 0.3 --ema 0.99 --seed 5``: half of
-   each batch numeracy (a category listed twice is drawn twice as often).
+   Held-out valid / correct: binding 96.5 / 35.0 %, spatial 91.0 / 37.0 %, numeracy (one group) 82.5 / 74.0 %.
+4. The counting stage, 2500 steps (964 s, one thread, beside another run): ``--init runs/stageB.safetensors
+   --categories numeracy,numeracy,numeracy,binding,spatial --steps 2500 --lr 5e-4 --stf 16 --low-t-share 0.3
+   --ema 0.99 --seed 5``: the world's numeracy with two counted groups ("two red squares and one blue disk"), three
+   batch draws in five numeracy (a category listed twice is drawn twice as often). It replaced a 500-step one-group
+   numeracy stage whose model counted too well (numeracy 88.5 % valid, 78.0 % correct); the runs that led to these
+   flags (other counts, shares, learning rates and splits) are in docs/experiments/toy_two_group_numeracy.md.
 
 Judged on held-out prompts (never trained on; CFG 3, 20 Euler steps, 200 images per category, ``python -m
 rfmi_core.toy.evaluate rfmi_core/toy/weights/toy_rf.safetensors --n 200``, and ``--seed 1`` for a second draw),
-valid / correct: binding 94.0 / 38.5 % (93.5 / 39.0), spatial 95.0 / 44.5 % (94.0 / 49.5), numeracy 88.5 / 78.0 %
-(87.0 / 76.5). Issue 12's targets: valid ≥ 85 % holds in every category; correct 30–70 % holds for binding and
-spatial, and numeracy is 6–8 points above it: counting to four is easy here (of the valid numeracy images, 88 % have
-the right count; "one …" prompts are right 92–96 % of the time), so what raises numeracy validity raises its
-correctness too. A harder numeracy (say two counted groups) is a change of the world and a retrain.
+valid / correct: binding 94.5 / 43.5 % (93.5 / 43.5), spatial 96.0 / 44.5 % (94.5 / 47.5), numeracy 86.0 / 51.5 %
+(87.5 / 49.0): issue 12's targets (valid ≥ 85 %, correct 30–70 % in every category) hold on both draws. Numeracy by
+counts (seed 0): one group 78–100 % valid, 72–100 % correct; two groups 81 / 86 % valid, 35 / 34 % correct.
 ``--resume`` continues a run from its file's step (EMA weights, fresh optimizer); ``--init`` starts a new run (its own
 steps and schedule) from a file's weights; ``--snapshots DIR`` keeps a copy at every save.
 

@@ -1,6 +1,6 @@
-"""The shipped toy weights in one command: ``train_model``'s four runs (base, layout, repair, numeracy), chained.
+"""The shipped toy weights in one command: ``train_model``'s four runs (base, layout, repair, counting), chained.
 
-    python -m rfmi_core.toy.train_recipe                       # ≈ 2.2 h on the 2-core CPU; resumable
+    python -m rfmi_core.toy.train_recipe                       # ≈ 2.35 h on the 2-core CPU; resumable
     python -m rfmi_core.toy.train_recipe --work runs/recipe --out runs/toy_rf.safetensors
 
 Each stage is a list of ``train_model`` flags (``SHIPPED``, the commands recorded in the shipped files' metadata, see
@@ -11,9 +11,11 @@ optimizer; a resumed stage can therefore differ a little from an uninterrupted o
 one was: steps 1–6000, then resumed to 14000. The last stage's file is copied (atomically) to ``--out``.
 
 Measured for the shipped file, on the shared 2-core CPU: base 8454 s (one thread; about 1.8 h on an idle core), layout
-stage 95 s and repair stage 902 s (two threads each), numeracy stage 336 s (one thread): 2.7 h of wall time on a CPU
-shared with other jobs, about 2.2 h idle (the four stages were run one by one, not yet as one recipe run). Rerun from
-the repair stage's file, the numeracy stage's command gave the shipped tensors bitwise (one thread, this CPU).
+stage 95 s and repair stage 902 s (two threads each), counting stage 964 s (one thread, another run on the other
+core): about 2.35 h idle, under issue 12's 2.5 h (the four stages were run one by one, not yet as one recipe run). The
+first three stages draw one-group numeracy only (``--numeracy-groups 1``: the world they were trained in). The
+counting stage's batches under this code equal those of the run that made the shipped file (256 draws compared); an
+earlier numeracy stage rerun from its start file gave its shipped tensors bitwise (one thread, this CPU).
 """
 
 from __future__ import annotations

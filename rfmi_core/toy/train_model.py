@@ -5,17 +5,17 @@
 The defaults are the settings of the run meant to replace the shipped weights: 14000 steps of batch 64, lr 1e-3
 (warm-up 100, cosine to 0), EMA 0.999, prompt dropout to ∅ 0.1, phrase dropout 0.15, the 0.75 M-parameter model with
 local mixing (``model.py``), seed 0, one torch thread. ``--out``, ``--save-every`` and ``--snapshots`` do not change
-the weights. On one thread of an idle core a step takes about 0.45 s (14000 steps ≈ 1.8 h); on the shared 2-core
+the weights. On one thread of an idle core a step takes 0.33–0.45 s (14000 steps ≈ 1.3–1.8 h); on the shared 2-core
 machine of the session that wrote this it ran at 1–1.5 s a step.
 
-The shipped file (``weights/toy_rf.safetensors``) is four runs of this command (about 2.35 h of idle CPU in all, under
-issue 12's 2.5 h; each file's metadata records its own command), chained in one command by ``python -m
+The shipped file (``weights/toy_rf.safetensors``) is four runs of this command (about 1.8–2.35 h of idle CPU in all,
+under issue 12's 2.5 h; each file's metadata records its own command), chained in one command by ``python -m
 rfmi_core.toy.train_recipe`` (resumable; ``--stop-after`` is how it pauses the base at step 6000 as the shipped base was).
 The first three ran on the world before numeracy had two counted groups; ``--numeracy-groups 1`` draws exactly their
 batches (checked against the earlier code on 256 draws):
 
 1. The base: step 14000 of the defaults (``--out runs/f3.safetensors``), trained as steps 1–6000 and then ``--resume``
-   to 14000 (8454 s on one thread of a shared 2-core CPU; about 1.8 h idle). Held-out valid / correct: binding
+   to 14000 (8454 s on one thread of a shared 2-core CPU; about 1.3–1.8 h idle). Held-out valid / correct: binding
    91.0 / 32.5 %, spatial 92.0 / 7.5 %, numeracy (one group) 90.5 / 80.5 %. Its spatial prompts came out in a random
    direction: at high noise its mean x̂1 was flat where E[x1 | y] has the objects on their sides
    (``benchmarks/toy_spatial_direction.py``), i.e. it never learnt the layout a prompt implies, only to read one from x_t.

@@ -55,7 +55,8 @@ def build_set(processes: int, prompts: Path, set_dir: Path, config: Path) -> str
          "--width", "64", "--height", "64", "--steps", str(STEPS), "--candidates", str(M), "--k", str(K), "--seed",
          str(SEED), "--batch-size", "2", "--device", "cpu", "--no-progress"],
         env=env, capture_output=True, text=True, timeout=600, cwd=REPO)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    user_errors = [line for line in (done.stdout + done.stderr).splitlines() if ": error: " in line]  # run_cli's line
+    assert done.returncode == 0, "\n".join(user_errors) + "\n" + done.stdout[-3000:] + done.stderr[-3000:]
     return done.stdout
 
 

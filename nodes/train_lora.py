@@ -17,7 +17,7 @@ from comfy_api.latest import io
 from ..rfmi_core import FinetuneSet
 from ..rfmi_core.fingerprint import set_fingerprint, stat_fingerprint
 from ..rfmi_core.lora import load_lora_file, make_weights_trainable, parse_target_modules, save_lora
-from ..rfmi_core.plot import loss_curve_image
+from ..rfmi_core.plot import loss_curve_image, write_atomically
 from ..rfmi_core.prompts import resolve_inside
 from ..rfmi_core.train import (LatentSpaceData, config_from_settings, latest_checkpoint, low_memory, setting,
                                train_lora)
@@ -202,7 +202,8 @@ def validation_grids(plan: ValidationPlan, vae, base, out_path: str) -> torch.Te
             images = vae.decode(base.process_latent_out(latents.float()))[..., :3].cpu().float()
         grid = image_grid(images.reshape(-1, *images.shape[-3:]), columns=len(plan.seeds))
         array = np.clip(255.0 * grid.numpy(), 0, 255).astype(np.uint8)
-        Image.fromarray(array).save(os.path.join(folder, f"step_{step:06d}.png"))
+        write_atomically(os.path.join(folder, f"step_{step:06d}.png"),  # a viewer never sees half a grid
+                         lambda handle: Image.fromarray(array).save(handle, format="PNG"))
         grids.append(grid)
     return torch.stack(grids)
 

@@ -37,13 +37,15 @@ def times_from_uniform(density: TruncatedRatioDensity, uniform: np.ndarray) -> n
 
 
 def draw_times(density: TruncatedRatioDensity, n_t: int, batch: int, generator: torch.Generator | None,
-               stratified: bool = True) -> Tensor:
-    """[n_t, B] float64 times: n_t draws per image from q (stratified over the n_t draws when asked)."""
+               stratified: bool = True, common: bool = False) -> Tensor:
+    """[n_t, B] float64 times: n_t draws per image from q (stratified over the n_t draws when asked); with
+    ``common`` one column drawn and shared by every image (common random numbers)."""
     device = generator.device if generator is not None else torch.device("cpu")
-    uniform = torch.rand((n_t, batch), generator=generator, dtype=torch.float64, device=device).cpu()
+    columns = 1 if common else batch
+    uniform = torch.rand((n_t, columns), generator=generator, dtype=torch.float64, device=device).cpu()
     if stratified:
         uniform = (torch.arange(n_t, dtype=torch.float64).unsqueeze(1) + uniform) / n_t
-    return torch.from_numpy(times_from_uniform(density, uniform.numpy()))
+    return torch.from_numpy(times_from_uniform(density, uniform.numpy())).expand(n_t, batch)
 
 
 class DrawChunk(NamedTuple):
@@ -54,6 +56,7 @@ class DrawChunk(NamedTuple):
     t: Tensor  # [count·B] float32, on x1's device
     x_t: Tensor  # [count·B, ...] = t·x1 + (1 − t)·ε
     weights: Tensor  # [count, B] float32 on the CPU: r(t)/q(t)
+    target: Tensor  # [count·B, ...] = x1 − ε, the flow-matching target u* of each draw
 
 
 def importance_sampled_points(
@@ -65,29 +68,36 @@ def importance_sampled_points(
     stratified: bool = True,
     progress: bool = False,
     desc: str = "scoring",
+    common: bool = False,
 ) -> Iterator[DrawChunk]:
-    """The points where Prop. 3.3's estimator reads the velocities: n_t draws per sample of x1 [B, ...] (t ~ q, the
-    truncated t/(1 − t) density; ε ~ N(0, I)), x_t = t·x1 + (1 − t)·ε, in chunks of ``draws_per_call`` draws. All
-    times are drawn first, then each chunk's noise, so every estimator built on it sees the same (t, ε) for a seed."""
+    """The points where an importance-sampled estimator reads the velocities: n_t draws per sample of x1 [B, ...]
+    (t ~ q, the truncated t/(1 − t) density; ε ~ N(0, I)), x_t = t·x1 + (1 − t)·ε, in chunks of ``draws_per_call``
+    draws. All times are drawn first, then each chunk's noise, so every estimator built on it sees the same (t, ε)
+    for a seed. ``common``: every sample of the batch gets the same t and ε at each draw (common random numbers:
+    candidates of one prompt compared on the same draws, so their differences carry less noise)."""
     require_batched("x1", x1)
     if n_t < 1 or draws_per_call < 1:
         raise ValueError(f"n_t and draws_per_call must be positive; got n_t={n_t}, draws_per_call={draws_per_call}")
     density = TruncatedRatioDensity(t_eps)
-    times = draw_times(density, n_t, x1.shape[0], generator, stratified)  # [n_t, B]
+    times = draw_times(density, n_t, x1.shape[0], generator, stratified, common)  # [n_t, B]
     weights = torch.from_numpy(density.importance_weight(times.numpy())).to(torch.float32)
-    return _chunks(x1.float(), times, weights, generator, draws_per_call, progress, desc)
+    return _chunks(x1.float(), times, weights, generator, draws_per_call, progress, desc, common)
 
 
 def _chunks(x1: Tensor, times: Tensor, weights: Tensor, generator: torch.Generator | None, draws_per_call: int,
-            progress: bool, desc: str) -> Iterator[DrawChunk]:
+            progress: bool, desc: str, common: bool) -> Iterator[DrawChunk]:
     n_t, batch = times.shape
     noise_device = generator.device if generator is not None else torch.device("cpu")
     for start in progress_bar(range(0, n_t, draws_per_call), enabled=progress, desc=desc):
         k = min(draws_per_call, n_t - start)
         t = times[start : start + k].reshape(-1).to(device=x1.device, dtype=torch.float32)  # [k·B], draw-major
-        eps = torch.randn((k * batch, *x1.shape[1:]), generator=generator, device=noise_device).to(x1.device)
-        x_t = straight_path(x1.repeat(k, *[1] * (x1.ndim - 1)), eps, t).x_t
-        yield DrawChunk(start, k, t, x_t, weights[start : start + k])
+        if common:  # one ε per draw, shared by the batch
+            eps = torch.randn((k, 1, *x1.shape[1:]), generator=generator, device=noise_device)
+            eps = eps.expand(k, batch, *x1.shape[1:]).reshape(k * batch, *x1.shape[1:]).to(x1.device)
+        else:
+            eps = torch.randn((k * batch, *x1.shape[1:]), generator=generator, device=noise_device).to(x1.device)
+        x_t, target = straight_path(x1.repeat(k, *[1] * (x1.ndim - 1)), eps, t)
+        yield DrawChunk(start, k, t, x_t, weights[start : start + k], target)
 
 
 def inner_product(u: Tensor, v: Tensor, count: int) -> Tensor:

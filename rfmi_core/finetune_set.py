@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import socket
 import time
 import uuid
@@ -31,7 +32,7 @@ from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
 from .safetensors_io import TMP_PREFIX as _TMP_PREFIX
-from .safetensors_io import save_safetensors_atomic
+from .safetensors_io import publish_bytes, publish_safetensors, save_safetensors_atomic
 from .safetensors_io import write_bytes_atomic as _atomic_write_bytes
 
 __all__ = [
@@ -47,6 +48,9 @@ __all__ = [
 
 FORMAT = "rfmi-finetune-set"
 SCHEMA_VERSION = 1
+_SAFE_NAME = re.compile(r"[A-Za-z0-9._-]{1,96}")
+_SHARD = re.compile(r"latents/[A-Za-z0-9_-][A-Za-z0-9._-]*\.safetensors")
+_KEY = re.compile(r"[0-9a-f]{20}")
 
 
 class FinetuneSetError(ValueError):
@@ -145,39 +149,57 @@ class FinetuneSet:
     @classmethod
     def open(cls, path: str | os.PathLike, *, create: bool = False, top_k: int = 1,
              writer_id: str | None = None) -> "FinetuneSet":
-        """Opens the set at ``path``; with ``create`` makes it (top_k kept per prompt) when absent."""
+        """Opens the set at ``path``; with ``create`` makes it (top_k kept per prompt) when absent.
+
+        Several processes may create the same new set at once: the header is published whole by a hard link
+        (``safetensors_io.publish_bytes``), so exactly one header lands and every creator reads it; a creator whose
+        ``top_k`` differs from the set's is refused (one set keeps one k per prompt)."""
         root = Path(path)
         header = root / "set.json"
-        if not header.exists():
-            if not create:
-                raise FinetuneSetError(f"{root} is not a fine-tune set (no set.json); create it with create=True")
+        if writer_id is not None and not _SAFE_NAME.fullmatch(writer_id):
+            raise FinetuneSetError(f"writer id {writer_id!r} must be letters, digits, '.', '_' or '-' (it names files "
+                                   "in the set)")
+        if create:
             if top_k < 1:
                 raise FinetuneSetError(f"top_k must be ≥ 1 (candidates kept per prompt); got {top_k}")
-            for sub in ("manifest", "latents", "conditioning"):
-                (root / sub).mkdir(parents=True, exist_ok=True)
-            body = json.dumps({"format": FORMAT, "version": SCHEMA_VERSION, "top_k": top_k}, indent=1).encode()
-            try:  # exclusive create: of two writers creating at once, one header wins and both use it
-                fd = os.open(header, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(body)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-            except FileExistsError:
-                pass
+            if not header.exists():
+                for sub in ("manifest", "latents", "conditioning"):  # before the header: a set with one has them
+                    (root / sub).mkdir(parents=True, exist_ok=True)
+                body = json.dumps({"format": FORMAT, "version": SCHEMA_VERSION, "top_k": top_k}, indent=1).encode()
+                publish_bytes(header, body)
+        elif not header.exists():
+            what = "does not exist" if not root.exists() else "is not a fine-tune set (it has no set.json)"
+            raise FinetuneSetError(f"{root} {what}; give the folder of a set (Export Fine-tune Set or "
+                                   "python -m rfmi_core.build_set make one)")
         info = cls._read_header(header)
+        if create and int(info["top_k"]) != top_k:
+            raise FinetuneSetError(f"{root} keeps the top {info['top_k']} per prompt, not {top_k}: use k = "
+                                   f"{info['top_k']} with this set, or another set name for k = {top_k}")
         return cls(root, int(info["top_k"]), writer_id or _default_writer_id())
 
     @staticmethod
     def _read_header(header: Path) -> dict:
+        fix = ("rewrite it as " + json.dumps({"format": FORMAT, "version": SCHEMA_VERSION, "top_k": 1})
+               + " (top_k: the candidates kept per prompt); the segments, latents and conditioning are not affected")
         try:
-            info = json.loads(header.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as error:
-            raise FinetuneSetError(f"{header} cannot be read ({error}); restore it from a copy") from error
-        if info.get("format") != FORMAT:
-            raise FinetuneSetError(f"{header} is not an RFMI fine-tune set header (format {info.get('format')!r})")
+            text = header.read_text(encoding="utf-8")
+        except OSError as error:
+            raise FinetuneSetError(f"{header} cannot be read ({error.strerror or error})") from error
+        try:
+            info = json.loads(text)
+        except json.JSONDecodeError as error:
+            # headers are published whole (a hard link), so an empty or partial one is damage, not a write in
+            # progress (sets made by versions that wrote the header in place can hold one cut short by a crash)
+            state = "is empty" if not text.strip() else f"is damaged ({error})"
+            raise FinetuneSetError(f"{header} {state}: it is not being written (headers appear whole); {fix}") from error
+        if not isinstance(info, dict) or info.get("format") != FORMAT:
+            raise FinetuneSetError(f"{header} is not an RFMI fine-tune set header (format "
+                                   f"{info.get('format') if isinstance(info, dict) else info!r})")
         if info.get("version") != SCHEMA_VERSION:
             raise FinetuneSetError(f"{header}: set version {info.get('version')!r}, this reader knows {SCHEMA_VERSION}; "
                                    "update ComfyUI-RFMI")
+        if not isinstance(info.get("top_k"), int) or info["top_k"] < 1:
+            raise FinetuneSetError(f"{header} has no valid top_k ({info.get('top_k')!r}); {fix}")
         return info
 
     # --- writing -------------------------------------------------------------------------------------------------
@@ -231,19 +253,50 @@ class FinetuneSet:
         """Ids of every record in the set, reading only the segments added since the last call."""
         for segment in self._segments():
             if segment.name not in self._scanned_segments:
-                for line in segment.read_text(encoding="utf-8").splitlines():
-                    if line.strip():
-                        self._known_ids.add(json.loads(line).get("id", ""))
+                self._known_ids.update(record.id for _, record in self._segment_records(segment))
                 self._scanned_segments.add(segment.name)
         return self._known_ids
 
+    def _segment_records(self, segment: Path) -> list[tuple[str, CandidateRecord]]:
+        """The records of one manifest segment, each with its "file:line"; a damaged segment is a FinetuneSetError
+        that says how to drop it."""
+        try:
+            lines = segment.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as error:
+            raise self._damaged(segment, str(error)) from error
+        records = []
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            where = f"{segment}:{number}"
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise self._damaged(segment, f"line {number} is not valid JSON: {error}") from error
+            if not isinstance(data, dict):
+                raise self._damaged(segment, f"line {number} is not a record")
+            if data.get("schema_version") == SCHEMA_VERSION and set(CandidateRecord.__dataclass_fields__) - set(data):
+                raise self._damaged(segment, f"line {number} lacks "
+                                             f"{', '.join(sorted(set(CandidateRecord.__dataclass_fields__) - set(data)))}")
+            records.append((where, CandidateRecord.from_json(data, where)))
+        return records
+
+    def _damaged(self, segment: Path, detail: str) -> FinetuneSetError:
+        """The error for a damaged manifest segment: which file, that the rest is intact, how to drop it."""
+        others = len(self._segments()) - 1
+        return FinetuneSetError(
+            f"{segment} is damaged ({detail}). Segments appear whole (written aside, then renamed), so this is no "
+            f"write in progress: the file changed after it was written. The other {others} segment(s) are not "
+            f"affected. To drop this one append, move manifest/{segment.stem}.jsonl and latents/{segment.stem}"
+            ".safetensors out of the set (its records are lost, the rest stays)")
+
     def _store_conditioning(self, model: str, text: str, tensors: dict[str, Tensor]) -> None:
         path = self.root / "conditioning" / f"{conditioning_key(model, text)}.safetensors"
-        if path.exists():
+        if path.exists():  # stored once per (model, text); of two writers storing it at once, one file lands
             return
         if not tensors:
             raise FinetuneSetError(f"the conditioning of {text!r} is empty")
-        save_safetensors_atomic(tensors, path, {"format": FORMAT, "model": model, "text": text})
+        publish_safetensors(tensors, path, {"format": FORMAT, "model": model, "text": text})
 
     # --- reading -------------------------------------------------------------------------------------------------
     def _all_records(self, validate: bool = True) -> list[CandidateRecord]:
@@ -252,14 +305,7 @@ class FinetuneSet:
         segments = self._segments()
         shard_rows: dict[str, tuple[int, list[int]]] = {}
         for segment in segments:
-            for number, line in enumerate(segment.read_text(encoding="utf-8").splitlines(), start=1):
-                if not line.strip():
-                    continue
-                where = f"{segment}:{number}"
-                try:
-                    record = CandidateRecord.from_json(json.loads(line), where)
-                except json.JSONDecodeError as error:
-                    raise FinetuneSetError(f"{where} is not valid JSON ({error}); the segment is damaged") from error
+            for where, record in self._segment_records(segment):
                 if record.id in seen:
                     continue
                 seen.add(record.id)
@@ -269,24 +315,33 @@ class FinetuneSet:
         return sorted(records, key=lambda r: (r.time, r.id))
 
     def _validate(self, record: CandidateRecord, where: str, cache: dict) -> None:
+        """A record's latent row and conditioning files exist and fit; each is written before the segment that names
+        it, so a missing or unreadable one was lost or changed after the append."""
+        segment = where.rsplit(":", 1)[0]
+        drop = (f"restore it, or move {segment} (and its latent shard) out of the set to drop that append's records; "
+                "the other segments are not affected")
+        if not _SHARD.fullmatch(record.latent_shard) or not all(
+                _KEY.fullmatch(k) for k in (record.prompt_conditioning, record.negative_conditioning)):
+            raise FinetuneSetError(f"{where}: the record names files outside the set's layout ({record.latent_shard!r});"
+                                   f" the segment is damaged: {drop}")
         if record.latent_shard not in cache:
             path = self.root / record.latent_shard
             if not path.is_file():
-                raise FinetuneSetError(f"{where}: its latent shard {path} is missing; restore the file or delete the "
-                                       "segment that names it")
+                raise FinetuneSetError(f"{where}: its latent shard {path} is missing; {drop}")
             try:
                 with safe_open(str(path), framework="pt") as handle:
                     shape = list(handle.get_slice("latents").get_shape())
             except (SafetensorError, OSError, KeyError, ValueError) as error:
-                raise FinetuneSetError(f"{path} is not a readable latent shard ({error}); restore it") from error
+                raise FinetuneSetError(f"{path} is not a readable latent shard ({error}); {drop}") from error
             cache[record.latent_shard] = (shape[0], shape[1:])
         rows, shape = cache[record.latent_shard]
         if not 0 <= record.latent_row < rows or list(record.latent_shape) != list(shape):
             raise FinetuneSetError(f"{where}: row {record.latent_row} of shape {record.latent_shape} does not fit "
-                                   f"{record.latent_shard} ({rows} rows of {shape})")
+                                   f"{record.latent_shard} ({rows} rows of {shape}); {drop}")
         for key in (record.prompt_conditioning, record.negative_conditioning):
             if not (self.root / "conditioning" / f"{key}.safetensors").is_file():
-                raise FinetuneSetError(f"{where}: conditioning file conditioning/{key}.safetensors is missing")
+                raise FinetuneSetError(f"{where}: conditioning file conditioning/{key}.safetensors is missing; "
+                                       "restore it (every record of its prompt needs it)")
 
     def records(self, selected: bool = True) -> list[CandidateRecord]:
         """All valid records (duplicates dropped), or with ``selected`` only each prompt's top-k: picks, then by MI."""

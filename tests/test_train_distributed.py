@@ -84,7 +84,7 @@ def test_two_processes_train_the_lora_of_one_and_only_rank_0_writes(one_process,
     print(f"max |LoRA(2 processes) − LoRA(1 process)| after 20 steps: {difference:.3g}")
     assert difference <= 1e-5
     checkpoints = folder / "ckpt"
-    assert sorted(p.name for p in checkpoints.iterdir()) == ["step_000010.safetensors", "step_000020.safetensors"]
+    assert sorted(p.name for p in checkpoints.iterdir()) == [".lock", "step_000010.safetensors", "step_000020.safetensors"]
     state = load_checkpoint(checkpoints)
     assert state.global_step == 20
     assert state.losses == pytest.approx(one_process.losses, abs=1e-5)  # the loss of the whole global batch

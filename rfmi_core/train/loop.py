@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ..conventions import ModuleVelocity
+from ..folder_lock import folder_lock
 from ..lora import has_lora, inject_lora, load_lora_weights, lora_state_dict, remove_lora, resolve_targets
 from ..progress import progress_bar
 from .checkpointing import gradient_checkpointing, is_in_place_error, saved_activation_copies
@@ -171,7 +172,8 @@ def train_lora(
     ``model``: the velocity network (e.g. a ComfyUI model's ``diffusion_model``); the adapted module paths
     (``config.target_modules``) are relative to it and exported under ``config.key_prefix``. ``data`` and
     ``velocity_fn``: see the module docstring. ``checkpoint_dir``: where ``step_<n>.safetensors`` checkpoints go
-    (every ``config.save_every`` steps, at the end, and when ``on_step`` raises). ``resume_from``: a checkpoint file,
+    (every ``config.save_every`` steps, at the end, and when ``on_step`` raises); the run holds the folder's lock
+    (``folder_lock``), so a second run given the same folder at once is refused rather than interleaving its steps. ``resume_from``: a checkpoint file,
     or a folder (its latest), to continue from; steps up to ``config.steps`` are run, so a longer ``steps`` extends a
     finished run. ``on_step(step, loss)`` runs after each completed step (1-based): check for interrupts and update
     progress there; what it raises propagates. ``keep_adapters``: leave the trained adapters in ``model`` (frozen,
@@ -207,7 +209,8 @@ def train_lora(
         with quiet_unless_main():
             check_resume(state, config, targets, len(data))
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    with torch.inference_mode(False), torch.enable_grad():
+    owner = folder_lock(folder, "a training run") if folder is not None and world.is_main else nullcontext()
+    with owner, torch.inference_mode(False), torch.enable_grad():
         params = inject_lora(model, targets, config.rank, config.alpha, config.seed)
         try:
             if init_lora is not None:

@@ -17,8 +17,17 @@ from .conventions import (
     velocity_from_model_output,
 )
 from .density import TruncatedRatioDensity
+from .counterfactuals import Rival, counterfactuals  # the function shadows its module's name on the package
 from .finetune_set import CandidateRecord, FinetuneSet, FinetuneSetError
 from .estimate import estimate_mi, estimate_mi_draws, estimate_mi_draws_from_pairs
+from .pointwise import (
+    PMI_N_T,
+    PMI_T_EPS,
+    ConditionRatios,
+    condition_log_ratios,
+    exact_pointwise_mi,
+    log_likelihood_ratio,
+)
 from .phrase_mi import (
     PHRASE_SCORES,
     PHRASE_VELOCITIES,
@@ -53,12 +62,20 @@ __all__ = [
     "velocity_from_denoised",
     "velocity_from_model_output",
     "TruncatedRatioDensity",
+    "Rival",
+    "counterfactuals",
     "CandidateRecord",
     "FinetuneSet",
     "FinetuneSetError",
     "estimate_mi",
     "estimate_mi_draws",
     "estimate_mi_draws_from_pairs",
+    "PMI_N_T",
+    "PMI_T_EPS",
+    "ConditionRatios",
+    "condition_log_ratios",
+    "exact_pointwise_mi",
+    "log_likelihood_ratio",
     "PHRASE_SCORES",
     "PHRASE_VELOCITIES",
     "PhraseEstimate",

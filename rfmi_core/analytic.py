@@ -20,10 +20,16 @@ import math
 
 import torch
 from torch import Tensor
+from torch.distributions import MultivariateNormal
 
 from .stats import mean_and_standard_error
 
-__all__ = ["gaussian_velocity", "GaussianChannel", "GaussianMixture", "TwoPartGaussianChannel"]
+__all__ = ["gaussian_velocity", "gaussian_log_density", "GaussianChannel", "GaussianMixture", "TwoPartGaussianChannel"]
+
+
+def gaussian_log_density(x: Tensor, mean: Tensor, cov: Tensor) -> Tensor:
+    """log N(x; mean, cov) per row of x [B, D] (mean [B, D] or [D]), float64."""
+    return MultivariateNormal(mean.double(), covariance_matrix=cov.double()).log_prob(x.double())
 
 
 def gaussian_velocity(x: Tensor, t: Tensor, mean: Tensor, cov: Tensor) -> Tensor:
@@ -63,6 +69,13 @@ class GaussianChannel:
     def true_mi(self) -> float:
         """½·log det Σ_X / det Σ_{X|Y}, nats."""
         return 0.5 * float(torch.logdet(self.marginal_cov) - torch.logdet(self.noise_cov))
+
+    def pointwise_mi(self, x: Tensor, y: Tensor) -> Tensor:
+        """i(x; y) = log N(x; A·y, Σ_n) − log N(x; 0, Σ_X) per image [B], nats (its mean over the joint is
+        ``true_mi``)."""
+        zero = torch.zeros(self.dim_x, dtype=torch.float64)
+        return (gaussian_log_density(x, y.double() @ self.mixing.T, self.noise_cov)
+                - gaussian_log_density(x, zero, self.marginal_cov))
 
     def sample_condition(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         return torch.randn(n, self.dim_y, generator=generator, dtype=torch.float64).float()
@@ -122,15 +135,17 @@ class GaussianMixture:
         posterior = torch.softmax(log_post, dim=1)  # p(k | x_t)
         return (posterior[:, :, None] * per_component).sum(1).to(x.dtype)
 
+    def pointwise_mi(self, x: Tensor, labels: Tensor) -> Tensor:
+        """i(x; k) = log N(x; μ_k, s_k²I) − log Σ_j π_j·N(x; μ_j, s_j²I) per image [B], nats."""
+        log_comp = self.log_component_densities(x)
+        return log_comp[torch.arange(x.shape[0]), labels.long()] - torch.logsumexp(log_comp + torch.log(self.weights), 1)
+
     def monte_carlo_mi(self, n: int = 200_000, seed: int = 1) -> tuple[float, float]:
         """(I(X; Y), its standard error) = E[log p(x|y) − log p(x)] over n exact samples, nats."""
         g = torch.Generator().manual_seed(seed)
         labels = self.sample_condition(n, g)
         x = self.sample_data(labels, g).double()
-        log_comp = self.log_component_densities(x)
-        log_joint = log_comp[torch.arange(n), labels]
-        log_marginal = torch.logsumexp(log_comp + torch.log(self.weights), dim=1)
-        mean, standard_error = mean_and_standard_error(log_joint - log_marginal)
+        mean, standard_error = mean_and_standard_error(self.pointwise_mi(x, labels))
         return float(mean), float(standard_error)
 
 
@@ -197,6 +212,14 @@ class TwoPartGaussianChannel:
     def mi_y1_given_y2(self) -> float:
         """I(X; Y1 | Y2) = ½·log |A1A1ᵀ + Σ_n|/|Σ_n|, nats."""
         return self._half_log_det_ratio(self.cov_given_y2, self.noise_cov)
+
+    def pointwise_mi_y2_given_y1(self, x: Tensor, y: tuple[Tensor, Tensor]) -> Tensor:
+        """i(x; y2 | y1) = log N(x; A1·y1 + A2·y2, Σ_n) − log N(x; A1·y1, A2A2ᵀ + Σ_n) per image [B], nats: the
+        point-wise phrase MI of part 2 given part 1 (its mean over the joint is ``mi_y2_given_y1``)."""
+        y1, y2 = (part.double() for part in y)
+        mean_1 = y1 @ self.mixing_1.T
+        return (gaussian_log_density(x, mean_1 + y2 @ self.mixing_2.T, self.noise_cov)
+                - gaussian_log_density(x, mean_1, self.cov_given_y1))
 
     def sample_condition(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """(y1 [n, d1], y2 [n, d2]) from the prior."""

@@ -152,7 +152,7 @@ def estimate_mi_draws(
 
     def pair(x_t: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
         k = x_t.shape[0] // x1.shape[0]
-        return velocity(x_t, t, _repeat_condition(cond, k)), velocity(x_t, t, _repeat_condition(uncond, k))
+        return velocity(x_t, t, tile_condition(cond, k)), velocity(x_t, t, tile_condition(uncond, k))
 
     return estimate_mi_draws_from_pairs(pair, x1, n_t, t_eps, generator, **options)
 
@@ -171,8 +171,13 @@ def estimate_mi(
     return estimate_mi_draws(velocity, x1, cond, uncond, n_t, t_eps, generator, **options).mean(dim=1)
 
 
-def _repeat_condition(condition: Any, k: int) -> Any:
-    """A per-sample condition tensor [B, ...] tiled k times (draw-major) to match a batch of k·B; others unchanged."""
-    if k == 1 or not isinstance(condition, Tensor) or condition.ndim == 0:
+def tile_condition(condition: Any, k: int) -> Any:
+    """A per-sample condition tensor [B, ...] tiled k times (draw-major) to match a batch of k·B, recursively inside
+    tuples and lists (a two-part condition such as ``(y1, None)``); anything else unchanged."""
+    if k == 1:
         return condition
-    return condition.repeat(k, *[1] * (condition.ndim - 1))
+    if isinstance(condition, (tuple, list)):
+        return type(condition)(tile_condition(c, k) for c in condition)
+    if isinstance(condition, Tensor) and condition.ndim > 0:
+        return condition.repeat(k, *[1] * (condition.ndim - 1))
+    return condition

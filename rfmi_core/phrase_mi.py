@@ -34,7 +34,7 @@ from torch import Tensor
 
 from .checks import require_batched, require_choice, require_same_shape
 from .conventions import Velocity, cfg_velocity, t_from_sigma
-from .estimate import importance_sampled_points, inner_product
+from .estimate import importance_sampled_points, inner_product, tile_condition
 from .progress import progress_bar
 from .sampler import check_sigma_grid
 from .stats import mean_and_standard_error
@@ -303,18 +303,7 @@ def estimate_phrase_mi(
 
     def velocity_set(x_t: Tensor, t: Tensor) -> tuple[Tensor, Tensor, list[Tensor]]:
         k = x_t.shape[0] // x1.shape[0]
-        call = lambda c: velocity(x_t, t, _tile_condition(c, k))  # noqa: E731
+        call = lambda c: velocity(x_t, t, tile_condition(c, k))  # noqa: E731
         return call(cond), call(uncond), [call(c) for c in ablated]
 
     return estimate_phrase_mi_from_velocities(velocity_set, x1, len(ablated), n_t, t_eps, generator, **options)
-
-
-def _tile_condition(condition: Any, k: int) -> Any:
-    """A per-sample condition tensor [B, ...] tiled k times (draw-major), recursively inside tuples and lists."""
-    if k == 1:
-        return condition
-    if isinstance(condition, (tuple, list)):
-        return type(condition)(_tile_condition(c, k) for c in condition)
-    if isinstance(condition, Tensor) and condition.ndim > 0:
-        return condition.repeat(k, *[1] * (condition.ndim - 1))
-    return condition

@@ -1,8 +1,8 @@
 """Counterfactual prompts: the near-misses of an English prompt, each one edit away, for "this prompt rather than its
 rivals" scores (a prompt contrast: log p(x|y) − log p(x|y′), ``pointwise``).
 
-    python -m rfmi_core.counterfactuals "a red book and a blue vase"      # the rivals of one prompt
-    python -m rfmi_core.counterfactuals --coverage DIR                     # share of prompts with a rival, per file
+    python -m rfmi_core.rivals "a red book and a blue vase"      # the rivals of one prompt
+    python -m rfmi_core.rivals --coverage DIR                     # share of prompts with a rival, per file
 
 Edits, each tried on every prompt (no model, no download: word lists and patterns):
 
@@ -24,12 +24,10 @@ A rival equal to the prompt (or to another rival) is dropped; a prompt no edit a
 
 from __future__ import annotations
 
-import argparse
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
-__all__ = ["Rival", "EDITS", "counterfactuals", "coverage", "main"]
+__all__ = ["Rival", "EDITS", "counterfactuals", "coverage"]
 
 EDITS = ("swap attributes", "change attribute", "mirror relation", "change count", "swap objects")
 
@@ -319,45 +317,3 @@ def coverage(prompts: list[str]) -> tuple[float, dict[str, int]]:
         for edit in {r.edit for r in rivals}:
             reached[edit] += 1
     return (covered / len(prompts) if prompts else 0.0), reached
-
-
-def main(argv: list[str] | None = None) -> None:
-    from .cli_help import CommandParser
-
-    parser = CommandParser(prog="python -m rfmi_core.counterfactuals", description=__doc__.splitlines()[0])
-    parser.add_argument("prompt", nargs="*", help="prompts to print the rivals of")
-    parser.add_argument("--coverage", metavar="PATH", nargs="+",
-                        help="prompt files (one prompt a line) or folders of *.txt files: per file, the share of "
-                             "prompts with a rival, each edit's reach and examples")
-    parser.add_argument("--examples", type=int, default=3, help="examples printed per file with --coverage")
-    args = parser.parse_args(argv)
-    if not args.prompt and not args.coverage:
-        parser.error("give a prompt, or --coverage FILE_OR_FOLDER")
-    if args.examples < 0:
-        parser.error(f"--examples must be ≥ 0; got {args.examples}")
-    files = []
-    for path in map(Path, args.coverage or []):
-        if not path.exists():
-            parser.error(f"--coverage {path} does not exist")
-        files += sorted(p for p in path.glob("*.txt") if not p.stem.lower().startswith(("license", "readme"))) \
-            if path.is_dir() else [path]
-    for prompt in args.prompt:
-        rivals = counterfactuals(prompt)
-        print(f"{prompt}: {len(rivals)} rival(s)")
-        for rival in rivals:
-            print(f"  [{rival.edit}: {rival.detail}] {rival}")
-    for path in files:
-        prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        share, reached = coverage(prompts)
-        reach = ", ".join(f"{edit} {100 * n / len(prompts):.0f} %" for edit, n in reached.items() if n)
-        print(f"{path.name}: {100 * share:.1f} % of {len(prompts)} prompts have a rival ({reach})")
-        for prompt in prompts[: args.examples]:
-            rivals = counterfactuals(prompt)
-            print(f"  {prompt} -> {rivals[0] if rivals else '(none)'}"
-                  + (f"  [{rivals[0].edit}]" if rivals else ""))
-
-
-if __name__ == "__main__":
-    from .cli_help import run_cli
-
-    run_cli(main, "python -m rfmi_core.counterfactuals")

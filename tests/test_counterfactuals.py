@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from rfmi_core.counterfactuals import EDITS, counterfactuals, coverage, main
+from rfmi_core.counterfactuals import EDITS, counterfactuals, coverage
+from rfmi_core.rivals import main
 
 COMPBENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "t2i-compbench"
 

@@ -5,9 +5,9 @@ the given CLIP exactly as CLIPTextEncode does, and estimates each candidate's ph
 sampled noise levels (``rfmi_core.estimate_phrase_mi_from_velocities``: the same t and noise for y, ∅ and every y∖p).
 
 The velocities come from ComfyUI's own sampling machinery, as Score by MI's do: a custom sampler function receives the
-processed latent and calls the model at the drawn noise levels; the guider (``PhraseGuider``, a CFGGuider like
-ComfyUI's PerpNeg guider) evaluates y, ∅ and every y∖p in one ``calc_cond_batch`` call (ComfyUI's own cond batching)
-and keeps their velocities.
+processed latent and calls the model at the drawn noise levels; the guider (``exact.ConditionsGuider``, a CFGGuider
+like ComfyUI's PerpNeg guider) evaluates y, ∅ and every y∖p in one ``calc_cond_batch`` call (ComfyUI's own cond
+batching) and keeps their velocities.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from dataclasses import replace
 
 import torch
 
-import comfy.samplers
 import comfy.utils
 from comfy_api.latest import io, ui
 
@@ -26,6 +25,7 @@ from ..rfmi_core.phrase_mi import (PHRASE_SCORES, PHRASE_VELOCITIES, PhraseEstim
                                    estimate_phrase_mi_from_velocities, phrase_score)
 from ..rfmi_core.phrase_table import phrase_masks, phrase_table
 from ..rfmi_core.phrases import SplitPrompt, split_prompt
+from .exact import ConditionsGuider
 from .model_checks import require_flow_model
 from .sampling import model_latent, scoring_sampler
 from .sockets import CATEGORY, MAX_SEED, Scores
@@ -54,37 +54,19 @@ def phrase_conditionings(clip, prompt: str, relations: bool = False) -> tuple[Sp
     return split, encode_text(clip, split.text), encode_text(clip, ""), ablated
 
 
-class PhraseGuider(comfy.samplers.CFGGuider):
-    """CFGGuider whose every evaluation runs y, ∅ and each y∖p in one ``calc_cond_batch`` (as ComfyUI's PerpNeg guider
-    does) and keeps their paper velocities in ``velocities`` (u_y, u_∅, [u_{y∖p}]); it returns the plain CFG result."""
-
-    def set_phrase_conds(self, positive, negative, ablated: list) -> None:
-        self.ablated_keys = [f"rfmi_ablated_{p}" for p in range(len(ablated))]
-        self.inner_set_conds({"positive": positive, "negative": negative, **dict(zip(self.ablated_keys, ablated))})
-        self.velocities = None
-
-    def predict_noise(self, x, timestep, model_options={}, seed=None):  # noqa: B006 (ComfyUI's signature)
-        keys = ["positive", "negative", *self.ablated_keys]
-        out = comfy.samplers.calc_cond_batch(self.inner_model, [self.conds.get(k) for k in keys], x, timestep,
-                                             model_options)
-        u = [velocity_from_denoised(x.detach(), d.detach(), timestep.detach()) for d in out]
-        self.velocities = (u[0], u[1], u[2:])
-        return out[1] + (out[0] - out[1]) * self.cfg
-
-
 def score_phrases(model, latent: dict, positive, negative, ablated: list, *, seed: int, n_t: int, t_eps: float,
                   cfg: float, velocity: str, draws_per_call: int = 1) -> PhraseEstimate:
     """Phrase MI of the LATENT's samples through ComfyUI's sampling machinery (CONDITIONINGs y, ∅ and y∖p)."""
     require_flow_model(model)
     if not ablated:
         raise ValueError("phrase MI needs at least one phrase (one ablated conditioning)")
-    guider = PhraseGuider(model)
-    guider.set_phrase_conds(positive, negative, ablated)
+    guider = ConditionsGuider(model)
+    guider.set_condition_list(positive, negative, ablated)
     guider.set_cfg(cfg)
     latent_image = model_latent(model, latent)
     result = {}
     sampler = scoring_sampler(
-        lambda: guider.velocities,
+        lambda: (guider.velocities[0], guider.velocities[1], guider.velocities[2:]),
         lambda velocity_set, x1, generator: estimate_phrase_mi_from_velocities(
             velocity_set, x1, len(ablated), n_t=n_t, t_eps=t_eps, generator=generator, mi_velocity=velocity, cfg=cfg,
             draws_per_call=draws_per_call),

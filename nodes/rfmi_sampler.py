@@ -6,11 +6,13 @@ import comfy.sample
 import latent_preview
 from comfy_api.latest import io
 
-from ..rfmi_core import ScoredCandidates
+from ..rfmi_core import PMI_N_T, ScoredCandidates
+from ..rfmi_core.ranking import is_exact
+from .exact import exactly_scored
 from .phrase_mi import ranking_phrases, with_phrase_mi
 from .sampling import model_latent, output_latent, phrase_tap, sample_scored
 from .schema_compat import schema_fields
-from .sockets import CATEGORY, Scores, ksampler_inputs, phrase_inputs, rfmi_option_inputs
+from .sockets import CATEGORY, Scores, ksampler_inputs, phrase_inputs, rfmi_option_inputs, rival_inputs
 
 
 class RFMISampler(io.ComfyNode):
@@ -23,9 +25,10 @@ class RFMISampler(io.ComfyNode):
             node_id="RFMISampler",
             display_name="RFMI Sampler",
             category=CATEGORY,
-            description="Samples exactly like KSampler and reads each image's point-wise mutual information with its "
-                        "prompt (nats) from the sampler's own cond/uncond evaluations, at no extra model cost.",
-            inputs=inputs + rfmi_option_inputs(phrase_scores=True) + phrase_inputs(),
+            description="Samples exactly like KSampler and scores each image's prompt alignment (nats): by default its "
+                        "exact point-wise MI (pmi, n_t model calls per condition after sampling), or the paper's "
+                        "trajectory score read from the sampler's own cond/uncond evaluations at no extra cost (rfmi).",
+            inputs=inputs + rfmi_option_inputs(phrase_scores=True) + phrase_inputs() + rival_inputs(False),
             outputs=[
                 io.Latent.Output(display_name="LATENT"),
                 io.Float.Output(display_name="mi", is_output_list=True, tooltip="Point-wise MI per image, nats."),
@@ -37,7 +40,7 @@ class RFMISampler(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, denoise,
-                velocity, score, clip=None, text=None) -> io.NodeOutput:
+                velocity, score, n_t=PMI_N_T, clip=None, text=None, rivals="") -> io.NodeOutput:
         latent = model_latent(model, latent_image)
         batch_index = latent_image.get("batch_index")
         noise = comfy.sample.prepare_noise(latent, seed, batch_index)
@@ -46,7 +49,8 @@ class RFMISampler(io.ComfyNode):
         samples, result = sample_scored(
             model, noise, latent, seed=seed, steps=steps, cfg=cfg, sampler_name=sampler_name, scheduler=scheduler,
             positive=positive, negative=negative, denoise=denoise, noise_mask=latent_image.get("noise_mask"),
-            velocity=velocity, score=score, callback=latent_preview.prepare_callback(model, steps), tap=tap,
+            velocity=velocity, score="rfmi" if is_exact(score) else score,
+            callback=latent_preview.prepare_callback(model, steps), tap=tap,
         )
         n = samples.shape[0]
         scores = ScoredCandidates(
@@ -55,5 +59,9 @@ class RFMISampler(io.ComfyNode):
                                          denoise=denoise, velocity=velocity, score=score),
         )
         scores = with_phrase_mi(scores, tap, phrases, score) if phrases else scores
+        if is_exact(score):
+            scores = exactly_scored(scores, samples, model, positive, negative, score, clip=clip, text=text,
+                                    rivals=rivals, seed=seed, n_t=n_t, batch_size=n)
         mi = [float(v) for v in scores.mi]
-        return io.NodeOutput(output_latent(latent_image, samples), mi, scores, ui={"rfmi_mi": mi})
+        return io.NodeOutput(output_latent(latent_image, samples), mi, scores,
+                             ui={"rfmi_mi": mi, "rfmi_score": [score], "rfmi_rivals": list(scores.rivals)})

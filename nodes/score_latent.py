@@ -1,8 +1,12 @@
-"""Score by MI: point-wise MI of latents that already exist, by importance-sampled time (paper Prop. 3.3).
+"""Score by MI: the point-wise MI of latents that already exist, by importance-sampled noise levels.
+
+Scores (``rfmi_core.ranking``): ``pmi`` (default), the exact i(x; y) of each latent (``rfmi_core.pointwise``);
+``contrast`` / ``posterior`` against rival prompts (typed, or the editor's suggestions for ``text``); ``rfmi``, the
+paper's Prop. 3.3 estimator of u_y·(u_y − u_∅) (right on average, not per image).
 
 The velocities come from ComfyUI's own CFG path (conditioning processing, model loading, latent format): a custom
-sampler function receives the processed latent and calls the model at the drawn noise levels; a post-CFG tap reads
-u_y and u_∅ of each call.
+sampler function receives the processed latent and calls the model at the drawn noise levels; a post-CFG tap (rfmi)
+or the conditions guider (exact scores, ``exact``) reads the velocities of each call.
 """
 
 from __future__ import annotations
@@ -13,13 +17,17 @@ import comfy.sample
 import comfy.utils
 from comfy_api.latest import io
 
-from ..rfmi_core import VELOCITIES, ScoredCandidates, estimate_mi_draws_from_pairs
+from ..rfmi_core import PMI_N_T, PMI_T_EPS, VELOCITIES, ScoredCandidates, estimate_mi_draws_from_pairs
+from ..rfmi_core.ranking import EXACT_SCORES, SCORE_HELP, is_exact
 from ..rfmi_core.stats import mean_and_standard_error
 from ..rfmi_core.taps import PairTap
+from .exact import rank_exactly, rival_conditionings
 from .model_checks import require_flow_model
 from .sampling import model_latent, scoring_sampler
 from .schema_compat import schema_fields
-from .sockets import CATEGORY, MAX_SEED, Scores
+from .sockets import CATEGORY, MAX_SEED, Scores, rival_inputs
+
+SCORE_OPTIONS = (*EXACT_SCORES, "rfmi")
 
 
 def score_latents(model, latent: dict, positive, negative, *, seed: int, n_t: int, t_eps: float, cfg: float,
@@ -52,38 +60,59 @@ class RFMIScoreLatent(io.ComfyNode):
             display_name="Score by MI",
             category=CATEGORY,
             description="Point-wise MI (nats) of latents that already exist — loaded, VAE-encoded or from any sampler — "
-                        "with the given prompt, by importance-sampled noise levels. Seeded and reproducible.",
+                        "with the given prompt, by importance-sampled noise levels. pmi (default) is exact per image; "
+                        "contrast / posterior compare the prompt with rival prompts; rfmi is the paper's estimator "
+                        "(right on average only). Seeded and reproducible.",
             inputs=[
                 io.Model.Input("model"),
                 io.Conditioning.Input("positive"),
                 io.Conditioning.Input("negative", tooltip="The ∅ of the MI: an empty-prompt encoding."),
                 io.Latent.Input("latent"),
                 io.Int.Input("seed", default=0, min=0, max=MAX_SEED, tooltip="Seeds the noise levels and the noise."),
-                io.Int.Input("n_t", default=32, min=1, max=4096, tooltip="Noise levels drawn per latent."),
-                io.Float.Input("t_eps", default=0.99, min=0.5, max=0.9999, step=0.0001, round=0.0001,
-                               tooltip="The sampling density ∝ t/(1−t) is held constant above this t."),
+                io.Int.Input("n_t", default=PMI_N_T, min=1, max=4096,
+                             tooltip="Noise levels drawn per latent (each costs one model call per condition)."),
+                io.Float.Input("t_eps", default=PMI_T_EPS, min=0.5, max=0.9999, step=0.0001, round=0.0001,
+                               tooltip="The sampling density ∝ t/(1−t) is held constant above this t (0.6 suits the "
+                                       "exact scores; the paper's rfmi uses 0.99)."),
                 io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01,
-                               tooltip="Scale of u_cfg when velocity is cfg (1.0 gives u_y, the paper's Prop. 3.3)."),
-                io.Combo.Input("velocity", options=list(VELOCITIES), default="cfg"),
+                               tooltip="rfmi only: scale of u_cfg when velocity is cfg (1.0 gives u_y, the paper's "
+                                       "Prop. 3.3)."),
+                io.Combo.Input("velocity", options=list(VELOCITIES), default="cfg", tooltip="rfmi only."),
                 io.Int.Input("draws_per_call", default=1, min=1, max=256,
                              tooltip="Noise levels batched into one model call (more is faster, uses more memory)."),
-            ],
+                io.Combo.Input("score", options=list(SCORE_OPTIONS), default="pmi",
+                               tooltip="; ".join(f"{name}: {SCORE_HELP[name]}" for name in SCORE_OPTIONS)),
+            ] + rival_inputs(),
             outputs=[
                 io.Float.Output(display_name="mi", is_output_list=True),
                 Scores.Output(display_name="scores"),
             ],
             is_output_node=True,
-            **schema_fields(search_aliases=["mutual information", "image ranking"]),
+            **schema_fields(search_aliases=["mutual information", "image ranking", "prompt contrast"]),
         )
 
     @classmethod
-    def execute(cls, model, positive, negative, latent, seed, n_t, t_eps, cfg, velocity, draws_per_call) -> io.NodeOutput:
-        draws = score_latents(model, latent, positive, negative, seed=seed, n_t=n_t, t_eps=t_eps, cfg=cfg,
-                              velocity=velocity, draws_per_call=draws_per_call)
-        n = draws.shape[0]
-        mi, se = mean_and_standard_error(draws, dim=1)
+    def execute(cls, model, positive, negative, latent, seed, n_t, t_eps, cfg, velocity, draws_per_call, score="pmi",
+                clip=None, text=None, rivals="") -> io.NodeOutput:
+        samples = latent["samples"]
+        settings = dict(n_t=n_t, t_eps=t_eps, score=score, seed=seed)
+        rival_texts = ()
+        if is_exact(score):
+            rival_texts, rival_conds = rival_conditionings(clip, text, rivals, score)
+            ranked = rank_exactly(model, samples, positive, negative, rival_conds, score, seed=seed, n_t=n_t,
+                                  t_eps=t_eps, batch_size=samples.shape[0], draws_per_call=draws_per_call)
+            mi, se, margins = ranked
+            settings.update(velocity="cond", estimator="exact")
+        else:
+            draws = score_latents(model, latent, positive, negative, seed=seed, n_t=n_t, t_eps=t_eps, cfg=cfg,
+                                  velocity=velocity, draws_per_call=draws_per_call)
+            mi, se = mean_and_standard_error(draws, dim=1)
+            margins = None
+            settings.update(cfg=cfg, velocity=velocity, estimator="prop3.3")
+        n = mi.shape[0]
         scores = ScoredCandidates(mi=mi, seeds=[seed] * n, batch_index=list(range(n)), mi_standard_error=se,
-                                  latents=latent["samples"].cpu(),
-                                  settings=dict(n_t=n_t, t_eps=t_eps, cfg=cfg, velocity=velocity, estimator="prop3.3"))
+                                  latents=samples.cpu(), settings=settings, rivals=tuple(rival_texts),
+                                  rival_margins=margins if rival_texts else None)
         values = [float(v) for v in mi]
-        return io.NodeOutput(values, scores, ui={"rfmi_mi": values})
+        return io.NodeOutput(values, scores, ui={"rfmi_mi": values, "rfmi_score": [score],
+                                                 "rfmi_rivals": list(rival_texts)})

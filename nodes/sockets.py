@@ -5,8 +5,10 @@ from __future__ import annotations
 import comfy.samplers
 from comfy_api.latest import io
 
-from ..rfmi_core import SCORES, VELOCITIES
+from ..rfmi_core import PMI_N_T, SCORES, VELOCITIES
 from ..rfmi_core.phrase_mi import PHRASE_SCORES
+from ..rfmi_core.ranking import DEFAULT_SCORE, EXACT_SCORES, SCORE_HELP
+from .schema_compat import advanced
 
 CATEGORY = "RFMI"
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
@@ -33,15 +35,17 @@ def ksampler_inputs() -> list:
 
 
 def rfmi_option_inputs(phrase_scores: bool = False) -> list:
-    """velocity and score; with ``phrase_scores`` the score may also be phrase-min / phrase-mean (ranking by phrase)."""
-    phrase_tip = (" phrase-min / phrase-mean: the weakest / mean phrase's i(x; p | y∖p), each read like rfmi (connect "
-                  "clip and text).") if phrase_scores else ""
+    """velocity, score and n_t; with ``phrase_scores`` the score may also be phrase-min / phrase-mean."""
+    options = list(EXACT_SCORES) + list(SCORES) + (list(PHRASE_SCORES) if phrase_scores else [])
     return [
         io.Combo.Input("velocity", options=list(VELOCITIES), default="cfg",
-                       tooltip="cfg: u_cfg stands in for u_y (the paper's choice for ranking); cond: u_y."),
-        io.Combo.Input("score", options=list(SCORES) + (list(PHRASE_SCORES) if phrase_scores else []), default="rfmi",
-                       tooltip="rfmi: the integral over the sampler's grid; mitune: the reference code's mean; "
-                               "squared: ∫ t/(1−t)·‖u_y − u_∅‖² dt (never negative)." + phrase_tip),
+                       tooltip="For the trajectory scores (rfmi, mitune, squared, phrase): cfg: u_cfg stands in for "
+                               "u_y (the paper's choice for ranking); cond: u_y. The exact scores use u_y."),
+        io.Combo.Input("score", options=options, default=DEFAULT_SCORE,
+                       tooltip="; ".join(f"{name}: {SCORE_HELP[name]}" for name in options)),
+        io.Int.Input("n_t", default=PMI_N_T, min=1, max=4096, optional=True, **advanced(),
+                     tooltip="For the exact scores (pmi, contrast, posterior): noise levels drawn per candidate "
+                             "after sampling, each one model call per condition (∅, y, each rival)."),
     ]
 
 
@@ -49,9 +53,29 @@ def phrase_inputs() -> list:
     """Optional clip and text: what a sampler node needs to rank by phrase-min / phrase-mean."""
     return [
         io.Clip.Input("clip", optional=True,
-                      tooltip="For score phrase-min / phrase-mean: the CLIP that encoded positive (each prompt without "
-                              "one phrase is encoded with it, as CLIP Text Encode does)."),
+                      tooltip="For score phrase-min / phrase-mean / contrast / posterior: the CLIP that encoded "
+                              "positive (each prompt without one phrase, and each rival, is encoded with it, as CLIP "
+                              "Text Encode does)."),
         io.String.Input("text", optional=True, force_input=True,
-                        tooltip="For score phrase-min / phrase-mean: positive's prompt ('|' marks phrases, else commas "
-                                "and 'and' do), e.g. from the String node that feeds CLIP Text Encode."),
+                        tooltip="For score phrase-min / phrase-mean / contrast / posterior: positive's prompt ('|' "
+                                "marks phrases, else commas and 'and' do; rivals are suggested from it), e.g. from the "
+                                "String node that feeds CLIP Text Encode."),
+    ]
+
+
+def rival_inputs(clip_and_text: bool = True) -> list:
+    """Optional clip, text (unless the node has them already: ``phrase_inputs``) and rivals: what the contrast and
+    posterior scores need to encode the rival prompts."""
+    return ([
+        io.Clip.Input("clip", optional=True,
+                      tooltip="For contrast / posterior: the CLIP that encoded positive (the rivals are encoded with "
+                              "it, as CLIP Text Encode does)."),
+        io.String.Input("text", optional=True, force_input=True,
+                        tooltip="positive's prompt, e.g. from the String node that feeds CLIP Text Encode: its rivals "
+                                "are suggested from it when rivals is empty."),
+    ] if clip_and_text else []) + [
+        io.String.Input("rivals", multiline=True, default="", optional=True,
+                        tooltip="Rival prompts for contrast / posterior, one per line (near-misses: 'a blue book and a "
+                                "red vase' for 'a red book and a blue vase'). Empty: the pack's editor suggests them "
+                                "from text (swapped attributes, mirrored relations, counts ± 1)."),
     ]

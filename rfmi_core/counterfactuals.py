@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["Rival", "EDITS", "counterfactuals", "coverage"]
+__all__ = ["Rival", "EDITS", "counterfactuals", "coverage", "rival_lines"]
 
 EDITS = ("swap attributes", "change attribute", "mirror relation", "change count", "swap objects")
 
@@ -285,11 +285,11 @@ def _object_swap_rivals(prompt: str) -> list[Rival]:
 
 
 def _head_noun(prompt: str, phrase: tuple[int, int, str]) -> tuple[int, int, str] | None:
-    """The last word of a noun phrase that is no determiner, count or modifier."""
+    """The last word of a noun phrase (its head: "a red square" → square), unless it is a determiner or a count."""
     words = [_Token(m.group(), phrase[0] + m.start(), phrase[0] + m.end()) for m in _WORD.finditer(phrase[2])]
-    nouns = [w for w in words if w.lower not in _DETERMINERS and w.lower not in NUMBERS and w.lower not in _MODIFIERS
-             and not w.lower.isdigit()]
-    return (nouns[-1].start, nouns[-1].end, nouns[-1].text) if nouns else None
+    if not words or words[-1].lower in _DETERMINERS or words[-1].lower in NUMBERS or words[-1].lower.isdigit():
+        return None
+    return words[-1].start, words[-1].end, words[-1].text
 
 
 def counterfactuals(prompt: str) -> list[Rival]:
@@ -317,3 +317,12 @@ def coverage(prompts: list[str]) -> tuple[float, dict[str, int]]:
         for edit in {r.edit for r in rivals}:
             reached[edit] += 1
     return (covered / len(prompts) if prompts else 0.0), reached
+
+
+def rival_lines(typed: str, prompt: str) -> list[str]:
+    """The rivals a scoring node uses: the typed ones (one a line, blank lines and the prompt itself skipped), else
+    the editor's suggestions for ``prompt``."""
+    own = " ".join(prompt.split()).lower()
+    lines = [" ".join(line.split()) for line in (typed or "").splitlines()]
+    typed_rivals = list(dict.fromkeys(line for line in lines if line and line.lower() != own))
+    return typed_rivals if typed_rivals else [str(r) for r in counterfactuals(prompt)]

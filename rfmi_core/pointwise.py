@@ -25,8 +25,12 @@ velocities their per-image values correlate with the closed-form i(x; y) at Spea
 noise; tests against closed forms in tests/test_pointwise.py).
 
 Draws. t from Prop. 3.3's density q ∝ min(t/(1 − t), r(t_ε)) with its importance weight r(t)/q(t), stratified; the
-same (t, ε) for every condition of an image (the differences then carry little noise of their own), and optionally
-for every image of the batch (``common``: candidates of one prompt compared on the same draws). The default
+same (t, ε) for every condition of an image (the differences then carry little noise of their own) and, by default,
+for every image of the batch (``common``: common random numbers). Common draws make the errors of the images largely
+shared, so their ranking is much better than their independent errors would allow (Spearman with the closed form on
+the d = 5 channel at 64 draws: 0.95–0.98 common, 0.88 independent), and an image's value depends on the seed only,
+never on the batch it is in; for the mean over many images (an MI estimate) independent draws (``common=False``) are
+the better choice. The default
 t_ε = ``PMI_T_EPS`` = 0.6, not Prop. 3.3's 0.99: t/(1 − t)·(this integrand) has a root-mean-square that rises up to
 t ≈ 0.5 and then stays flat to t → 1 (measured on a Gaussian channel), and a density ∝ that size is the one of least
 variance; q with t_ε = 0.6 is close to it. On a d = 5 Gaussian channel it lifts the Spearman correlation with the truth
@@ -93,6 +97,24 @@ class ConditionRatios:
         conditions: softmax over c of log p(x|c)."""
         return torch.softmax(self.log_ratio, dim=1)
 
+    def contrast(self, prompt: int, rivals: Sequence[int]) -> tuple[Tensor, Tensor, Tensor]:
+        """"This prompt rather than its nearest rival": ([B] min over rivals of log p(x|prompt) − log p(x|rival),
+        [B] the standard error of that pair's draws, [B, R] every rival's margin). No rival: the prompt's own
+        ratio to the reference (the point-wise MI when the reference is ∅), and [B, 0] margins."""
+        if not rivals:
+            value, error = self.pair(prompt, self.reference)
+            return value, error, self.log_ratio[:, :0]
+        margins = self.log_ratio[:, prompt:prompt + 1] - self.log_ratio[:, list(rivals)]
+        nearest = margins.argmin(dim=1)
+        draws = self.draws[:, prompt] - self.draws[torch.arange(self.draws.shape[0]), torch.tensor(rivals)[nearest]]
+        value, error = mean_and_standard_error(draws, dim=1)
+        return value, error, margins
+
+    def posterior_of(self, prompt: int, rivals: Sequence[int]) -> Tensor:
+        """[B] p(prompt | x) among the prompt and its rivals, uniform prior (1 without rivals)."""
+        among = [prompt, *rivals]
+        return torch.softmax(self.log_ratio[:, among], dim=1)[:, 0]
+
 
 @torch.no_grad()
 def condition_log_ratios_from_velocities(
@@ -105,7 +127,7 @@ def condition_log_ratios_from_velocities(
     generator: torch.Generator | None = None,
     draws_per_call: int = 1,
     stratified: bool = True,
-    common: bool = False,
+    common: bool = True,
     progress: bool = False,
 ) -> ConditionRatios:
     """log p(x1|c) − log p(x1|c_reference) for each of ``num_conditions`` conditions, per image of x1 [B, ...].

@@ -21,7 +21,9 @@ class ScoredCandidates:
     (``comfy.sample.prepare_noise``); Best-of-N always samples candidate j from seed + j at batch index 0. ``mi`` is
     the score the candidates are ranked by: the plain MI, or a phrase score (``phrase_mi.phrase_score``) when ranked
     by one. When phrase MI was read, ``phrases`` names the prompt's phrases and ``phrase_mi`` / ``phrase_maps`` hold
-    each candidate's i(x; p | y∖p) and where each phrase shaped it.
+    each candidate's i(x; p | y∖p) and where each phrase shaped it. When ranked against rivals (``"contrast"``,
+    ``"posterior"``), ``rivals`` names them and ``rival_margins`` holds each candidate's log p(x|y) − log p(x|y′).
+    ``settings["score"]`` names the score ``mi`` holds (``rfmi_core.ranking.SCORE_HELP``).
     """
 
     mi: Tensor  # [N] float32
@@ -34,6 +36,8 @@ class ScoredCandidates:
     phrases: tuple[str, ...] = ()  # the prompt's phrases, when phrase MI was read
     phrase_mi: Tensor | None = None  # [N, P] i(x; p | y∖p), nats
     phrase_maps: Tensor | None = None  # [N, P, *positions] ‖u_y − u_{y∖p}‖² maps (≥ 0)
+    rivals: tuple[str, ...] = ()  # the prompt's rivals, when ranked by a contrast or posterior
+    rival_margins: Tensor | None = None  # [N, R] log p(x|y) − log p(x|rival), nats
 
     def __post_init__(self):
         n = self.mi.shape[0]
@@ -45,6 +49,9 @@ class ScoredCandidates:
         if self.latents is not None and self.latents.shape[0] != n:
             raise ValueError(f"latents must hold one latent per candidate ({n}); got {self.latents.shape[0]}")
         self._check_phrases()
+        if self.rival_margins is not None and tuple(self.rival_margins.shape) != (n, len(self.rivals)):
+            raise ValueError(f"rival_margins must be [candidates, rivals] = {[n, len(self.rivals)]}; got "
+                             f"{list(self.rival_margins.shape)}")
 
     def _check_phrases(self) -> None:
         """phrase_mi is [N, P] and phrase_maps [N, P, ...] for the P ``phrases``; neither without phrases."""
@@ -77,6 +84,7 @@ class ScoredCandidates:
             mi_standard_error=pick(self.mi_standard_error),
             phrase_mi=pick(self.phrase_mi),
             phrase_maps=pick(self.phrase_maps),
+            rival_margins=pick(self.rival_margins),
         )
 
     @staticmethod
@@ -95,4 +103,6 @@ class ScoredCandidates:
             phrases=parts[0].phrases,
             phrase_mi=cat("phrase_mi"),
             phrase_maps=cat("phrase_maps"),
+            rivals=parts[0].rivals,
+            rival_margins=cat("rival_margins"),
         )

@@ -100,3 +100,12 @@ def test_command_prints_rivals_and_refuses_a_missing_path(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         main(["--coverage", str(tmp_path / "nowhere")])
     assert stop.value.code == 2 and "does not exist" in capsys.readouterr().err
+
+
+def test_typed_rivals_win_over_the_editors():
+    from rfmi_core.counterfactuals import rival_lines
+
+    assert rival_lines("", "a red book and a blue vase") == ["a blue book and a red vase"]
+    typed = "  a red book  and a green vase \n\na red book and a blue vase\n a red book and a green vase"
+    assert rival_lines(typed, "a red book and a blue vase") == ["a red book and a green vase"]  # prompt, repeat out
+    assert rival_lines("", "a cat next to a dog") == []

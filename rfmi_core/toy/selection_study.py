@@ -21,6 +21,15 @@ held-out compositions, never trained on: the paper's regime) get M candidates ea
 - phrase MI read along the same trajectories (``evaluate.generate_with_phrase_mi``; one more velocity per phrase per
   step, y∖p = the prompt without phrase p, a trained conditional): ``phrase-min`` (the weakest phrase's
   i(x; p | y∖p)) and ``phrase-mean`` (``rfmi_core.phrase_mi``);
+- exact per-image scores (``--exact``, ``rfmi_core.pointwise`` by ``toy.exact.condition_scores``: ``--n-t`` draws,
+  t_ε = 0.6, one pass on shared draws for ∅, y, every y∖p and every rival): ``pmi`` (the exact i(x; y),
+  conditional velocity), ``pmi-cfg`` (the CFG velocity in its place), ``pmi-common`` (the candidates of a prompt on
+  common draws), ``phrase-pmi-min`` (the weakest phrase's exact log p(x|y) − log p(x|y∖p)), ``contrast-grammar``
+  and ``posterior-grammar`` (the smallest log p(x|y) − log p(x|y′) over the toy grammar's one-edit rivals, and
+  p(y | x) among them: the upper bound of an editor), ``contrast-editor`` and ``posterior-editor`` (the same with
+  the generic English editor's rivals, ``rfmi_core.counterfactuals``, those the toy vocabulary can encode; ``pmi``
+  where none); ``pmi-trajectory`` (the I-MMSE integrand along the sampler's own path with
+  u*_i = (x_final − x_i)/(1 − t_i): free, but not the image's exact MI);
 - ``random``: a random pick (the baseline; its expected top-1 accuracy is the share of correct candidates).
 
 Top-1: the share of prompts whose highest-scoring candidate is correct, against the random pick's expectation, with
@@ -37,17 +46,22 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ..conventions import cfg_velocity, t_from_sigma
+from ..counterfactuals import counterfactuals
 from ..estimate import estimate_mi
+from ..trajectory import MIResult, TrajectoryMI
 from ..cli_help import CommandParser, run_cli
 from ..conventions import straight_path
 from ..plot import save_figure
 from ..progress import progress_bar
 from ..select import top_k
-from .evaluate import (DEFAULT_CFG, DEFAULT_STEPS, generate, generate_with_phrase_mi, judge_batch, pick_prompts,
-                       velocity_fn)
+from .evaluate import (DEFAULT_CFG, DEFAULT_STEPS, generate, generate_with_phrase_mi, judge_batch, noise_for,
+                       pick_prompts, sigma_grid, velocity_fn)
+from .exact import condition_scores
 from .judge import classify_pixels
 from .pictures import mi_histogram_figure
-from .prompts import CATEGORIES, SPLITS, contrast_prompts, parse_prompt, prompts, tokenize_batch
+from .prompts import (CATEGORIES, SPLITS, contrast_prompts, parse_prompt, prompt_phrases, prompts, tokenize,
+                      tokenize_batch, without_phrases)
 from .train_model import load_toy_model
 
 __all__ = ["trajectory_scores", "fresh_mi", "contrast_scores", "auroc_by_group", "top1_by_group", "figure_name", "study",
@@ -111,6 +125,76 @@ def contrast_scores(model: nn.Module, images: Tensor, texts: list[str], n_t: int
         mins.append(torch.stack([m[~m.isnan()].min() for m in margins]))
         means.append(torch.stack([m[~m.isnan()].mean() for m in margins]))
     return {"contrast-min": torch.cat(mins), "contrast-mean": torch.cat(means)}
+
+
+@torch.no_grad()
+def generate_with_trajectory_pmi(model: nn.Module, texts: list[str], seeds: list[int], steps: int, cfg: float,
+                                 batch: int = 256) -> tuple[Tensor, MIResult, Tensor]:
+    """``evaluate.generate``'s samples and MI (the same Euler steps in the same order: the same images) and the
+    I-MMSE integrand along each path, Σ_i t_i/(1 − t_i)·(‖u*_i − u_∅‖² − ‖u*_i − u_y‖²)·Δt_i with
+    u*_i = (x_final − x_i)/(1 − t_i), accumulated as V·x_final + S (V = Σ 2a_i·δ_i/σ_i, S = Σ a_i·(−2δ_i·x_i/σ_i −
+    ‖u_y‖² + ‖u_∅‖²), a_i = t_i/σ_i·Δt_i, δ = u_y − u_∅), so no step is kept."""
+    velocity = velocity_fn(model)
+    images, results, scores = [], [], []
+    for start in progress_bar(range(0, len(texts), batch), desc="candidates"):
+        tokens = tokenize_batch(texts[start:start + batch])
+        x = noise_for(seeds[start:start + batch]).float()
+        sigmas = sigma_grid(steps)
+        accumulator = TrajectoryMI(velocity="cfg", score="rfmi", keep_map=True)
+        vector, scalar = torch.zeros_like(x), torch.zeros(x.shape[0])
+        for i in range(steps):
+            sigma, sigma_next = sigmas[i], sigmas[i + 1]
+            if sigma <= 0:
+                break
+            t = torch.full((x.shape[0],), float(t_from_sigma(sigma)), device=x.device)
+            u_cond, u_uncond = velocity(x, t, tokens).float(), velocity(x, t, None).float()
+            accumulator.add_step(sigma, sigma_next, x, u_cond, u_uncond, cfg)
+            s, a = float(sigma), float((1 - sigma) / sigma * (sigma - sigma_next))
+            delta = u_cond - u_uncond
+            vector += (2 * a / s) * delta
+            scalar += a * (-2 / s * (delta * x).flatten(1).sum(1) - u_cond.square().flatten(1).sum(1)
+                           + u_uncond.square().flatten(1).sum(1))
+            x = x + (sigma - sigma_next) * cfg_velocity(u_cond, u_uncond, cfg)
+        images.append(x)
+        results.append(accumulator.result())
+        scores.append((vector * x).flatten(1).sum(1) + scalar)
+    return torch.cat(images), MIResult.concat(results), torch.cat(scores)
+
+
+def toy_rivals(text: str) -> list[str]:
+    """The generic editor's rivals of a toy prompt that the toy vocabulary can encode."""
+    kept = []
+    for rival in counterfactuals(text):
+        try:
+            tokenize(rival)
+        except ValueError:
+            continue
+        kept.append(str(rival))
+    return kept
+
+
+def exact_scores(model: nn.Module, images: Tensor, texts: list[str], groups: Tensor, cfg: float, n_t: int,
+                 seed: int) -> tuple[dict[str, Tensor], float]:
+    """The exact scores of the module docstring, and the share of candidates whose prompt the editor reaches."""
+    phrases = [[without_phrases(t, [p]) for p in range(len(prompt_phrases(t)))] for t in texts]
+    grammar = [[s.text for s in contrast_prompts(parse_prompt(t))] for t in texts]
+    editor = [toy_rivals(t) for t in texts]
+    rivals = [a + b + c for a, b, c in zip(phrases, grammar, editor)]
+    main = condition_scores(model, images, texts, rivals, n_t=n_t, seed=seed, progress=True)
+    out = {"pmi": main.pmi}
+    posterior_of = lambda margins: 1 / (1 + torch.exp(-margins).sum())  # noqa: E731  p(y|x) among y and these
+    spans = [((0, len(a)), (len(a), len(a) + len(b)), (len(a) + len(b), len(a) + len(b) + len(c)))
+             for a, b, c in zip(phrases, grammar, editor)]
+    for name, which in (("phrase-pmi-min", 0), ("contrast-grammar", 1), ("contrast-editor", 2)):
+        parts = [main.margins[i][spans[i][which][0]:spans[i][which][1]] for i in range(len(texts))]
+        out[name] = torch.stack([m.min() if len(m) else main.pmi[i] for i, m in enumerate(parts)])
+        if which:
+            out["posterior-" + name.split("-")[1]] = torch.stack(
+                [posterior_of(m) if len(m) else torch.tensor(1.0) for m in parts])
+    out["pmi-cfg"] = condition_scores(model, images, texts, None, n_t=n_t, seed=seed + 1, cfg=cfg, progress=True).pmi
+    out["pmi-common"] = condition_scores(model, images, texts, None, n_t=n_t, seed=seed + 2, groups=groups,
+                                         progress=True).pmi
+    return out, sum(bool(e) for e in editor) / len(texts)
 
 
 def auroc_by_group(score: Tensor, correct: Tensor, groups: Tensor) -> tuple[Tensor, Tensor]:
@@ -177,7 +261,7 @@ def phrase_scores(phrase_mi: list[Tensor]) -> dict[str, Tensor]:
 
 def study(condition: Condition, prompts_per_category: int, n_t: int, seed: int, fresh: bool, contrast: bool,
           m_values: list[int], say=print, figures: str | None = None, phrases: bool = True,
-          split: str = "heldout") -> list[str]:
+          split: str = "heldout", exact: bool = False) -> list[str]:
     """Runs one condition; returns its markdown section. With ``figures`` (a folder), also writes the histogram of
     the paper's default score (rfmi-cfg) of correct vs wrong candidates per category there (``figure_name``)."""
     model = load_toy_model(condition.weights)
@@ -190,9 +274,13 @@ def study(condition: Condition, prompts_per_category: int, n_t: int, seed: int, 
     groups = torch.tensor(groups)
     seeds = [seed * 1_000_000 + 17 + i for i in range(len(texts))]
     clock = time.perf_counter()
+    trajectory_pmi = None
     if phrases:
         images, result, phrase_mi = generate_with_phrase_mi(model, texts, seeds, condition.steps, condition.cfg,
                                                             progress=True)
+    elif exact:
+        images, result, trajectory_pmi = generate_with_trajectory_pmi(model, texts, seeds, condition.steps,
+                                                                      condition.cfg)
     else:
         images, result = generate(model, texts, seeds, condition.steps, condition.cfg, progress=True,
                                   desc="candidates")
@@ -205,11 +293,20 @@ def study(condition: Condition, prompts_per_category: int, n_t: int, seed: int, 
         scores["fresh-mi"] = fresh_mi(model, images, texts, condition.cfg, n_t, seed)
     if contrast:
         scores.update(contrast_scores(model, images, texts, n_t, seed))
+    editor_share = None
+    if exact:
+        found, editor_share = exact_scores(model, images, texts, groups, condition.cfg, n_t, seed)
+        scores.update(found)
+        if trajectory_pmi is not None:
+            scores["pmi-trajectory"] = trajectory_pmi
     scores["random"] = torch.rand(len(texts), generator=torch.Generator().manual_seed(seed + 99))
     seconds = time.perf_counter() - clock
     name = os.path.basename(condition.weights or "toy_rf.safetensors")
     lines = [f"### {name}, CFG {condition.cfg:g}, {condition.steps} Euler steps, M = {condition.m}, "
              f"{prompts_per_category} {split} prompts per category ({seconds:.0f} s)", ""]
+    if editor_share is not None:
+        lines += [f"The generic editor reaches {100 * editor_share:.1f} % of the candidates' prompts (with a rival the "
+                  "toy vocabulary encodes); the others fall back to pmi.", ""]
     if figures:
         path = save_figure(mi_histogram_figure(
             {category: {"correct": scores["rfmi-cfg"][mask & correct], "wrong": scores["rfmi-cfg"][mask & ~correct]}
@@ -269,6 +366,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-fresh", action="store_true", help="skip the fresh-noise MI re-estimate")
     parser.add_argument("--no-contrast", action="store_true", help="skip the prompt-contrast scores")
     parser.add_argument("--no-phrases", action="store_true", help="skip the phrase-MI scores (phrase-min, phrase-mean)")
+    parser.add_argument("--exact", action="store_true",
+                        help="add the exact per-image scores (pmi, contrasts, posteriors; with --no-phrases also "
+                             "pmi-trajectory)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the prompts and candidates")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: robust on a shared CPU)")
     parser.add_argument("--out", default=None, help="append the markdown to this file")
@@ -282,7 +382,7 @@ def main(argv: list[str] | None = None) -> None:
             for steps in args.steps:
                 lines = study(Condition(weights, cfg, steps, args.m), args.prompts, args.n_t, args.seed,
                               not args.no_fresh, not args.no_contrast, m_values, figures=args.figures,
-                              phrases=not args.no_phrases, split=args.split)
+                              phrases=not args.no_phrases, split=args.split, exact=args.exact)
                 if args.out:
                     with open(args.out, "a") as handle:
                         handle.write("\n".join(lines) + "\n")

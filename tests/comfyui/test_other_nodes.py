@@ -20,9 +20,37 @@ def gaussian(pack_import):
     return channel, pack_import("nodes.flow_model").flow_model_patcher(GaussianFlowNet(channel), latent_channels=4)
 
 
-def score(rfmi_nodes, model, positive, negative, latent, *, seed=0, n_t=8, cfg=1.0, velocity="cond", draws_per_call=1):
-    return rfmi_nodes["RFMIScoreLatent"].execute(model, positive, negative, latent, seed, n_t, 0.99, cfg, velocity,
-                                                 draws_per_call).result
+def score(rfmi_nodes, model, positive, negative, latent, *, seed=0, n_t=8, cfg=1.0, velocity="cond", draws_per_call=1,
+          kind="rfmi", t_eps=0.99, **extra):
+    return rfmi_nodes["RFMIScoreLatent"].execute(model, positive, negative, latent, seed=seed, n_t=n_t, t_eps=t_eps,
+                                                 cfg=cfg, velocity=velocity, draws_per_call=draws_per_call, score=kind,
+                                                 **extra).result
+
+
+def test_score_by_exact_mi_ranks_images_as_their_closed_form_does(rfmi_nodes, gaussian, pack_import):
+    """The default score (pmi) through ComfyUI's model call, σ and sign conventions: each image's exact i(x; y) ranks
+    400 images as the closed form log N(x; A·y, Σ_n) − log N(x; 0, Σ_X) does (Spearman ≥ 0.9; a sign slip anywhere
+    gives a negative correlation), and a contrast against y′ = −y ranks as log p(x|y) − log p(x|−y) does."""
+    from scipy.stats import spearmanr
+
+    channel, model = gaussian
+    n = 400
+    g = torch.Generator().manual_seed(23)
+    y = channel.sample_condition(n, g)
+    x = channel.sample_data(y, g)
+    positive, negative = gaussian_conditioning(y)
+    mi, scores = score(rfmi_nodes, model, positive, negative, {"samples": x.reshape(n, 4, 1, 1)}, n_t=64, t_eps=0.6,
+                       draws_per_call=8, kind="pmi")
+    rho = spearmanr(mi, channel.pointwise_mi(x, y)).statistic
+    print(f"exact MI through ComfyUI: Spearman {rho:.3f} with the closed form")
+    assert rho >= 0.9 and scores.settings["score"] == "pmi" and bool((scores.mi_standard_error > 0).all())
+    flipped, _ = gaussian_conditioning(-y)
+    contrast = pack_import("nodes.exact").rank_exactly(model, x.reshape(n, 4, 1, 1), positive, negative, [flipped],
+                                                       "contrast", seed=0, n_t=64, t_eps=0.6, batch_size=n,
+                                                       draws_per_call=8)
+    closed = channel.pointwise_mi(x, y) - channel.pointwise_mi(x, -y)
+    print(f"contrast through ComfyUI: Spearman {spearmanr(contrast.score, closed).statistic:.3f}")
+    assert spearmanr(contrast.score, closed).statistic >= 0.9 and contrast.margins.shape == (n, 1)
 
 
 def test_score_by_mi_of_exact_samples_matches_the_closed_form(rfmi_nodes, gaussian):

@@ -33,7 +33,8 @@ def best_of_n(rfmi_nodes, toy, score, *, n=4, k=2, batch_size=3, seed=40, steps=
     model, toy_clip, positive, negative = toy
     latent = rfmi_nodes["RFMIToyEmptyLatent"].execute(1).result[0]
     return rfmi_nodes["RFMIBestOfN"].execute(model, seed, steps, cfg, "euler", "simple", positive, negative, latent, n,
-                                             k, batch_size, "cfg", score, toy_clip if clip else None, text).result
+                                             k, batch_size, "cfg", score, clip=toy_clip if clip else None,
+                                             text=text).result
 
 
 def test_the_toy_clip_encodes_as_toy_text_encode(rfmi_nodes, toy):
@@ -92,7 +93,7 @@ def test_rfmi_sampler_by_phrase_keeps_the_stock_images(rfmi_nodes, toy):
     node = rfmi_nodes["RFMISampler"]
     plain = node.execute(model, 9, 6, 3.0, "euler", "simple", positive, negative, latent, 1.0, "cfg", "rfmi").result
     phrase = node.execute(model, 9, 6, 3.0, "euler", "simple", positive, negative, latent, 1.0, "cfg", "phrase-min",
-                          clip, PROMPT).result
+                          clip=clip, text=PROMPT).result
     stock = comfy_nodes.KSampler().sample(model, 9, 6, 3.0, "euler", "simple", positive, negative, latent)[0]
     assert torch.equal(phrase[0]["samples"], plain[0]["samples"]) and torch.equal(phrase[0]["samples"],
                                                                                      stock["samples"])

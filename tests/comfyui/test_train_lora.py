@@ -295,7 +295,7 @@ def test_fingerprints_follow_the_prompt_file_and_the_set(rfmi_nodes, folders, mo
     positive, negative = sd3_conditioning(50), sd3_conditioning(99)
     scores = rfmi_nodes["RFMIBestOfN"].execute(model, 7, 3, 3.0, "euler", "simple", positive, negative,
                                                {"samples": torch.zeros(1, 16, 8, 8)}, 2, 1, 2, "cfg", "rfmi").result[2]
-    rfmi_nodes["RFMIExportFinetuneSet"].execute(scores, positive, negative, "a third prompt", "", "f", 1, model)
+    rfmi_nodes["RFMIExportFinetuneSet"].execute(scores, positive, negative, "a third prompt", "", "f", 2, model)
     after = trainer.fingerprint_inputs(set_name=["f"], init_lora=["(none)"])
     assert after != before
     assert trainer.fingerprint_inputs(set_name=["f"], init_lora=["f_lora.safetensors"]) != after

@@ -1,0 +1,65 @@
+"""The scores candidates are ranked by, named once: which are exact per image, which are the paper's.
+
+- Exact per image (``pointwise``, the I-MMSE form, read on the final image after sampling: ``n_t`` draws of the
+  conditional velocity under ∅, y and each rival, all on shared draws):
+  ``pmi``: the point-wise MI i(x; y) = log p(x|y) − log p(x|∅);
+  ``contrast``: log p(x|y) − log p(x|y′) for the nearest rival y′ (``counterfactuals`` suggests rivals; none: pmi);
+  ``posterior``: p(y | x) among y and its rivals (uniform prior).
+- The paper's, read along the sampler's own trajectory for free (``trajectory``, Algorithm 2), right on average
+  over prompts but not a function of the single image: ``rfmi`` (its Riemann sum), ``mitune`` (the reference code's
+  mean), ``squared`` (∫ t/(1−t)·‖u_y − u_∅‖² dt).
+- Phrase scores along the trajectory (``phrase_mi``): ``phrase-min``, ``phrase-mean``.
+
+``split_conditions``/``scores_from_ratios`` turn one pass over [∅, y, rivals…] into any exact score.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from torch import Tensor
+
+from .pointwise import ConditionRatios
+from .trajectory import SCORES as TRAJECTORY_SCORES
+
+__all__ = ["EXACT_SCORES", "TRAJECTORY_SCORES", "DEFAULT_SCORE", "SCORE_HELP", "ExactRanking", "is_exact",
+           "exact_ranking"]
+
+EXACT_SCORES = ("pmi", "contrast", "posterior")
+DEFAULT_SCORE = "pmi"
+SCORE_HELP = {
+    "pmi": "exact point-wise MI log p(x|y) − log p(x|∅) of the final image (n_t draws after sampling)",
+    "contrast": "exact log p(x|y) − log p(x|y′) against the nearest rival prompt (pmi when there is no rival)",
+    "posterior": "p(y | x) among the prompt and its rivals, from the exact log-likelihoods",
+    "rfmi": "the paper's Algorithm 2 along the trajectory (free; right on average, not per image)",
+    "mitune": "the paper's reference code's mean along the trajectory (free; not per image)",
+    "squared": "∫ t/(1−t)·‖u_y − u_∅‖² dt along the trajectory (free; not per image)",
+    "phrase-min": "the weakest phrase's i(x; p | y∖p) along the trajectory",
+    "phrase-mean": "the mean phrase i(x; p | y∖p) along the trajectory",
+}
+
+
+def is_exact(score: str) -> bool:
+    return score in EXACT_SCORES
+
+
+class ExactRanking(NamedTuple):
+    """One exact score per candidate [N], its standard error [N], and each rival's margin [N, R]."""
+
+    score: Tensor
+    standard_error: Tensor
+    margins: Tensor
+
+
+def exact_ranking(ratios: ConditionRatios, score: str, num_rivals: int) -> ExactRanking:
+    """``score`` from one pass over the conditions [∅, y, rival_1 … rival_R] (reference ∅ = 0, the prompt = 1)."""
+    rivals = list(range(2, 2 + num_rivals))
+    value, error, margins = ratios.contrast(1, rivals if score != "pmi" else [])
+    if score == "posterior":
+        value = ratios.posterior_of(1, rivals)
+        error = error.new_full(error.shape, float("nan"))  # no draw-wise standard error for a softmax
+    elif score != "contrast" and score != "pmi":
+        raise ValueError(f"score must be one of {EXACT_SCORES}; got {score!r}")
+    if score == "pmi" and num_rivals:
+        margins = ratios.log_ratio[:, 1:2] - ratios.log_ratio[:, rivals]
+    return ExactRanking(value, error, margins)

@@ -17,6 +17,8 @@ import comfy.utils
 import folder_paths
 import nodes as comfy_nodes
 
+from ..rfmi_core.pointwise import PMI_N_T, PMI_T_EPS
+from ..rfmi_core.ranking import DEFAULT_SCORE, is_exact
 from .best_of_n import RFMIBestOfN
 from .conditioning import conditioning_tensors, model_identity
 
@@ -58,7 +60,8 @@ class ComfyCandidates:
     """Best-of-N by MI on a ComfyUI MODEL and CLIP (``rfmi_core.candidates.CandidateMaker``)."""
 
     def __init__(self, model, clip, *, width: int, height: int, steps: int, cfg: float, sampler_name: str,
-                 scheduler: str, batch_size: int, velocity: str = "cfg", score: str = "rfmi"):
+                 scheduler: str, batch_size: int, velocity: str = "cfg", score: str = DEFAULT_SCORE,
+                 n_t: int = PMI_N_T):
         if clip is None:
             raise ValueError("the checkpoint holds no text encoder: give --text-encoders")
         if sampler_name not in comfy.samplers.KSampler.SAMPLERS:
@@ -72,7 +75,7 @@ class ComfyCandidates:
         channels = model.model.latent_format.latent_channels
         self.latent = {"samples": torch.zeros(1, channels, height // LATENT_DOWNSCALE, width // LATENT_DOWNSCALE)}
         self.options = dict(steps=steps, cfg=cfg, sampler_name=sampler_name, scheduler=scheduler)
-        self.batch_size, self.velocity, self.score = batch_size, velocity, score
+        self.batch_size, self.velocity, self.score, self.n_t = batch_size, velocity, score, n_t
 
     def encode(self, text: str) -> list:
         """CLIP Text Encode's CONDITIONING of ``text``."""
@@ -84,10 +87,11 @@ class ComfyCandidates:
     def settings(self, seed: int, n: int) -> dict:
         """Best-of-N's ``all_scores.settings``."""
         o = self.options
+        exact = dict(n_t=self.n_t, t_eps=PMI_T_EPS) if is_exact(self.score) else {}
         return dict(sampler_name=o["sampler_name"], scheduler=o["scheduler"], steps=o["steps"], cfg=o["cfg"],
-                    velocity=self.velocity, score=self.score, seed=seed, n=n)
+                    velocity=self.velocity, score=self.score, seed=seed, n=n, **exact)
 
-    def best_of_n(self, positive: list, negative: list, seed: int, n: int, progress=None):
+    def best_of_n(self, positive: list, negative: list, seed: int, n: int, progress=None, text: str = ""):
         """Best-of-N's ``all_scores`` for this prompt: n candidates, seeds seed … seed + n − 1. ``progress(done)``
         hears Best-of-N's own progress bar (candidate-steps of n·steps) through ComfyUI's progress hook."""
         o = self.options
@@ -97,7 +101,7 @@ class ComfyCandidates:
         try:
             return RFMIBestOfN.execute(self.model, seed, o["steps"], o["cfg"], o["sampler_name"], o["scheduler"],
                                        positive, negative, self.latent, n, 1, self.batch_size, self.velocity,
-                                       self.score).result[2]
+                                       self.score, n_t=self.n_t, clip=self.clip, text=text).result[2]
         finally:
             comfy.utils.set_progress_bar_global_hook(previous)
 

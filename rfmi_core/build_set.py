@@ -7,8 +7,9 @@
                                   --text-encoders clip_g.safetensors clip_l.safetensors t5xxl_fp16.safetensors
     torchrun --nproc_per_node G [--nnodes N --rdzv-backend c10d --rdzv-endpoint HOST:PORT] -m rfmi_core.build_set ...
 
-Each prompt's M candidates (seeds seed … seed + M − 1) are sampled with the MI read along the trajectory (paper
-Algorithm 2), the top k by MI go into the set (``rfmi_core.finetune_set``, one atomic append per prompt) with the
+Each prompt's M candidates (seeds seed … seed + M − 1) are sampled and scored (``--score``: by default the exact
+point-wise MI of each final image, ``pmi``; ``contrast`` / ``posterior`` against the editor's rival prompts; or the
+paper's Algorithm 2 along the trajectory, ``rfmi``), the top k go into the set (``rfmi_core.finetune_set``, one atomic append per prompt) with the
 prompt's and the negative's conditioning. Under torchrun the pending prompts are shared by the processes (one per
 GPU, ``cuda:LOCAL_RANK``); a rerun skips the prompts already complete in the set (``rfmi_core.set_builder``).
 
@@ -39,6 +40,8 @@ from .prompts import parse_prompt_lines
 from .set_builder import BuildPlan, build_set, gather_report, pending_prompts
 from .train.cli import TOY, _kwargs, load_factory
 from .train.distributed import current_world, launched_by_torchrun, shutdown
+from .pointwise import PMI_N_T
+from .ranking import DEFAULT_SCORE, EXACT_SCORES, SCORE_HELP
 from .trajectory import SCORES, VELOCITIES
 
 __all__ = ["build_parser", "main", "make_maker", "import_pack_module", "comfyui_root"]
@@ -66,7 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     sampling.add_argument("--cfg", type=float, default=4.5, help="classifier-free guidance scale")
     sampling.add_argument("--batch-size", type=int, default=4, help="candidates sampled together")
     sampling.add_argument("--velocity", choices=VELOCITIES, default="cfg", help="the MI's velocity: u_cfg or u_y")
-    sampling.add_argument("--score", choices=SCORES, default="rfmi", help="the MI score ranked by")
+    sampling.add_argument("--score", choices=EXACT_SCORES + SCORES, default=DEFAULT_SCORE,
+                          help="the score ranked by: " + "; ".join(f"{s}: {SCORE_HELP[s]}"
+                                                                   for s in EXACT_SCORES + SCORES).replace("%", "%%"))
+    sampling.add_argument("--n-t", type=int, default=PMI_N_T,
+                          help="draws of the exact scores per candidate (each one model call per condition)")
 
     core = parser.add_argument_group("a velocity model (no ComfyUI)")
     core.add_argument("--model", help=f"{TOY!r} (the toy model shipped with the pack) or MODULE:FACTORY returning a "
@@ -137,7 +144,8 @@ def _device(args: argparse.Namespace) -> torch.device:
 
 def _options(args: argparse.Namespace, device: torch.device) -> dict:
     return dict(steps=args.steps, cfg=args.cfg, shift=args.shift, batch_size=args.batch_size, velocity=args.velocity,
-                score=args.score, latent_scale=args.latent_scale, latent_shift=args.latent_shift, device=device)
+                score=args.score, n_t=args.n_t, latent_scale=args.latent_scale, latent_shift=args.latent_shift,
+                device=device)
 
 
 def make_maker(args: argparse.Namespace) -> CandidateMaker:
@@ -150,7 +158,7 @@ def make_maker(args: argparse.Namespace) -> CandidateMaker:
             checkpoint=args.checkpoint, diffusion_model=args.diffusion_model, text_encoders=args.text_encoders or [],
             clip_type=args.clip_type, width=args.width, height=args.height, steps=args.steps, cfg=args.cfg,
             sampler_name=args.sampler, scheduler=args.scheduler, batch_size=args.batch_size, velocity=args.velocity,
-            score=args.score)
+            score=args.score, n_t=args.n_t)
     kwargs = _kwargs(args.model_kwargs, "--model-kwargs")
     if args.model == TOY:
         return toy_candidates(**kwargs, **_options(args, device))
@@ -173,7 +181,8 @@ def _check(args: argparse.Namespace) -> BuildPlan:
         raise ValueError("give --checkpoint or --diffusion-model, not both")
     if args.diffusion_model and not args.text_encoders:
         raise ValueError("--diffusion-model has no text encoder: give --text-encoders")
-    for name, value in (("--m", args.m), ("--steps", args.steps), ("--batch-size", args.batch_size)):
+    for name, value in (("--m", args.m), ("--steps", args.steps), ("--batch-size", args.batch_size),
+                        ("--n-t", args.n_t)):
         if value < 1:
             raise ValueError(f"{name} must be ≥ 1; got {value}")
     try:

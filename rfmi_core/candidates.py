@@ -9,12 +9,15 @@ Euler steps on a shifted σ grid; ComfyUI checkpoints get a maker of ComfyUI's o
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Protocol
 
 import torch
 from torch import Tensor, nn
 
+from .counterfactuals import counterfactuals
+from .pointwise import PMI_N_T, PMI_T_EPS, condition_log_ratios_from_velocities
+from .ranking import DEFAULT_SCORE, exact_ranking, is_exact
 from .sampler import sample_with_mi
 from .scores import ScoredCandidates
 from .trajectory import MIResult
@@ -37,9 +40,10 @@ class CandidateMaker(Protocol):
         """The ``ScoredCandidates.settings`` that ``best_of_n(…, seed, n)`` returns (they key a prompt's records)."""
 
     def best_of_n(self, positive: Any, negative: Any, seed: int, n: int,
-                  progress: Callable[[int], None] | None = None) -> ScoredCandidates:
-        """n candidates (seeds seed … seed + n − 1) with MI, latents (ComfyUI LATENT space, CPU) and settings;
-        ``progress(done)`` is told the candidate-steps done so far (of n·steps)."""
+                  progress: Callable[[int], None] | None = None, text: str = "") -> ScoredCandidates:
+        """n candidates (seeds seed … seed + n − 1) with their score, latents (ComfyUI LATENT space, CPU) and settings;
+        ``progress(done)`` is told the candidate-steps done so far (of n·steps); ``text`` is the prompt (a contrast's
+        rivals are suggested from it)."""
 
 
 def shifted_sigmas(steps: int, shift: float = 1.0) -> Tensor:
@@ -68,7 +72,9 @@ class VelocityCandidates:
     set's tensors, batched, as the trainer calls it) and ``encoder(text) -> {name: [1, ...] tensor}``.
 
     Candidate j: noise ~ N(0, I) of ``latent_shape`` from ``torch.Generator().manual_seed(seed + j)`` (CPU), Euler with
-    CFG over ``shifted_sigmas(steps, shift)``, MI along the trajectory (``sample_with_mi``); its latent is stored in
+    CFG over ``shifted_sigmas(steps, shift)``, the paper's MI along the trajectory (``sample_with_mi``); with an exact
+    ``score`` (``ranking.EXACT_SCORES``, the default pmi) the candidates are then scored on their final images,
+    ``n_t`` common draws seeded by the seed, rivals from ``counterfactuals`` of the prompt. Its latent is stored in
     ComfyUI's LATENT space, latent = x1 / latent_scale + latent_shift (the inverse of the trainer's map).
     """
 
@@ -81,7 +87,8 @@ class VelocityCandidates:
     shift: float = 1.0
     batch_size: int = 4
     velocity: str = "cfg"
-    score: str = "rfmi"
+    score: str = DEFAULT_SCORE
+    n_t: int = PMI_N_T
     latent_scale: float = 1.0
     latent_shift: float = 0.0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
@@ -98,11 +105,12 @@ class VelocityCandidates:
         return conditioning
 
     def settings(self, seed: int, n: int) -> dict:
+        exact = dict(n_t=self.n_t, t_eps=PMI_T_EPS) if is_exact(self.score) else {}
         return dict(sampler_name="euler", shift=self.shift, steps=self.steps, cfg=self.cfg, velocity=self.velocity,
-                    score=self.score, seed=seed, n=n)
+                    score=self.score, seed=seed, n=n, **exact)
 
     def best_of_n(self, positive: dict[str, Tensor], negative: dict[str, Tensor], seed: int, n: int,
-                  progress: Callable[[int], None] | None = None) -> ScoredCandidates:
+                  progress: Callable[[int], None] | None = None, text: str = "") -> ScoredCandidates:
         parts = []
         for start in range(0, n, self.batch_size):
             seeds = list(range(seed + start, seed + min(start + self.batch_size, n)))
@@ -113,7 +121,25 @@ class VelocityCandidates:
                 progress((start + len(seeds)) * self.steps)
         scores = ScoredCandidates.concat(parts)
         scores.settings = self.settings(seed, n)
-        return scores
+        return self._exactly_scored(scores, positive, negative, seed, text) if is_exact(self.score) else scores
+
+    def _exactly_scored(self, scores: ScoredCandidates, positive: dict, negative: dict, seed: int,
+                        text: str) -> ScoredCandidates:
+        """The candidates ranked by the exact score of their final images, on common draws (``ranking``)."""
+        rivals = [str(r) for r in counterfactuals(text)] if self.score != "pmi" else []
+        conditions = [negative, positive, *(self.encode(r) for r in rivals)]
+        x1 = ((scores.latents - self.latent_shift) * self.latent_scale).to(self.device)
+        batch = x1.shape[0]
+
+        def velocities(x_t: Tensor, t: Tensor) -> list[Tensor]:
+            return [self.velocity_fn(self.module, x_t, t, _batched(c, x_t.shape[0], self.device)) for c in conditions]
+
+        with torch.no_grad():
+            ratios = condition_log_ratios_from_velocities(velocities, x1, len(conditions), n_t=self.n_t,
+                                                          t_eps=PMI_T_EPS, generator=torch.Generator().manual_seed(seed))
+        ranked = exact_ranking(ratios, self.score, len(rivals))
+        return replace(scores, mi=ranked.score, mi_standard_error=ranked.standard_error, rivals=tuple(rivals),
+                       rival_margins=ranked.margins if rivals else None)
 
     def _sample(self, positive: dict, negative: dict, seeds: list[int]) -> tuple[Tensor, MIResult]:
         noise = torch.stack([torch.randn(self.latent_shape, generator=torch.Generator().manual_seed(s)) for s in seeds])
@@ -124,7 +150,8 @@ class VelocityCandidates:
             return self.velocity_fn(self.module, x, t, c)
 
         x1, result = sample_with_mi(velocity, noise.to(self.device), shifted_sigmas(self.steps, self.shift), cond, uncond,
-                                    cfg=self.cfg, mi_velocity=self.velocity, score=self.score, keep_map=False)
+                                    cfg=self.cfg, mi_velocity=self.velocity,
+                                    score="rfmi" if is_exact(self.score) else self.score, keep_map=False)
         return (x1 / self.latent_scale + self.latent_shift).cpu(), result
 
 

@@ -1,7 +1,7 @@
 """A fine-tune set built from a prompt list, the prompts shared by the processes of a run (paper Algorithm 1's data).
 
-For each prompt: encode it and the negative, sample M candidates with their MI read along the trajectory
-(Algorithm 2, a ``CandidateMaker``), keep the top k by MI and add them, with both conditionings, to the set in one
+For each prompt: encode it and the negative, sample M candidates with their score (by default the exact point-wise
+MI of each final image; or the paper's Algorithm 2 read along the trajectory; a ``CandidateMaker``), keep the top k and add them, with both conditionings, to the set in one
 atomic ``FinetuneSet.append`` — a prompt is in the set wholly or not at all. A prompt is *complete* when the set holds
 min(k, M) records of it made by this model with these settings (seed, M, steps, cfg, sampler, score, velocity); a
 rerun skips complete prompts, so a killed process or machine costs only its unfinished prompts.
@@ -94,7 +94,7 @@ def build_prompt(finetune_set: FinetuneSet, maker: CandidateMaker, plan: BuildPl
     """Samples the M candidates of ``prompt``, appends the top k with the conditionings; returns M. ``progress`` is
     told the candidate-steps done so far."""
     positive, negative = maker.encode(prompt), maker.encode(plan.negative)
-    scores = maker.best_of_n(positive, negative, plan.seed, plan.m, progress)
+    scores = maker.best_of_n(positive, negative, plan.seed, plan.m, progress, text=prompt.strip())
     expected = maker.settings(plan.seed, plan.m)
     if scores.settings != expected:
         raise RuntimeError(f"the model's Best-of-N reported settings {scores.settings}, expected {expected}")

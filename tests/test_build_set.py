@@ -85,7 +85,7 @@ def test_shifted_sigmas_are_sd3s_time_shift():
     assert torch.allclose(shifted_sigmas(2, 3.0), torch.tensor([1.0, 0.75, 0.0]))  # 3·½ / (1 + 2·½)
 
 
-def test_one_process_keeps_the_top_k_of_each_prompt_by_trajectory_mi(one_process):
+def test_one_process_keeps_the_top_k_of_each_prompt_by_exact_mi(one_process):
     folder, stdout = one_process
     assert f"built {len(PROMPTS)} prompts (0 already complete, skipped): {3 * len(PROMPTS)} candidates" in stdout
     assert f"{len(PROMPTS)} of {len(PROMPTS)} prompts complete" in stdout
@@ -98,7 +98,9 @@ def test_one_process_keeps_the_top_k_of_each_prompt_by_trajectory_mi(one_process
         best = scores.mi.topk(2)
         assert [r.seed for r in kept] == [5 + int(i) for i in best.indices]
         assert [r.mi for r in kept] == best.values.tolist()
-        assert kept[0].sampler == {"sampler_name": "euler", "shift": 1.0, "steps": 6, "cfg": 3.0, "seed": 5, "n": 3}
+        assert kept[0].sampler == {"sampler_name": "euler", "shift": 1.0, "steps": 6, "cfg": 3.0, "seed": 5, "n": 3,
+                                   "n_t": 64, "t_eps": 0.6}
+        assert kept[0].score == "pmi" and kept[0].velocity == "cfg"
         assert kept[0].model == maker.identity and kept[0].candidate_index == kept[0].seed - 5
         latent = FinetuneSet.open(folder).load_latents(kept[:1])[0]
         assert torch.equal(latent, scores.latents[int(best.indices[0])])
@@ -228,3 +230,20 @@ def test_a_trainer_style_factory_with_an_encoder_builds_the_toy_set(prompt_file,
     with pytest.raises(UsageError, match="needs --encoder MODULE:FACTORY and --latent-shape"):  # one line under run_cli
         main(["--prompts", str(prompt_file), "--set", str(tmp_path / "other"), "--model",
               "rfmi_core.train.cli:toy_model"])
+
+
+def test_an_exact_maker_scores_final_images_independently_of_the_batch():
+    """score contrast: the editor's rivals of the prompt, each candidate's score its smallest margin, and the same
+    scores whatever the batch size (common draws seeded by the seed)."""
+    from rfmi_core.counterfactuals import counterfactuals
+
+    prompt = "a red square to the left of a green disk"
+    runs = []
+    for batch_size in (1, 3):
+        maker = toy_candidates(steps=4, cfg=3.0, batch_size=batch_size, score="contrast", n_t=4)
+        runs.append(maker.best_of_n(maker.encode(prompt), maker.encode(""), 0, 3, text=prompt))
+    one, three = runs
+    assert one.rivals == tuple(str(r) for r in counterfactuals(prompt)) and len(one.rivals) == 3
+    torch.testing.assert_close(one.rival_margins.min(dim=1).values, one.mi, rtol=0, atol=1e-4)
+    torch.testing.assert_close(one.mi, three.mi, rtol=0, atol=1e-4)
+    assert one.settings["score"] == "contrast" and one.settings["n_t"] == 4

@@ -49,8 +49,8 @@ t = time.time()
 part = load_part(cp, ckey)
 if part:
     tensors, ctexts, ccats = part
-    cands = Candidates(tensors["images"], ctexts, ccats, tensors["groups"], tensors["mi"], tensors["valid"],
-                       tensors["correct"])
+    cands = Candidates(tensors["images"], ctexts, ccats, tensors["groups"], tensors["valid"], tensors["correct"],
+                       {"rfmi": tensors["mi"]})
 else:
     texts, cats, groups = [], [], []
     for c, cat in enumerate(CATEGORIES):
@@ -59,7 +59,7 @@ else:
     seeds = [i + 5_000_000 for i in range(len(texts))]
     images, res = generate(base, texts, seeds, 20, a.cfg)
     v, cc = judge_batch(images, texts)
-    cands = Candidates(images, texts, cats, torch.tensor(groups), res.mi, v, cc)
+    cands = Candidates(images, texts, cats, torch.tensor(groups), v, cc, {"rfmi": res.mi})
     save_part(cp, {"images": images, "groups": cands.groups, "mi": res.mi, "valid": v, "correct": cc}, texts, cats,
                ckey)
 print(f"candidates {len(cands.texts)} ({time.time()-t:.0f}s); correct " + ", ".join(

@@ -7,7 +7,7 @@ import torch
 from matplotlib.image import imread
 from safetensors import safe_open
 
-from rfmi_core.toy.demo import SIZES, Candidates, FinetuneData, run_demo, select
+from rfmi_core.toy.demo import SELECTIONS, SIZES, Candidates, FinetuneData, run_demo, select
 from rfmi_core.toy.evaluate import Rate, diff_ci, noise_for, pick_prompts
 from rfmi_core.toy.prompts import CATEGORIES
 
@@ -22,24 +22,24 @@ def tiny(tmp_path_factory):
 def test_tiny_demo_writes_its_files(tiny):
     out, _ = tiny
     for name in ["results.md", "mi_histogram.png", "loss_curve.png", *(f"grid_{c}.png" for c in CATEGORIES),
-                 *(f"lora_{s}.safetensors" for s in ("mi", "random", "judge", "phrase-min"))]:
+                 *(f"lora_{s}.safetensors" for s in SIZES["tiny"].selections)]:
         assert (out / name).stat().st_size > 0, name
     assert (out / "grid_binding.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert imread(out / "mi_histogram.png").shape[1] > 1000  # three panels side by side
     text = (out / "results.md").read_text()
-    assert "| binding | correct |" in text and "kept by mi" in text
+    assert "| binding | correct |" in text and "kept by pmi" in text and "kept by contrast" in text
     assert text.startswith("# Toy RFMI loop") and "- Command: `" in text and "M = 4" in text
     assert "**Valid**" in text and "**Correct**" in text
     reading = text.split("## Reading\n\n")[1]
-    assert "FT on MI-selected changed correctness against the base by binding" in reading
-    assert "MI-selected against random-selected fine-tuning, same budget" in reading
-    assert "phrase-min-selected against random-selected fine-tuning, same budget" in reading
+    assert "FT on exact-MI-selected changed correctness against the base by binding" in reading
+    for score in ("the exact point-wise MI", "the contrast with rival prompts", "the paper's Algorithm 2", "phrase-min"):
+        assert f"{score}-selected against random-selected fine-tuning, same budget" in reading
 
 
 def test_tiny_demo_rates_and_intervals(tiny):
     _, result = tiny
     size = SIZES["tiny"]
-    assert set(result.evaluations) == {"base", "mi", "random", "judge", "phrase-min"}
+    assert set(result.evaluations) == {"base", *size.selections} and set(size.selections) == set(SELECTIONS)
     for ev in result.evaluations.values():
         assert len(ev.texts) == size.eval_images * len(CATEGORIES)
         assert bool((ev.correct <= ev.valid).all())  # correct implies valid
@@ -49,7 +49,8 @@ def test_tiny_demo_rates_and_intervals(tiny):
                 assert r.n == size.eval_images and 0 <= low <= r.p <= high <= 1
     cands = result.candidates
     assert len(cands.texts) == size.ft_prompts * size.m * len(CATEGORIES)
-    assert torch.isfinite(cands.mi).all()
+    assert set(cands.scores) == {"pmi", "contrast", "rfmi", "phrase-min"}
+    assert all(bool(torch.isfinite(v).all()) for v in cands.scores.values())
     for how, kept in result.kept.items():
         if how == "judge":  # the oracle keeps correct candidates only, up to k per prompt
             assert bool(cands.correct[kept].all()) and len(kept) <= size.ft_prompts * size.k * len(CATEGORIES)
@@ -60,31 +61,32 @@ def test_tiny_demo_rates_and_intervals(tiny):
 
 def test_tiny_demo_finetuning_moves_the_model(tiny):
     out, result = tiny
-    with safe_open(str(out / "lora_mi.safetensors"), framework="pt") as f:
+    with safe_open(str(out / "lora_pmi.safetensors"), framework="pt") as f:
         b = [f.get_tensor(k) for k in f.keys() if k.endswith("lora_B.weight")]
     assert b and any(float(t.abs().max()) > 0 for t in b)  # B starts at 0: non-zero means trained
-    base, tuned = result.evaluations["base"].images, result.evaluations["mi"].images
+    base, tuned = result.evaluations["base"].images, result.evaluations["pmi"].images
     assert not torch.equal(base, tuned)  # same prompts and noise, different model
     assert all(l > 0 and math.isfinite(l) for losses in result.losses.values() for l in losses)
 
 
-def test_selection_by_mi_keeps_the_highest_mi_of_each_prompt():
+def test_selection_by_a_score_keeps_the_highest_of_each_prompt():
     groups = torch.tensor([0, 0, 0, 1, 1, 1])
     mi = torch.tensor([1.0, 3.0, 2.0, 5.0, 4.0, 6.0])
     flags = torch.tensor([True, False, True, False, False, True])
-    cands = Candidates(torch.zeros(6, 3, 16, 16), ["one red square"] * 6, ["numeracy"] * 6, groups, mi, flags, flags)
-    assert select(cands, 1, "mi").tolist() == [1, 5]
-    assert sorted(select(cands, 2, "mi").tolist()) == [1, 2, 3, 5]
+    cands = Candidates(torch.zeros(6, 3, 16, 16), ["one red square"] * 6, ["numeracy"] * 6, groups, flags, flags,
+                       {"pmi": mi})
+    assert select(cands, 1, "pmi").tolist() == [1, 5]
+    assert sorted(select(cands, 2, "pmi").tolist()) == [1, 2, 3, 5]
     judged = select(cands, 1, "judge").tolist()
     assert judged[0] in (0, 2) and judged[1] == 5  # a correct one whenever the prompt has one
     assert sorted(select(cands, 3, "judge").tolist()) == [0, 2, 5]  # only correct ones, up to k
-    none_correct = Candidates(cands.images, cands.texts, cands.categories, groups, mi, flags, torch.zeros(6).bool())
+    none_correct = Candidates(cands.images, cands.texts, cands.categories, groups, flags, torch.zeros(6).bool())
     assert select(none_correct, 2, "judge").tolist() == []
     with pytest.raises(ValueError, match="how must be one of"):
         select(cands, 1, "best")
-    with pytest.raises(ValueError, match="phrase_min"):
+    with pytest.raises(ValueError, match="needs the candidates' phrase-min score"):
         select(cands, 1, "phrase-min")
-    cands.phrase_min = -mi  # the weakest phrase's MI, ranked on its own: the lowest MI here
+    cands.scores["phrase-min"] = -mi  # ranked on its own: the lowest pmi here
     assert select(cands, 1, "phrase-min").tolist() == [0, 4]
 
 
@@ -136,13 +138,13 @@ def test_reading_states_each_difference_with_its_interval_and_sign():
         return Evaluation(torch.zeros(0), [""] * len(categories), categories, torch.zeros(len(categories)),
                           torch.ones(len(categories), dtype=torch.bool), flags)
 
-    text = reading({"base": evaluation([50, 20, 50]), "mi": evaluation([70, 20, 30]),
+    text = reading({"base": evaluation([50, 20, 50]), "pmi": evaluation([70, 20, 30]),
                     "random": evaluation([50, 20, 50])})
     d = diff_ci(Rate(50, 100), Rate(70, 100))
     assert f"binding {100 * d[0]:+.1f} points [{100 * d[1]:+.1f}, {100 * d[2]:+.1f}] (up)" in text
     assert "spatial +0.0 points" in text and "(unchanged within its interval)" in text
     assert "numeracy -20.0 points" in text and "(down)" in text
-    assert "Ranking by MI beat a random pick in binding; it lost to it in numeracy." in text
+    assert "Ranking by the exact point-wise MI beat a random pick in binding; it lost to it in numeracy." in text
 
 
 def test_numeracy_by_count_rates_each_count_from_the_judges_verdicts():

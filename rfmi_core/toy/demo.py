@@ -1,19 +1,24 @@
-"""The whole RFMI loop on the toy world, measured: generate → rank by MI → keep the top-k → LoRA-fine-tune → judge.
+"""The whole RFMI loop on the toy world, measured: generate → rank → keep the top-k → LoRA-fine-tune → judge.
 
-    python -m rfmi_core.toy.demo                 # minutes on 2 CPU cores: base vs MI-selected FT
-    python -m rfmi_core.toy.demo --full          # the table: ≥ 500 held-out images per category and model, with
-                                                 # random-selection and judge-selected (oracle) FT controls
+    python -m rfmi_core.toy.demo                 # minutes on 2 CPU cores: base vs FT on the exact-MI picks and on
+                                                 # random picks (the control)
+    python -m rfmi_core.toy.demo --full          # the table: ≥ 500 held-out images per category and model, every
+                                                 # selection, with the judge-selected (oracle) FT
     python -m rfmi_core.toy.demo --tiny          # seconds: the CI smoke run
 
 The paper's regime: the base model never trained on the prompts it is fine-tuned on, nor on those it is judged on.
 The toy world's held-out compositions are split in two halves (``prompts.heldout_half``): fine-tuning prompts and
 evaluation prompts, no held-out object pair or numeracy prompt shared between them.
 
-1. Candidates (paper Algorithm 2): for each fine-tuning prompt (``ft_prompts`` per category, the half's prompts in
-   turn, each repeat with new seeds), M samples by Euler with CFG; the point-wise MI is read along each trajectory
-   (``rfmi_core.sample_with_mi``, CFG velocity, the paper's Riemann sum).
-2. Selection (Algorithm 1): the top-k per prompt by MI (``rfmi_core.top_k``). Controls at the same k per prompt: k at
-   random, and the judge's pick (the oracle: up to k correct candidates; a prompt with none gives none).
+1. Candidates: for each fine-tuning prompt (``ft_prompts`` per category, the half's prompts in turn, each repeat with
+   new seeds), M samples by Euler with CFG; the paper's MI is read along each trajectory (Algorithm 2,
+   ``rfmi_core.sample_with_mi``, CFG velocity), and the exact scores of each final image are read after sampling
+   (``toy.exact.condition_scores``: ``EXACT_DRAWS`` common draws per prompt's candidates; rivals from the generic
+   editor, ``rfmi_core.counterfactuals``).
+2. Selection (Algorithm 1): the top-k per prompt (``rfmi_core.top_k``) by ``pmi`` (the exact point-wise MI), by
+   ``contrast`` (against the nearest rival prompt), by ``rfmi`` (the paper's Algorithm 2) or by ``phrase-min``;
+   controls at the same k per prompt: k at random, and the judge's pick (the oracle: up to k correct candidates; a
+   prompt with none gives none).
 3. RFMI FT: a LoRA on the toy transformer's attention and MLP layers (``TOY_LORA_TARGETS``,
    ``rfmi_core.train.train_lora``, flow matching on the kept images with their prompts), one per selection, each from
    the same base weights.
@@ -24,7 +29,7 @@ Resumable: candidates and each model's held-out samples are kept in ``<out>/part
 same settings (so an interrupted ``--full`` continues where it stopped). Writes to ``--out`` (default ./out/toy_demo):
 results.md (the tables), grid_<category>.png (base vs FT samples of
 evaluation prompts, MI under each, frame green = correct, amber = valid but wrong, red = invalid), mi_histogram.png
-(MI of the candidates, correct vs wrong, per category), loss_curve.png (each FT model's training loss) and the LoRA of
+(the ranking scores of the candidates, correct vs wrong, per category), loss_curve.png (each FT model's training loss) and the LoRA of
 each FT model (safetensors); the pictures are matplotlib figures.
 """
 
@@ -50,6 +55,7 @@ from ..select import top_k
 from ..train import TrainConfig, train_lora
 from .evaluate import (DEFAULT_CFG, DEFAULT_STEPS, Rate, diff_ci, generate, generate_with_phrase_mi, heldout_set,
                        judge_batch, pick_prompts, rate)
+from .exact import condition_scores, toy_rivals
 from .pictures import Sample, mi_histogram_figure, sample_grid_figure
 from .report import preamble, reading
 from .prompts import CATEGORIES, MAX_TOKENS, PAD_ID, prompts, tokenize_batch
@@ -61,12 +67,15 @@ if TYPE_CHECKING:
 __all__ = ["DemoSize", "SIZES", "Candidates", "make_candidates", "select", "FinetuneData", "finetune", "evaluate",
            "run_demo", "main"]
 
-SELECTIONS = ("mi", "random", "judge", "phrase-min")
+SELECTIONS = ("pmi", "contrast", "rfmi", "random", "judge", "phrase-min")
+SCORED = ("pmi", "contrast", "rfmi", "phrase-min")  # the selections that rank by a score
+EXACT_DRAWS = 32  # draws of the exact scores per candidate (benchmarks/pmi_cost.py: the AUROC curve against n_t)
 JUDGE_SELECTION = "up to k of the prompt's correct candidates; a prompt with none adds none"
 DEFAULT_LR, DEFAULT_RANK = 1e-3, 16  # the positive control's recipe (issue 12): see docs/toy_full_results.md
 TOY_LORA_TARGETS = r"joint_blocks\.\d+\.(?:context_block|x_block)\.(?:attn\.(?:qkv|proj)|mlp\.[02])"
-MODEL_NAMES = {"base": "base", "mi": "FT on MI-selected", "random": "FT on random picks",
-               "judge": "FT on judge-selected", "phrase-min": "FT on phrase-min-selected"}
+MODEL_NAMES = {"base": "base", "pmi": "FT on exact-MI-selected", "contrast": "FT on contrast-selected",
+               "rfmi": "FT on Algorithm-2-selected", "random": "FT on random picks", "judge": "FT on judge-selected",
+               "phrase-min": "FT on phrase-min-selected"}
 
 
 @dataclass
@@ -80,7 +89,7 @@ class DemoSize:
     ft_steps: int
     eval_images: int
     ft_batch: int = 32
-    selections: tuple[str, ...] = ("mi",)
+    selections: tuple[str, ...] = ("pmi", "random")
 
 
 SIZES = {
@@ -92,16 +101,16 @@ SIZES = {
 
 @dataclass
 class Candidates:
-    """M samples per fine-tuning prompt: images [N, 3, 16, 16], prompt texts, categories, MI (nats), judge verdicts."""
+    """M samples per fine-tuning prompt: images [N, 3, 16, 16], prompt texts, categories, judge verdicts, and the scores
+    read so far (``scores[name]`` [N], nats; name in ``SCORED``: rfmi always, the others when a selection needs them)."""
 
     images: Tensor
     texts: list[str]
     categories: list[str]
     groups: Tensor  # [N] the prompt index of each candidate (candidates of one prompt share it)
-    mi: Tensor
     valid: Tensor
     correct: Tensor
-    phrase_min: Tensor | None = None  # [N] the weakest phrase's i(x; p | y∖p) along the trajectory, when asked for
+    scores: dict[str, Tensor] = field(default_factory=dict)
 
 
 def candidate_seeds(n: int, seed: int) -> list[int]:
@@ -111,11 +120,27 @@ def candidate_seeds(n: int, seed: int) -> list[int]:
 
 def phrase_min_along_trajectories(model: nn.Module, cands: Candidates, steps: int, cfg: float, seed: int,
                                   progress: bool = True) -> Tensor:
-    """[N] each candidate's ``phrase-min`` (issue 14): its trajectory re-run with one more velocity per phrase
+    """[N] each candidate's ``phrase-min``: its trajectory re-run with one more velocity per phrase
     (``evaluate.generate_with_phrase_mi``, the same seeds, so the same samples)."""
     _, _, phrase_mi = generate_with_phrase_mi(model, cands.texts, candidate_seeds(len(cands.texts), seed), steps, cfg,
                                               progress=progress)
     return torch.stack([p.min() for p in phrase_mi])
+
+
+def add_scores(model: nn.Module, cands: Candidates, names: tuple[str, ...], steps: int, cfg: float, seed: int,
+               progress: bool = True) -> None:
+    """Reads the scores ``names`` asks for that ``cands`` lacks: pmi and contrast in one exact pass (common draws per
+    prompt, the editor's rivals), phrase-min along re-run trajectories."""
+    missing = [n for n in names if n in SCORED and n not in cands.scores]
+    if "pmi" in missing or "contrast" in missing:
+        rivals = [toy_rivals(t) for t in cands.texts] if "contrast" in missing else None
+        exact = condition_scores(model, cands.images, cands.texts, rivals, n_t=EXACT_DRAWS, seed=seed,
+                                 groups=cands.groups, progress=progress)
+        cands.scores["pmi"] = exact.pmi
+        if rivals is not None:
+            cands.scores["contrast"] = exact.contrast
+    if "phrase-min" in missing:
+        cands.scores["phrase-min"] = phrase_min_along_trajectories(model, cands, steps, cfg, seed, progress)
 
 
 def make_candidates(model: nn.Module, size: DemoSize, steps: int, cfg: float, seed: int,
@@ -131,27 +156,24 @@ def make_candidates(model: nn.Module, size: DemoSize, steps: int, cfg: float, se
     images, result = generate(model, texts, candidate_seeds(len(texts), seed), steps, cfg, progress=progress,
                               desc="candidates")
     valid, correct = judge_batch(images, texts)
-    return Candidates(images, texts, categories, torch.tensor(groups), result.mi, valid, correct)
+    return Candidates(images, texts, categories, torch.tensor(groups), valid, correct, {"rfmi": result.mi})
 
 
 def select(cands: Candidates, k: int, how: str, seed: int = 0) -> Tensor:
-    """Indices of the kept candidates of each prompt: top-k by MI ("mi"), k at random ("random"), by the judge
-    ("judge", the oracle: up to k of its correct candidates, at random; none when it has none), or top-k by the
-    weakest phrase's MI ("phrase-min"; needs ``cands.phrase_min``)."""
+    """Indices of the kept candidates of each prompt: top-k by a score (``how`` in ``SCORED``; ``add_scores`` reads
+    it), k at random ("random"), or by the judge ("judge", the oracle: up to k of its correct candidates, at random;
+    none when it has none)."""
     g = torch.Generator().manual_seed(seed)
     kept = []
     for group in cands.groups.unique().tolist():
         members = torch.nonzero(cands.groups == group).flatten()
         noise = torch.rand(len(members), generator=g)
-        if how == "mi":
-            order = top_k(cands.mi[members], k)
+        if how in SCORED:
+            if how not in cands.scores:
+                raise ValueError(f"{how} selection needs the candidates' {how} score (add_scores)")
+            order = top_k(cands.scores[how][members], k)
         elif how == "random":
             order = top_k(noise, k)
-        elif how == "phrase-min":
-            if cands.phrase_min is None:
-                raise ValueError("phrase-min selection needs the candidates' phrase_min "
-                                 "(phrase_min_along_trajectories)")
-            order = top_k(cands.phrase_min[members], k)
         elif how == "judge":
             is_correct = cands.correct[members]
             members, noise = members[is_correct], noise[is_correct]
@@ -311,20 +333,20 @@ def run_demo(size: DemoSize, weights: str | None = None, out: str = "out/toy_dem
     part = load_part(_cache_path(out, "candidates"), key)
     if part is None:
         cands = make_candidates(base, size, steps, cfg, seed, progress)
-        save_part(_cache_path(out, "candidates"), {"images": cands.images, "groups": cands.groups, "mi": cands.mi,
-                  "valid": cands.valid, "correct": cands.correct}, cands.texts, cands.categories, key)
     else:
         tensors, texts_, categories_ = part
-        cands = Candidates(tensors["images"], texts_, categories_, tensors["groups"], tensors["mi"],
-                           tensors["valid"], tensors["correct"], tensors.get("phrase_min"))
-    if "phrase-min" in size.selections and cands.phrase_min is None:
-        cands.phrase_min = phrase_min_along_trajectories(base, cands, steps, cfg, seed, progress)
-        save_part(_cache_path(out, "candidates"), {"images": cands.images, "groups": cands.groups, "mi": cands.mi,
-                  "valid": cands.valid, "correct": cands.correct, "phrase_min": cands.phrase_min}, cands.texts,
-                  cands.categories, key)
+        cands = Candidates(tensors["images"], texts_, categories_, tensors["groups"], tensors["valid"],
+                           tensors["correct"], {k[len("score_"):]: v for k, v in tensors.items()
+                                                if k.startswith("score_")})
+    known = set(cands.scores)
+    add_scores(base, cands, size.selections, steps, cfg, seed, progress)
+    if part is None or set(cands.scores) != known:
+        save_part(_cache_path(out, "candidates"), {"images": cands.images, "groups": cands.groups,
+                  "valid": cands.valid, "correct": cands.correct,
+                  **{f"score_{k}": v for k, v in cands.scores.items()}}, cands.texts, cands.categories, key)
     seconds["candidates"] = time.perf_counter() - clock
     say(f"{len(cands.texts)} candidates: {size.ft_prompts} fine-tuning prompts per category × M = {size.m}, "
-        f"{steps} Euler steps, CFG {cfg:g}, MI read along each trajectory ({seconds['candidates']:.0f} s)")
+        f"{steps} Euler steps, CFG {cfg:g}, scored by {', '.join(cands.scores)} ({seconds['candidates']:.0f} s)")
     kept = {how: select(cands, size.k, how, seed + SELECTIONS.index(how)) for how in size.selections}
     lines = [f"## Selected for fine-tuning: share correct (judge), top-{size.k} of {size.m} per prompt", "",
              *_selection_lines(cands, kept), ""]
@@ -372,12 +394,13 @@ def run_demo(size: DemoSize, weights: str | None = None, out: str = "out/toy_dem
     os.makedirs(out, exist_ok=True)
     for category in CATEGORIES:
         save_figure(sample_grid(evaluations, category), os.path.join(out, f"grid_{category}.png"))
-    save_figure(mi_histogram_figure({category: {"correct": cands.mi[mask & cands.correct],
-                                                "wrong": cands.mi[mask & ~cands.correct]}
+    shown = next((h for h in size.selections if h in cands.scores), "rfmi")
+    save_figure(mi_histogram_figure({category: {"correct": cands.scores[shown][mask & cands.correct],
+                                                "wrong": cands.scores[shown][mask & ~cands.correct]}
                                      for category in CATEGORIES
                                      for mask in [torch.tensor([c == category for c in cands.categories])]},
-                                    f"MI of the {len(cands.texts)} candidates (fine-tuning prompts), correct vs wrong by the "
-                                    "judge"), os.path.join(out, "mi_histogram.png"))
+                                    f"{shown} of the {len(cands.texts)} candidates (fine-tuning prompts), correct vs "
+                                    "wrong by the judge", score=shown), os.path.join(out, "mi_histogram.png"))
     save_figure(loss_curve_figure({MODEL_NAMES.get(n, n): l for n, l in losses.items()},
                                   f"LoRA fine-tuning loss (rank {rank}, lr {lr:g}, batch {size.ft_batch})"),
                 os.path.join(out, "loss_curve.png"))

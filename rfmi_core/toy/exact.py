@@ -18,11 +18,25 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ..counterfactuals import counterfactuals
 from ..pointwise import PMI_T_EPS, condition_log_ratios_from_velocities
 from ..progress import progress_bar
-from .prompts import MAX_TOKENS, PAD_ID, tokenize_batch
+from .prompts import MAX_TOKENS, PAD_ID, tokenize, tokenize_batch
 
-__all__ = ["ExactScores", "condition_scores"]
+__all__ = ["ExactScores", "condition_scores", "toy_rivals"]
+
+
+def toy_rivals(text: str) -> list[str]:
+    """The generic editor's rivals of a toy prompt (``rfmi_core.counterfactuals``) that the toy vocabulary can
+    encode."""
+    kept = []
+    for rival in counterfactuals(text):
+        try:
+            tokenize(rival)
+        except ValueError:
+            continue
+        kept.append(str(rival))
+    return kept
 
 
 @dataclass

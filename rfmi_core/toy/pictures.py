@@ -85,14 +85,15 @@ def sample_grid_figure(rows: Sequence[tuple[str, Mapping[str, Sequence[Sample]]]
 
 
 def mi_histogram_figure(panels: Mapping[str, Mapping[str, Tensor]], title: str = "", bins: int = 30,
-                        colours: Mapping[str, str] | None = None) -> Figure:
-    """Side-by-side panels (title → {group name → 1-D MI values}) of overlaid count histograms (``histogram_axes``),
-    MI in nats on the x axis, number of candidates on the y axis, each group's n and mean in the legend."""
+                        colours: Mapping[str, str] | None = None, score: str = "MI") -> Figure:
+    """Side-by-side panels (title → {group name → 1-D score values}) of overlaid count histograms
+    (``histogram_axes``), the score in nats on the x axis, number of candidates on the y axis, each group's n and mean
+    in the legend."""
     colours = colours or {"correct": VERDICTS["correct"][0], "wrong": VERDICTS["invalid"][0]}
     figure = new_figure(4.2 * max(1, len(panels)), 3.6)
     axes = figure.subplots(1, max(1, len(panels)), squeeze=False)[0]
     for ax, (name, groups) in zip(axes, panels.items()):
-        histogram_axes(ax, groups, colours, bins=bins, title=name, xlabel="MI (nats)", ylabel="candidates")
+        histogram_axes(ax, groups, colours, bins=bins, title=name, xlabel=f"{score} (nats)", ylabel="candidates")
     if title:
         figure.suptitle(title)
     return figure

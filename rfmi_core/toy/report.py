@@ -27,24 +27,29 @@ DEFINITIONS = [
     "number of each named coloured shape, nothing else).",
 ]
 
-NAMES = {"mi": "FT on MI-selected", "random": "FT on random picks", "judge": "FT on judge-selected (oracle)",
-         "phrase-min": "FT on phrase-min-selected"}
+NAMES = {"pmi": "FT on exact-MI-selected", "contrast": "FT on contrast-selected",
+         "rfmi": "FT on Algorithm-2-selected (the paper's)", "random": "FT on random picks",
+         "judge": "FT on judge-selected (oracle)", "phrase-min": "FT on phrase-min-selected"}
+SCORE_NAMES = {"pmi": "the exact point-wise MI", "contrast": "the contrast with rival prompts",
+               "rfmi": "the paper's Algorithm 2", "phrase-min": "phrase-min"}
 
 
 def preamble(command: str, weights: str, size: DemoSize, steps: int, cfg: float, seed: int, lr: float, rank: int,
              judge_selection: str) -> list[str]:
     """The opening lines of results.md: what was run, with every setting that changes the numbers."""
     return [
-        "# Toy RFMI loop: generate → rank by MI → keep the top-k → LoRA fine-tune → judge", "",
+        "# Toy RFMI loop: generate → rank → keep the top-k → LoRA fine-tune → judge", "",
         f"- Command: `{command}`",
         f"- Model: `{weights}` (the toy rectified-flow transformer, `rfmi_core/toy/model.py`)",
         f"- Candidates: {size.ft_prompts} fine-tuning prompts per category (the held-out split's \"finetune\" half, "
         f"never trained on by the base model; its prompts in turn, new seeds each time) × M = {size.m}, "
         f"Euler {steps} steps, "
-        f"CFG {cfg:g}, seed {seed}; MI read along each trajectory (paper Algorithm 2, CFG velocity, nats)",
-        f"- Selection, per prompt, each a fine-tune of its own: {', '.join(size.selections)} (mi: top k = {size.k} by "
-        "MI; random: k at random; judge, the oracle: " + judge_selection + "; phrase-min: top k by the weakest "
-        "phrase's MI along the trajectory)",
+        f"CFG {cfg:g}, seed {seed}; scores in nats: pmi, the exact point-wise MI of each final image; contrast, "
+        "log p(x|y) − log p(x|y′) against the nearest of the editor's rival prompts; rfmi, the paper's Algorithm 2 "
+        "read along each trajectory (CFG velocity)",
+        f"- Selection, per prompt, each a fine-tune of its own: {', '.join(size.selections)} (pmi / contrast / rfmi "
+        f"/ phrase-min: top k = {size.k} by that score; random: k at random; judge, the oracle: " + judge_selection
+        + ")",
         f"- Fine-tuning (one LoRA per selection, each from the same base): rank {rank}, alpha {rank}, lr {lr:g}, "
         f"{size.ft_steps} steps of batch {size.ft_batch}, AdamW, warm-up {max(1, size.ft_steps // 10)} steps, "
         "attention and MLP layers",
@@ -91,7 +96,7 @@ def reading(evaluations: dict[str, Evaluation]) -> str:
         valid = [100 * diff_ci(base.rates(c)[1], evaluation.rates(c)[1])[0] for c in CATEGORIES]
         sentences.append(f"{NAMES.get(name, name)} changed correctness against the base by " + "; ".join(parts)
                          + f", and validity by {min(valid):+.1f} to {max(valid):+.1f} points.")
-    for name, score in (("mi", "MI"), ("phrase-min", "phrase-min")):
+    for name, score in SCORE_NAMES.items():
         if name in evaluations and "random" in evaluations:
             sentences.append(_against_random(evaluations, name, score))
     if "judge" in evaluations and "random" in evaluations:

@@ -47,7 +47,6 @@ import torch
 from torch import Tensor, nn
 
 from ..conventions import cfg_velocity, t_from_sigma
-from ..counterfactuals import counterfactuals
 from ..estimate import estimate_mi
 from ..trajectory import MIResult, TrajectoryMI
 from ..cli_help import CommandParser, run_cli
@@ -57,11 +56,11 @@ from ..progress import progress_bar
 from ..select import top_k
 from .evaluate import (DEFAULT_CFG, DEFAULT_STEPS, generate, generate_with_phrase_mi, judge_batch, noise_for,
                        pick_prompts, sigma_grid, velocity_fn)
-from .exact import condition_scores
+from .exact import condition_scores, toy_rivals
 from .judge import classify_pixels
 from .pictures import mi_histogram_figure
-from .prompts import (CATEGORIES, SPLITS, contrast_prompts, parse_prompt, prompt_phrases, prompts, tokenize,
-                      tokenize_batch, without_phrases)
+from .prompts import (CATEGORIES, SPLITS, contrast_prompts, parse_prompt, prompt_phrases, prompts, tokenize_batch,
+                      without_phrases)
 from .train_model import load_toy_model
 
 __all__ = ["trajectory_scores", "fresh_mi", "contrast_scores", "auroc_by_group", "top1_by_group", "figure_name", "study",
@@ -159,18 +158,6 @@ def generate_with_trajectory_pmi(model: nn.Module, texts: list[str], seeds: list
         results.append(accumulator.result())
         scores.append((vector * x).flatten(1).sum(1) + scalar)
     return torch.cat(images), MIResult.concat(results), torch.cat(scores)
-
-
-def toy_rivals(text: str) -> list[str]:
-    """The generic editor's rivals of a toy prompt that the toy vocabulary can encode."""
-    kept = []
-    for rival in counterfactuals(text):
-        try:
-            tokenize(rival)
-        except ValueError:
-            continue
-        kept.append(str(rival))
-    return kept
 
 
 def exact_scores(model: nn.Module, images: Tensor, texts: list[str], groups: Tensor, cfg: float, n_t: int,

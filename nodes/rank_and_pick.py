@@ -7,6 +7,7 @@ this node and what follows it (ComfyUI caches everything upstream); nothing wait
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -77,6 +78,14 @@ def phrase_entries(scores, images: torch.Tensor) -> list[dict]:
             for j in range(len(scores))]
 
 
+def score_entries(scores, j: int) -> dict:
+    """Candidate j's standard error of its score (None when the score has none) and its margin against each rival
+    (log p(x|y) − log p(x|y′), nats; [] without rivals), for the gallery."""
+    se = None if scores.mi_standard_error is None else float(scores.mi_standard_error[j])
+    margins = [] if scores.rival_margins is None else [float(v) for v in scores.rival_margins[j]]
+    return {"se": se if se is not None and math.isfinite(se) else None, "margins": margins}
+
+
 class RFMIRankAndPick(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -84,8 +93,9 @@ class RFMIRankAndPick(io.ComfyNode):
             node_id="RFMIRankAndPick",
             display_name="Rank and Pick",
             category=CATEGORY,
-            description="Shows all candidates of Best-of-N sorted by MI, with their MI and heatmap (and, for scores "
-                        "with phrase MI, a bar per phrase with its heatmap on hover, the weakest marked); click "
+            description="Shows all candidates of Best-of-N sorted by their score (named in the header, ± its standard "
+                        "error), with their heatmap (and, for scores with phrase MI, a bar per phrase with its heatmap "
+                        "on hover, the weakest marked; for a contrast, the rival prompts, editable); click "
                         "thumbnails (or press 1–9 over the gallery) to pick, then queue again: only this node and what "
                         "follows re-run. Outputs the picks in pick order, or the top k by MI when nothing is picked.",
             inputs=[
@@ -124,11 +134,13 @@ class RFMIRankAndPick(io.ComfyNode):
         heat_refs = save_temp_pngs(heat, "rfmi_gallery_heat") if heat is not None else [None] * n
         phrases = phrase_entries(scores, small)
         gallery = [{"candidate": j + 1, "seed": int(scores.seeds[j]), "mi": float(scores.mi[j]),
-                    "image": thumbs[j], "heatmap": heat_refs[j], **phrases[j]} for j in range(n)]
+                    "image": thumbs[j], "heatmap": heat_refs[j], **phrases[j], **score_entries(scores, j)}
+                   for j in range(n)]
         index = torch.tensor(order, dtype=torch.long)
         latent = {"samples": chosen.latents}
         ui = {"rfmi_gallery": gallery, "rfmi_chosen": [j + 1 for j in order], "rfmi_picked": [picked], "rfmi_k": [k],
-              "rfmi_phrases": list(scores.phrases)}
+              "rfmi_phrases": list(scores.phrases), "rfmi_score": [str(scores.settings.get("score", "rfmi"))],
+              "rfmi_rivals": list(scores.rivals)}
         return io.NodeOutput(latent, images.index_select(0, index.to(images.device)), chosen, ui=ui)
 
 

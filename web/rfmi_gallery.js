@@ -1,7 +1,9 @@
 // The Rank and Pick gallery: all Best-of-N candidates as thumbnails sorted by MI, an MI badge on each, the MI heatmap
 // on hover (or for all with the toggle); a click toggles a pick, keys 1–9 over the gallery too; "reset to top-k".
 // Scores with phrase MI add a bar per phrase under each thumbnail (its i(x; p | y∖p) in nats, the weakest marked);
-// hovering a bar shows that phrase's heatmap over the thumbnail.
+// hovering a bar shows that phrase's heatmap over the thumbnail. The header names the score that ranked (each badge
+// holds the score ± its standard error where it has one); a contrast or posterior lists its rival prompts, and "edit
+// rivals" writes an edited list into the scoring node's "rivals" widget upstream (queue again to rescore).
 //
 // A DOM widget (node.addDOMWidget), never drawn on the canvas and no LiteGraph draw method replaced. The picks live in
 // the node's own "picks" STRING widget, so they are saved in the workflow and sent in the prompt like any widget value
@@ -10,7 +12,8 @@
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import {
-  candidateForKey, formatPicks, galleryView, parsePicks, resetPicks, togglePick, viewPath,
+  candidateForKey, formatPicks, galleryView, parsePicks, parseRivals, resetPicks, rivalsText, scoreLabel, togglePick,
+  viewPath,
 } from "./rfmi_gallery_logic.js";
 import { after, fitNode } from "./rfmi_node_ui.js";
 
@@ -23,6 +26,8 @@ const MARGIN = 4; // the DOM widget's margin
 const EMPTY_HEIGHT = 44;
 const GOLD = "#f0c040";
 const BAR_ROW = 12; // px, one phrase bar
+const RIVALS_ROW = 20; // px, the rivals line
+const RIVALS_EDITOR = 96; // px, the rivals editor (textarea and buttons)
 const BAR_COLOUR = "#4a9eda";
 const WEAKEST_COLOUR = "#ff6b6b";
 
@@ -50,7 +55,85 @@ function galleryHeight(node) {
   if (n === 0) return EMPTY_HEIGHT + 2 * MARGIN;
   const cols = columns(node);
   const cell = ((node.size?.[0] ?? 400) - 2 * MARGIN - 20 - (cols - 1) * GAP) / cols;
-  return HEADER + Math.ceil(n / cols) * (cell + barsHeight(node) + GAP) + 2 * MARGIN + 8;
+  return HEADER + rivalsHeight(node) + Math.ceil(n / cols) * (cell + barsHeight(node) + GAP) + 2 * MARGIN + 8;
+}
+
+function hasRivals(node) {
+  const state = node.__rfmiGallery;
+  return (state?.rivals?.length ?? 0) > 0 || state?.score === "contrast" || state?.score === "posterior";
+}
+
+function rivalsHeight(node) {
+  if (!hasRivals(node)) return 0;
+  return node.__rfmiGallery.editingRivals ? RIVALS_EDITOR : RIVALS_ROW;
+}
+
+/** The scoring node upstream (Best-of-N, RFMI Sampler, Score by MI) whose "rivals" widget made these scores: the
+ * node on the "scores" input, followed through nodes that pass scores on (RFMI Phrase MI). */
+function scoringNode(node) {
+  let current = node;
+  for (let hops = 0; current && hops < 4; hops++) {
+    const slot = current.inputs?.findIndex((input) => input.name === "scores") ?? -1;
+    const source = slot >= 0 ? current.getInputNode?.(slot) : null;
+    if (source && widgetOf(source, "rivals")) return source;
+    current = source;
+  }
+  return null;
+}
+
+/** The rivals line: the rival prompts that scored these candidates, and the editor that rewrites them upstream. */
+function rivalsPanel(node) {
+  const state = node.__rfmiGallery;
+  const panel = document.createElement("div");
+  panel.className = "rfmi-rivals";
+  panel.style.cssText = "font-size:11px;padding:0 4px 2px;white-space:nowrap;overflow:hidden;";
+  const source = scoringNode(node);
+  if (!state.editingRivals) {
+    const list = document.createElement("span");
+    list.className = "rfmi-rivals-list";
+    list.textContent = state.rivals.length ? `rivals: ${state.rivals.join(" · ")}` : "rivals: none (scored as exact MI)";
+    list.title = state.rivals.join("\n");
+    list.style.cssText = "display:inline-block;max-width:calc(100% - 90px);overflow:hidden;text-overflow:ellipsis;" +
+      "vertical-align:middle;";
+    const edit = button("edit rivals", "edit the rival prompts (one a line); queue again to rescore", () => {
+      state.editingRivals = true;
+      render(node);
+      fitNode(node);
+    });
+    edit.className = "rfmi-rivals-edit";
+    panel.append(list, edit);
+    return panel;
+  }
+  const area = document.createElement("textarea");
+  area.className = "rfmi-rivals-text";
+  area.value = String(widgetOf(source, "rivals")?.value || rivalsText(state.rivals));
+  area.rows = 3;
+  area.style.cssText = "width:100%;box-sizing:border-box;font:11px monospace;resize:none;";
+  area.addEventListener("keydown", (event) => event.stopPropagation()); // typing is not a pick key
+  const message = document.createElement("span");
+  message.className = "rfmi-rivals-message";
+  message.textContent = source ? `writes ${source.title ?? source.type}'s rivals` : "no scoring node with rivals upstream";
+  const apply = button("apply", "write these rivals into the scoring node (queue again to rescore)", () => {
+    const widget = widgetOf(source, "rivals");
+    if (!widget) return;
+    const text = rivalsText(parseRivals(area.value));
+    widget.value = text;
+    widget.callback?.(text, app.canvas, source);
+    state.editingRivals = false;
+    render(node);
+    fitNode(node);
+    app.graph?.setDirtyCanvas?.(true, true);
+  });
+  apply.className = "rfmi-rivals-apply";
+  apply.disabled = !source;
+  const cancel = button("cancel", "keep the rivals as they are", () => {
+    state.editingRivals = false;
+    render(node);
+    fitNode(node);
+  });
+  panel.style.whiteSpace = "normal";
+  panel.append(area, message, apply, cancel);
+  return panel;
 }
 
 function imageUrl(ref) {
@@ -141,12 +224,15 @@ function card(node, item) {
   el.className = "rfmi-card";
   Object.assign(el.dataset, {
     candidate: String(item.candidate), rank: String(item.rank), mi: item.text, seed: String(item.seed ?? ""),
+    se: Number.isFinite(item.se) ? String(item.se) : "", margins: (item.margins ?? []).join(","),
     picked: String(item.pickOrder !== null), chosen: String(item.chosen),
   });
   const border = item.pickOrder !== null ? `3px solid ${GOLD}` : item.chosen ? `2px dashed ${GOLD}` : "1px solid #555";
   el.style.cssText = `position:relative;border:${border};border-radius:4px;overflow:hidden;` +
     "cursor:pointer;box-sizing:border-box;background:#111;";
-  el.title = `candidate c${item.candidate} (seed ${item.seed}): MI ${item.text} nats, rank ${item.rank + 1}` +
+  const margins = (item.margins ?? []).map((m, i) => `\n  vs ${node.__rfmiGallery.rivals[i] ?? `rival ${i + 1}`}: ${m.toFixed(3)}`);
+  el.title = `candidate c${item.candidate} (seed ${item.seed}): ${scoreLabel(node.__rfmiGallery.score)} ${item.scored} ` +
+    `nats, rank ${item.rank + 1}` + margins.join("") +
     (item.key ? `; key ${item.key}` : "") + "\nclick to pick / unpick; hover for the MI heatmap";
   const thumb = document.createElement("div");
   thumb.className = "rfmi-thumb";
@@ -157,7 +243,7 @@ function card(node, item) {
   img.draggable = false;
   img.style.cssText = "width:100%;height:100%;object-fit:contain;image-rendering:pixelated;display:block;";
   thumb.append(img);
-  thumb.append(badge(item.text, "left:2px;bottom:2px;"));
+  thumb.append(badge(item.scored, "left:2px;bottom:2px;"));
   thumb.append(badge(item.key ? `${item.key}` : `#${item.rank + 1}`, "left:2px;top:2px;opacity:0.85;")); // rank = key
   thumb.append(badge(`c${item.candidate}`, "right:2px;bottom:2px;opacity:0.7;")); // the number the picks widget holds
   if (item.pickOrder !== null) thumb.append(badge(`✓${item.pickOrder}`, `right:2px;top:2px;background:${GOLD};color:#000;`));
@@ -202,8 +288,10 @@ function render(node) {
   const status = document.createElement("span");
   status.className = "rfmi-gallery-status";
   status.style.cssText = "flex:1;overflow:hidden;text-overflow:ellipsis;";
-  status.textContent = `${view.items.length} by MI (nats) · ` +
-    (view.error ? "picks refused (see below)" : view.usingDefault ? `output: top ${view.chosen.length} by MI` : `picked: ${view.picks.map((c) => `c${c}`).join(", ")}`);
+  const label = scoreLabel(state.score);
+  status.textContent = `${view.items.length} by ${label} (nats) · ` +
+    (view.error ? "picks refused (see below)" : view.usingDefault ? `output: top ${view.chosen.length} by ${label}` : `picked: ${view.picks.map((c) => `c${c}`).join(", ")}`);
+  status.dataset.score = state.score ?? "";
   const heatButton = button(state.showHeat ? "images" : "heatmaps", "show the MI heatmap on every thumbnail (or the images)",
     () => { state.showHeat = !state.showHeat; render(node); });
   heatButton.className = "rfmi-heat-toggle";
@@ -212,6 +300,7 @@ function render(node) {
   reset.disabled = view.usingDefault;
   header.append(status, heatButton, reset);
   const parts = [header];
+  if (hasRivals(node)) parts.push(rivalsPanel(node));
   if (view.error) { // the node will refuse this picks text when queued: say so now, in its words
     const error = document.createElement("div");
     error.className = "rfmi-gallery-error";
@@ -234,7 +323,8 @@ function ensureGallery(node) {
   element.tabIndex = 0; // focusable: keys 1–9 act on the gallery under the pointer
   element.style.cssText = "font:11px sans-serif;padding:4px;box-sizing:border-box;overflow:hidden;outline:none;" +
     "background:var(--comfy-input-bg,#222);color:var(--input-text,#ddd);border-radius:4px;";
-  const state = { element, entries: [], phrases: [], showHeat: false, view: null, hover: null, hoverPhrase: null };
+  const state = { element, entries: [], phrases: [], score: null, rivals: [], editingRivals: false, showHeat: false,
+    view: null, hover: null, hoverPhrase: null };
   node.__rfmiGallery = state;
   element.addEventListener("pointerenter", () => {
     const active = document.activeElement;
@@ -269,6 +359,8 @@ function showGallery(node, message) {
   const state = ensureGallery(node);
   state.entries = entries;
   state.phrases = Array.isArray(message?.rfmi_phrases) ? message.rfmi_phrases : [];
+  state.score = Array.isArray(message?.rfmi_score) ? message.rfmi_score[0] : null;
+  state.rivals = Array.isArray(message?.rfmi_rivals) ? message.rfmi_rivals : [];
   render(node);
   fitNode(node);
 }

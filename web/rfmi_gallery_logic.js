@@ -7,6 +7,9 @@
 //                 with phrase MI also phrase_mi (nats, one per phrase) and phrase_heatmaps (a reference or null each).
 //   rfmi_chosen:  the candidates the node output, in order; rfmi_picked: [whether they were the artist's picks].
 //   rfmi_phrases: the prompt's phrases, in the order of phrase_mi ([] without phrase MI).
+//   rfmi_score:   [the score the candidates are ranked by: pmi, contrast, posterior, rfmi, ...]; each entry then has
+//                 se (its standard error, or null) and margins (log p(x|y) − log p(x|y') per rival, nats).
+//   rfmi_rivals:  the rival prompts of a contrast or posterior ([] otherwise).
 // The picks are the node's "picks" STRING widget: candidate numbers, comma-separated, in pick order ("" = top k).
 import { formatNats, rankDescending } from "./rfmi_format.js";
 
@@ -122,6 +125,7 @@ export function galleryView(entries, picksText, k, phrases = []) {
   const items = ranked.map((e) => ({
     ...e,
     text: formatNats(e.mi),
+    scored: formatWithError(e.mi, e.se),
     key: e.rank < MAX_KEY ? String(e.rank + 1) : "",
     pickOrder: picks.includes(e.candidate) ? picks.indexOf(e.candidate) + 1 : null,
     chosen: chosen.includes(e.candidate),
@@ -135,4 +139,31 @@ export function viewPath(ref) {
   if (!ref || typeof ref.filename !== "string") return null;
   const query = new URLSearchParams({ filename: ref.filename, subfolder: ref.subfolder ?? "", type: ref.type ?? "temp" });
   return `/view?${query.toString()}`;
+}
+
+/** What each score is called in the gallery's header (the node's names, rfmi_core/ranking.py). */
+export const SCORE_LABELS = {
+  pmi: "exact MI", contrast: "contrast vs rivals", posterior: "posterior vs rivals", rfmi: "the paper's RFMI",
+  mitune: "the paper's mitune", squared: "squared MI", "phrase-min": "weakest phrase MI", "phrase-mean": "mean phrase MI",
+};
+
+export function scoreLabel(score) {
+  return SCORE_LABELS[score] ?? (typeof score === "string" && score ? score : "MI");
+}
+
+/** A score with its standard error: "1.234 ± 0.056"; just the score when the error is missing or not finite. */
+export function formatWithError(value, se) {
+  const text = formatNats(value);
+  return Number.isFinite(se) ? `${text} ± ${formatNats(se)}` : text;
+}
+
+/** Rival prompts from an edited text: one a line, trimmed, blank lines and repeats dropped. */
+export function parseRivals(text) {
+  if (typeof text !== "string") return [];
+  return [...new Set(text.split("\n").map((line) => line.split(/\s+/).filter(Boolean).join(" ")).filter(Boolean))];
+}
+
+/** The rivals as the scoring node's "rivals" widget holds them: one a line. */
+export function rivalsText(rivals) {
+  return (Array.isArray(rivals) ? rivals : []).join("\n");
 }

@@ -323,3 +323,92 @@ def test_gallery_shows_a_bar_per_phrase_marks_the_weakest_and_hovering_shows_its
                      f"!c.src.includes('phrase') ? c : null; }})()", timeout=10, what="the image again after the hover")
     assert not [e for e in browser.console_errors() if "rfmi" in e.lower()]
     print(f"\nphrase bars screenshot: {shot}")
+
+
+def rivals_js(node_id: int) -> str:
+    return f"""(() => {{
+  const el = {APP}.graph.getNodeById({node_id})?.widgets?.find(w => w.name === "rfmi_gallery")?.element;
+  const panel = el?.querySelector(".rfmi-rivals");
+  const box = (sel) => {{ const b = panel?.querySelector(sel)?.getBoundingClientRect();
+    return b ? {{ x: b.x + b.width / 2, y: b.y + b.height / 2, w: b.width, h: b.height }} : null; }};
+  return {{
+    status: el?.querySelector(".rfmi-gallery-status")?.textContent ?? null,
+    list: panel?.querySelector(".rfmi-rivals-list")?.textContent ?? null,
+    edit: box(".rfmi-rivals-edit"), text: box(".rfmi-rivals-text"), apply: box(".rfmi-rivals-apply"),
+    se: [...el.querySelectorAll(".rfmi-card")].map(c => c.dataset.se),
+    message: panel?.querySelector(".rfmi-rivals-message")?.textContent ?? null,
+    typed: panel?.querySelector(".rfmi-rivals-text")?.value ?? null,
+  }};
+}})()"""
+
+
+@pytest.mark.parametrize("vue_nodes", [False, True], ids=["litegraph_nodes", "vue_nodes"])
+def test_gallery_names_the_contrast_shows_its_rivals_and_an_edited_rival_rescores(page, screens, vue_nodes):
+    """Best-of-N ranking by contrast (the toy CLIP and the prompt connected): the header names the score, each
+    thumbnail carries its standard error, the rivals line lists the editor's rivals; editing them in the gallery
+    (real clicks and typing) writes Best-of-N's rivals widget, and queueing again scores against the typed rival."""
+    server, browser = page
+    suffix = use_renderer(browser, vue_nodes, "the rivals line there")
+    workflow = load(WORKFLOW_DIR / f"{WORKFLOW}.json")
+    pick_id = _node(workflow, "RFMIRankAndPick")["id"]
+    preview_id = next(nd["id"] for nd in workflow["nodes"] if nd["type"] == "PreviewImage" and nd.get("title") == "Picked")
+    keep = upstream_of(workflow, pick_id) | {preview_id}
+    ids = dict(bon=_node(workflow, "RFMIBestOfN")["id"], loader=_node(workflow, "RFMIToyModelLoader")["id"],
+               prompt=_node(workflow, "PrimitiveStringMultiline")["id"])
+    loaded = browser.evaluate(load_workflow_js(WORKFLOW), timeout=60)
+    assert loaded["missing"] == [] and not any("Missing" in d for d in loaded["dialogs"])
+    wired = browser.evaluate(f"""(() => {{
+  const app = {APP}; const graph = app.graph; const ids = {json.dumps(ids)};
+  const keep = {json.dumps([str(i) for i in sorted(keep)])};
+  for (const node of [...graph.nodes]) if (!keep.includes(String(node.id)) && node.type !== "Note") graph.remove(node);
+  const bon = graph.getNodeById(ids.bon), loader = graph.getNodeById(ids.loader), prompt = graph.getNodeById(ids.prompt);
+  bon.widgets.find(w => w.name === "score").value = "contrast";
+  bon.widgets.find(w => w.name === "steps").value = {FAST_STEPS["RFMIBestOfN"]};
+  bon.widgets.find(w => w.name === "n_t").value = 4;
+  bon.widgets.find(w => w.name === "rivals").value = "";
+  loader.connect(loader.outputs.findIndex(o => o.type === "CLIP"), bon, bon.inputs.findIndex(i => i.name === "clip"));
+  prompt.connect(0, bon, bon.inputs.findIndex(i => i.name === "text"));
+  graph.setDirtyCanvas(true, true);
+  return ["clip", "text"].map(name => bon.inputs.find(i => i.name === name)?.link != null);
+}})()""")
+    assert wired == [True, True]
+    from rfmi_core.counterfactuals import counterfactuals
+
+    suggested = [str(r) for r in counterfactuals(PROMPT_TEXT)]
+    out = queue_from_the_page(server, browser)["outputs"][str(pick_id)]
+    assert out["rfmi_score"] == ["contrast"] and out["rfmi_rivals"] == suggested
+    assert all(len(g["margins"]) == len(suggested) and g["se"] > 0 for g in out["rfmi_gallery"])
+    assert all(g["mi"] == pytest.approx(min(g["margins"]), abs=1e-3) for g in out["rfmi_gallery"])
+    browser.evaluate(focus_js(pick_id))
+    settled_gallery(browser, pick_id)
+    shown = browser.wait_for(f"(() => {{ const r = {rivals_js(pick_id)}; return r.list && r.edit ? r : null; }})()",
+                             timeout=15, what="the rivals line")
+    assert "by contrast vs rivals (nats)" in shown["status"] and all(s for s in shown["se"])
+    assert shown["list"] == "rivals: " + " · ".join(suggested)
+
+    click(browser, shown["edit"]["x"], shown["edit"]["y"])
+    editor = browser.wait_for(f"(() => {{ const r = {rivals_js(pick_id)}; return r.text && r.apply ? r : null; }})()",
+                              timeout=10, what="the rivals editor")
+    click(browser, editor["text"]["x"], editor["text"]["y"])
+    browser.send("Input.dispatchKeyEvent", {"type": "keyDown", "key": "a", "code": "KeyA", "modifiers": 2,
+                                            "commands": ["selectAll"]})  # Ctrl+A
+    browser.send("Input.dispatchKeyEvent", {"type": "keyUp", "key": "a", "code": "KeyA", "modifiers": 2})
+    browser.send("Input.insertText", {"text": TYPED_RIVAL})
+    typed = browser.evaluate(rivals_js(pick_id))
+    assert typed["typed"] == TYPED_RIVAL and typed["message"].startswith("writes "), typed
+    click(browser, editor["apply"]["x"], editor["apply"]["y"])
+    written = browser.wait_for(f"(() => {{ const w = {APP}.graph.getNodeById({ids['bon']}).widgets.find(w => w.name === "
+                               f"'rivals'); return w.value === {json.dumps(TYPED_RIVAL)} ? w.value : null; }})()",
+                               timeout=10, what="Best-of-N's rivals widget written by the gallery")
+    assert written == TYPED_RIVAL
+    again = queue_from_the_page(server, browser)["outputs"][str(pick_id)]
+    assert again["rfmi_rivals"] == [TYPED_RIVAL] and all(len(g["margins"]) == 1 for g in again["rfmi_gallery"])
+    browser.wait_for(f"(() => {{ const r = {rivals_js(pick_id)}; return r.list === 'rivals: {TYPED_RIVAL}' ? r : null; "
+                     "})()", timeout=15, what="the typed rival in the gallery")
+    shot = browser.screenshot(screens / f"rank_and_pick_rivals{suffix}.png")
+    assert not [e for e in browser.console_errors() if "rfmi" in e.lower()]
+    print(f"\nrivals screenshot: {shot}")
+
+
+PROMPT_TEXT = "a red square to the left of a blue disk"
+TYPED_RIVAL = "a blue square to the right of a red disk"

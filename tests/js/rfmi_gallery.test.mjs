@@ -146,3 +146,20 @@ test("galleryView: every item carries its phrase bars, the items in MI order", (
   assert.deepEqual(view.items[0].bars.map((b) => b.phrase), PHRASES);
   assert.deepEqual(galleryView(ENTRIES, "", 1).items.map((i) => i.bars), [[], [], [], [], []]);
 });
+
+test("scores carry their name, standard error and rivals: labels, '±' text, rival lists read as the node reads them", async () => {
+  const { formatWithError, parseRivals, rivalsText, scoreLabel } = await import("../../web/rfmi_gallery_logic.js");
+  assert.equal(scoreLabel("pmi"), "exact MI");
+  assert.equal(scoreLabel("rfmi"), "the paper's RFMI");
+  assert.equal(scoreLabel(undefined), "MI");
+  assert.equal(formatWithError(1.23456, 0.0567), "1.235 ± 0.057");
+  assert.equal(formatWithError(1.23456, null), "1.235");
+  assert.equal(formatWithError(1.23456, NaN), "1.235");
+  // as rfmi_core/counterfactuals.py's rival_lines reads typed rivals: one a line, spaces folded, blanks and repeats out
+  assert.deepEqual(parseRivals("  a blue  book and a red vase \n\na green book\na blue book and a red vase"),
+    ["a blue book and a red vase", "a green book"]);
+  assert.equal(rivalsText(["a", "b"]), "a\nb");
+  assert.deepEqual(parseRivals(rivalsText(["x y", "z"])), ["x y", "z"]);
+  const view = galleryView([{ candidate: 1, mi: 2.5, se: 0.25, margins: [1.5] }, { candidate: 2, mi: 3, se: null }], "", 1);
+  assert.deepEqual(view.items.map((i) => i.scored), ["3.000", "2.500 ± 0.250"]);
+});

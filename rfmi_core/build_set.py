@@ -203,10 +203,12 @@ def main(argv: list[str] | None = None) -> None:
         import torch.distributed as dist
 
         dist.init_process_group(backend="gloo")
+    finished = False
     try:
         _run(args, plan)
+        finished = True
     finally:
-        shutdown()
+        shutdown(together=finished)
 
 
 def _run(args: argparse.Namespace, plan: BuildPlan) -> None:

@@ -208,12 +208,14 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as error:
         parser.error(str(error))
     device = init_from_env(args.device)  # under torchrun: the process group, and this rank's device
+    finished = False
     try:
         _train(args, config, model_factory, model_kwargs, data_factory, data_kwargs,
                device if device is not None else args.device)
+        finished = True
     finally:
         if device is not None:
-            shutdown()
+            shutdown(together=finished)
 
 
 def _train(args: argparse.Namespace, config: TrainConfig, model_factory: Callable, model_kwargs: dict,

@@ -21,7 +21,7 @@ from comfy_api.latest import io, ui
 
 from ..rfmi_core.conventions import velocity_from_denoised
 from ..rfmi_core.scores import ScoredCandidates
-from ..rfmi_core.phrase_mi import (PHRASE_SCORES, PHRASE_VELOCITIES, PhraseEstimate,
+from ..rfmi_core.phrase_mi import (PHRASE_FORMS, PHRASE_SCORES, PHRASE_VELOCITIES, PhraseEstimate,
                                    estimate_phrase_mi_from_velocities, phrase_score)
 from ..rfmi_core.phrase_table import phrase_masks, phrase_table
 from ..rfmi_core.phrases import SplitPrompt, split_prompt
@@ -55,7 +55,7 @@ def phrase_conditionings(clip, prompt: str, relations: bool = False) -> tuple[Sp
 
 
 def score_phrases(model, latent: dict, positive, negative, ablated: list, *, seed: int, n_t: int, t_eps: float,
-                  cfg: float, velocity: str, draws_per_call: int = 1) -> PhraseEstimate:
+                  cfg: float, velocity: str, draws_per_call: int = 1, form: str = "exact") -> PhraseEstimate:
     """Phrase MI of the LATENT's samples through ComfyUI's sampling machinery (CONDITIONINGs y, ∅ and y∖p)."""
     require_flow_model(model)
     if not ablated:
@@ -69,7 +69,7 @@ def score_phrases(model, latent: dict, positive, negative, ablated: list, *, see
         lambda: (guider.velocities[0], guider.velocities[1], guider.velocities[2:]),
         lambda velocity_set, x1, generator: estimate_phrase_mi_from_velocities(
             velocity_set, x1, len(ablated), n_t=n_t, t_eps=t_eps, generator=generator, mi_velocity=velocity, cfg=cfg,
-            draws_per_call=draws_per_call),
+            draws_per_call=draws_per_call, form=form, common=form == "exact"),
         seed=seed, n_t=n_t, draws_per_call=draws_per_call, result=result)
     guider.sample(torch.zeros_like(latent_image), latent_image, sampler,
                   torch.tensor([1.0, 0.0]), seed=seed, disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED)
@@ -150,6 +150,10 @@ class RFMIPhraseMI(io.ComfyNode):
                 io.Boolean.Input("split_relations", default=False,
                                  tooltip="Also split a phrase around a spatial relation ('on the left of', 'next to' "
                                          "…), which becomes a phrase of its own."),
+                io.Combo.Input("form", options=list(PHRASE_FORMS), default="exact",
+                               tooltip="exact: each latent's own log p(x|y) − log p(x|y∖p) (the I-MMSE form; conditional "
+                                       "velocities, common draws; cfg and velocity unused); paper: the paper's identity "
+                                       "with y∖p in place of ∅ (right on average over prompts, not per image)."),
                 Scores.Input("scores", optional=True,
                              tooltip="Best-of-N's all_scores: its N candidates' latents, in its order (instead of "
                                      "latent)."),
@@ -174,11 +178,11 @@ class RFMIPhraseMI(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, clip, text, seed, n_t, cfg, velocity, t_eps, draws_per_call, split_relations,
-                latent=None, scores=None, images=None) -> io.NodeOutput:
+                form="exact", latent=None, scores=None, images=None) -> io.NodeOutput:
         latent = candidates_latent(latent, scores)
         split, positive, negative, ablated = phrase_conditionings(clip, text, relations=split_relations)
         estimate = score_phrases(model, latent, positive, negative, ablated, seed=seed, n_t=n_t, t_eps=t_eps, cfg=cfg,
-                                 velocity=velocity, draws_per_call=draws_per_call)
+                                 velocity=velocity, draws_per_call=draws_per_call, form=form)
         table = phrase_table(split.phrases, estimate.mi, estimate.standard_error, estimate.total_mi)
         masks = []
         if estimate.maps is not None and estimate.maps.ndim == 4:

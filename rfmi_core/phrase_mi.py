@@ -35,6 +35,7 @@ from torch import Tensor
 from .checks import require_batched, require_choice, require_same_shape
 from .conventions import Velocity, cfg_velocity, t_from_sigma
 from .estimate import importance_sampled_points, inner_product, tile_condition
+from .pointwise import denoising_gain
 from .progress import progress_bar
 from .sampler import check_sigma_grid
 from .stats import mean_and_standard_error
@@ -43,6 +44,7 @@ from .trajectory import MIResult, StepIntegrand, TrajectoryMI, positionwise_squa
 __all__ = [
     "PHRASE_VELOCITIES",
     "PHRASE_SCORES",
+    "PHRASE_FORMS",
     "phrase_score",
     "PhraseMIResult",
     "PhraseTrajectoryMI",
@@ -53,6 +55,7 @@ __all__ = [
 ]
 
 PHRASE_VELOCITIES = ("cfg", "cfg-y", "cond")
+PHRASE_FORMS = ("exact", "paper")
 PHRASE_SCORES = ("phrase-min", "phrase-mean")
 
 class VelocitySet(Protocol):
@@ -249,14 +252,21 @@ def estimate_phrase_mi_from_velocities(
     stratified: bool = True,
     keep_map: bool = True,
     progress: bool = False,
+    form: str = "paper",
+    common: bool = False,
 ) -> PhraseEstimate:
-    """Phrase MI of existing samples x1 [B, ...]: E_{t~q, ε}[r(t)/q(t)·u·(u − u_ref)] with x_t = t·x1 + (1 − t)·ε,
-    the same (t, ε) for y, ∅ and every y∖p (``estimate_mi_draws_from_pairs``'s draws: stratified, draw-major)."""
+    """Phrase MI of existing samples x1 [B, ...], the same (t, ε) for y, ∅ and every y∖p (stratified, draw-major).
+
+    ``form="paper"``: E_{t~q, ε}[r(t)/q(t)·u·(u − u_ref)] with x_t = t·x1 + (1 − t)·ε (the paper's identity with
+    y∖p in place of ∅; right on average). ``form="exact"``: the per-image log p(x|y) − log p(x|y∖p) of the I-MMSE
+    form (``pointwise``): r/q·(‖u* − u_{y∖p}‖² − ‖u* − u_y‖²) with u* = x1 − ε, conditional velocities (``mi_velocity``
+    and ``cfg`` unused), the total i(x; y) likewise against ∅; ``common``: every sample on the same draws."""
     require_choice("mi_velocity", mi_velocity, PHRASE_VELOCITIES)
+    require_choice("form", form, PHRASE_FORMS)
     if num_phrases < 1:
         raise ValueError(f"num_phrases must be positive; got {num_phrases}")
     points = importance_sampled_points(x1, n_t, t_eps, generator, draws_per_call, stratified, progress,
-                                       desc="phrase scoring")
+                                       desc="phrase scoring", common=common)
     batch = x1.shape[0]
     draws = torch.empty((batch, num_phrases, n_t), dtype=torch.float32)
     total = torch.empty((batch, n_t), dtype=torch.float32)
@@ -269,13 +279,19 @@ def estimate_phrase_mi_from_velocities(
         u_y, u_0 = u_y.float(), u_0.float()
         require_same_shape("u_cond", u_y, "x_t", x_t)
         require_same_shape("u_uncond", u_0, "x_t", x_t)
-        u_main = cfg_velocity(u_y, u_0, cfg) if mi_velocity != "cond" else u_y
-        total[:, drawn] = (w_draw * inner_product(u_main, u_main - u_0, k)).T
+        if form == "exact":
+            total[:, drawn] = (w_draw * denoising_gain(u_y, u_0, chunk.target).reshape(k, -1).cpu()).T
+        else:
+            u_main = cfg_velocity(u_y, u_0, cfg) if mi_velocity != "cond" else u_y
+            total[:, drawn] = (w_draw * inner_product(u_main, u_main - u_0, k)).T
         for p, u_p in enumerate(u_ablated):
             u_p = u_p.float()
             require_same_shape(f"u_ablated[{p}]", u_p, "x_t", x_t)
-            u, u_ref = _reference_pair(u_y, u_0, u_p, mi_velocity, cfg)
-            draws[:, p, drawn] = (w_draw * inner_product(u, u - u_ref, k)).T
+            if form == "exact":
+                draws[:, p, drawn] = (w_draw * denoising_gain(u_y, u_p, chunk.target).reshape(k, -1).cpu()).T
+            else:
+                u, u_ref = _reference_pair(u_y, u_0, u_p, mi_velocity, cfg)
+                draws[:, p, drawn] = (w_draw * inner_product(u, u - u_ref, k)).T
             if keep_map:
                 per_position = positionwise_squared_norm(u_y - u_p)  # [k·B, *P]
                 shaped = w_draw.to(per_position.device).reshape(k, batch, *[1] * (per_position.ndim - 1))
@@ -283,7 +299,7 @@ def estimate_phrase_mi_from_velocities(
                 if maps is None:
                     maps = torch.zeros((batch, num_phrases, *per_position.shape[1:]), device=per_position.device)
                 maps[:, p] += contribution
-    return PhraseEstimate(draws=draws, total_draws=total, maps=maps, velocity=mi_velocity)
+    return PhraseEstimate(draws=draws, total_draws=total, maps=maps, velocity="exact" if form == "exact" else mi_velocity)
 
 
 def estimate_phrase_mi(

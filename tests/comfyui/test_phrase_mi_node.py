@@ -182,7 +182,7 @@ def test_phrase_mi_matches_the_closed_form_of_a_two_part_gaussian(pack_import, t
     positive, negative, ablated = two_part_conditionings(y1, y2)
     estimate = pack_import("nodes.phrase_mi").score_phrases(model, latent, positive, negative, ablated, seed=32,
                                                             n_t=64, t_eps=0.99, cfg=1.0, velocity="cond",
-                                                            draws_per_call=8)
+                                                            draws_per_call=8, form="paper")
     truth = [channel.mi_y1_given_y2, channel.mi_y2_given_y1]
     for p, name in enumerate(["I(X; Y1 | Y2)", "I(X; Y2 | Y1)"]):
         values = estimate.mi[:, p]
@@ -212,8 +212,10 @@ def comfy_round_trip(channel: TwoPartGaussianChannel):
 
 
 @pytest.mark.parametrize("draws_per_call", [1, 2])
-@pytest.mark.parametrize("velocity,cfg", [("cond", 1.0), ("cfg", 2.5), ("cfg-y", 2.5)])
-def test_the_node_path_equals_estimate_phrase_mi_called_directly(pack_import, two_part, draws_per_call, velocity, cfg):
+@pytest.mark.parametrize("velocity,cfg,form", [("cond", 1.0, "paper"), ("cfg", 2.5, "paper"), ("cfg-y", 2.5, "paper"),
+                                               ("cond", 1.0, "exact")])
+def test_the_node_path_equals_estimate_phrase_mi_called_directly(pack_import, two_part, draws_per_call, velocity, cfg,
+                                                                  form):
     channel, model = two_part
     n = 6
     g = torch.Generator().manual_seed(32)
@@ -222,9 +224,10 @@ def test_the_node_path_equals_estimate_phrase_mi_called_directly(pack_import, tw
     positive, negative, ablated = two_part_conditionings(y1, y2)
     ours = pack_import("nodes.phrase_mi").score_phrases(
         model, {"samples": x1.reshape(n, 4, 1, 1)}, positive, negative, ablated, seed=7, n_t=8, t_eps=0.99, cfg=cfg,
-        velocity=velocity, draws_per_call=draws_per_call)
+        velocity=velocity, draws_per_call=draws_per_call, form=form)
     conditions = dict(cond=(y1, y2), uncond=None, ablated=[(None, y2), (y1, None)])
-    options = dict(n_t=8, t_eps=0.99, mi_velocity=velocity, cfg=cfg, draws_per_call=draws_per_call)
+    options = dict(n_t=8, t_eps=0.99, mi_velocity=velocity, cfg=cfg, draws_per_call=draws_per_call, form=form,
+                   common=form == "exact")
     direct = estimate_phrase_mi(comfy_round_trip(channel), x1, **conditions,
                                 generator=torch.Generator().manual_seed(7), **options)
     exact_t = estimate_phrase_mi(channel.velocity, x1, **conditions, generator=torch.Generator().manual_seed(7),

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from .candidates import CandidateMaker, VelocityCandidates, toy_candidates
-from .cli_help import CommandParser, UsageError, run_cli
+from .cli_help import CommandParser, UsageError, run_cli, finite_float, non_negative_float, non_negative_int, positive_float, positive_int
 from .finetune_set import FinetuneSet
 from .prompts import parse_prompt_lines
 from .set_builder import BuildPlan, build_set, gather_report, pending_prompts
@@ -56,23 +56,23 @@ def build_parser() -> argparse.ArgumentParser:
     run = parser.add_argument_group("prompts, set, selection")
     run.add_argument("--prompts", required=True, help="a text file, one prompt a line (blank lines and # lines skipped)")
     run.add_argument("--set", required=True, help="the fine-tune set folder to append to (created when absent)")
-    run.add_argument("--m", "--candidates", dest="m", type=int, default=50,
+    run.add_argument("--m", "--candidates", dest="m", type=positive_int, default=50,
                      help="candidates sampled per prompt (M); under torchrun write --candidates (torchrun's own parser "
                           "reads --m as an abbreviation of its options)")
-    run.add_argument("--k", type=int, default=1, help="candidates kept per prompt, the top k by MI (paper: 1)")
-    run.add_argument("--seed", type=int, default=0, help="candidate j of every prompt has seed + j (as Best-of-N)")
+    run.add_argument("--k", type=positive_int, default=1, help="candidates kept per prompt, the top k by MI (paper: 1)")
+    run.add_argument("--seed", type=non_negative_int, default=0, help="candidate j of every prompt has seed + j (as Best-of-N)")
     run.add_argument("--negative", default="", help="the negative prompt, the ∅ of the MI (default: empty)")
     run.add_argument("--no-progress", action="store_true", help="no tqdm bar")
 
     sampling = parser.add_argument_group("sampling")
-    sampling.add_argument("--steps", type=int, default=28, help="sampler steps (the paper: 100)")
-    sampling.add_argument("--cfg", type=float, default=4.5, help="classifier-free guidance scale")
-    sampling.add_argument("--batch-size", type=int, default=4, help="candidates sampled together")
+    sampling.add_argument("--steps", type=positive_int, default=28, help="sampler steps (the paper: 100)")
+    sampling.add_argument("--cfg", type=non_negative_float, default=4.5, help="classifier-free guidance scale")
+    sampling.add_argument("--batch-size", type=positive_int, default=4, help="candidates sampled together")
     sampling.add_argument("--velocity", choices=VELOCITIES, default="cfg", help="the MI's velocity: u_cfg or u_y")
     sampling.add_argument("--score", choices=EXACT_SCORES + SCORES, default=DEFAULT_SCORE,
                           help="the score ranked by: " + "; ".join(f"{s}: {SCORE_HELP[s]}"
                                                                    for s in EXACT_SCORES + SCORES).replace("%", "%%"))
-    sampling.add_argument("--n-t", type=int, default=PMI_N_T,
+    sampling.add_argument("--n-t", type=positive_int, default=PMI_N_T,
                           help="draws of the exact scores per candidate (each one model call per condition)")
 
     core = parser.add_argument_group("a velocity model (no ComfyUI)")
@@ -81,12 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     core.add_argument("--model-kwargs", help="JSON object of keyword arguments for the model factory")
     core.add_argument("--encoder", help="MODULE:FACTORY returning encode(text) -> {name: [1, ...] tensor} (with a "
                                         "(module, velocity_fn) factory)")
-    core.add_argument("--latent-shape", type=int, nargs="+", help="C H W of one latent (with a (module, velocity_fn) "
+    core.add_argument("--latent-shape", type=positive_int, nargs="+", help="C H W of one latent (with a (module, velocity_fn) "
                                                                   "factory)")
-    core.add_argument("--shift", type=float, default=1.0, help="σ grid time shift (SD3: 3)")
-    core.add_argument("--latent-scale", type=float, default=1.0,
+    core.add_argument("--shift", type=positive_float, default=1.0, help="σ grid time shift (SD3: 3)")
+    core.add_argument("--latent-scale", type=positive_float, default=1.0,
                       help="stored latent = x1 / scale + shift, the inverse of the trainer's map (SD3 1.5305)")
-    core.add_argument("--latent-shift", type=float, default=0.0, help="the shift of --latent-scale (SD3 0.0609)")
+    core.add_argument("--latent-shift", type=finite_float, default=0.0, help="the shift of --latent-scale (SD3 0.0609)")
     core.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda:LOCAL_RANK when CUDA is available, else "
                                        "cpu; with --comfyui, cpu makes ComfyUI run on the CPU)")
 
@@ -99,8 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     comfy.add_argument("--text-encoders", nargs="+", help="1–3 .safetensors names under models/text_encoders (Load "
                                                           "CLIP / DualCLIP / TripleCLIP; default: the checkpoint's)")
     comfy.add_argument("--clip-type", default="sd3", help="the CLIP loader's type with 1 or 2 text encoders")
-    comfy.add_argument("--width", type=int, default=1024, help="image width (the empty latent is width/8)")
-    comfy.add_argument("--height", type=int, default=1024, help="image height")
+    comfy.add_argument("--width", type=positive_int, default=1024, help="image width (the empty latent is width/8)")
+    comfy.add_argument("--height", type=positive_int, default=1024, help="image height")
     comfy.add_argument("--sampler", default="euler", help="ComfyUI sampler_name")
     comfy.add_argument("--scheduler", default="simple", help="ComfyUI scheduler")
     comfy.add_argument("--extra-model-paths-config", action="append",

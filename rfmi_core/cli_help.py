@@ -7,7 +7,9 @@ import argparse
 import sys
 from typing import Callable, NoReturn, Sequence
 
-__all__ = ["DefaultsHelpFormatter", "CommandParser", "UsageError", "USER_ERRORS", "DEBUG_FLAG", "run_cli"]
+__all__ = ["DefaultsHelpFormatter", "CommandParser", "UsageError", "USER_ERRORS", "DEBUG_FLAG", "run_cli",
+           "positive_int", "non_negative_int", "positive_float", "non_negative_float", "open_unit", "probability",
+           "finite_float", "NUMBER_TYPES"]
 
 DEBUG_FLAG = "--debug"
 EXIT_USAGE = 2  # argparse's exit status for a bad command line; ours for every user error
@@ -22,6 +24,36 @@ class UsageError(Exception):
 # and keeps its traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (UsageError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
                                                  PermissionError, ValueError)
+
+
+def _number(kind: type, low: float | None, low_open: bool, high: float | None, high_open: bool, what: str):
+    """An argparse ``type`` that reads a ``kind`` and refuses values outside the range (argparse turns the
+    ArgumentTypeError into one line, exit status 2, before the command does any work)."""
+
+    def read(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if value != value or value in (float("inf"), float("-inf")) or (low is not None and (value <= low if low_open else value < low)) or (
+                high is not None and (value >= high if high_open else value > high)):
+            raise argparse.ArgumentTypeError(f"{text} is not {what}")
+        return value
+
+    read.__name__ = what.replace(" ", "_")
+    return read
+
+
+positive_int = _number(int, 1, False, None, False, "a whole number ≥ 1")
+non_negative_int = _number(int, 0, False, None, False, "a whole number ≥ 0")
+positive_float = _number(float, 0, True, None, False, "a number > 0")
+non_negative_float = _number(float, 0, False, None, False, "a number ≥ 0")
+open_unit = _number(float, 0, True, 1, True, "a number strictly between 0 and 1")
+probability = _number(float, 0, False, 1, False, "a number between 0 and 1")
+finite_float = _number(float, None, False, None, False, "a number")
+NUMBER_TYPES = (positive_int, non_negative_int, positive_float, non_negative_float, open_unit, probability, finite_float)
+"""The range-checked number types every numeric flag of the pack's commands uses (a test checks there is no bare
+int or float)."""
 
 
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

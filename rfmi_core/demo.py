@@ -18,10 +18,13 @@ import sys
 import torch
 
 from .analytic import GaussianChannel, GaussianMixture
-from .cli_help import CommandParser, run_cli
+from .cli_help import CommandParser, run_cli, non_negative_int, positive_int
 from .estimate import estimate_mi
 from .sampler import sample_with_mi
 from .stats import mean_and_standard_error
+
+
+PROG = "python -m rfmi_core.demo"
 
 
 def _mean_se(values: torch.Tensor) -> tuple[float, float]:
@@ -54,10 +57,10 @@ def main(argv: list[str] | None = None) -> None:
     from .toy.demo import main as toy_main
 
     if "-h" not in argv and "--help" not in argv:
-        toy_main(argv)
+        toy_main(argv, prog=PROG)
         return
     try:
-        toy_main(argv)
+        toy_main(argv, prog=PROG)
     except SystemExit:  # the toy demo's --help has been printed
         print("\n" + analytic_parser().format_help())
         raise
@@ -68,11 +71,11 @@ def analytic_parser() -> argparse.ArgumentParser:
         prog="python -m rfmi_core.demo --analytic", formatter_class=argparse.HelpFormatter,
         description="--analytic: RFMI against closed-form MI on exact velocity fields (CPU, seconds) instead of the "
                     "toy-world loop; its options:")
-    parser.add_argument("--images", type=int, default=2000, help="images per case (default 2000)")
-    parser.add_argument("--steps", type=int, default=100, help="Euler steps per trajectory (default 100)")
-    parser.add_argument("--n-t", type=int, default=8,
+    parser.add_argument("--images", type=positive_int, default=2000, help="images per case (default 2000)")
+    parser.add_argument("--steps", type=positive_int, default=100, help="Euler steps per trajectory (default 100)")
+    parser.add_argument("--n-t", type=positive_int, default=8,
                         help="importance-sampled times per image for estimate_mi (default 8)")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the conditions, noise and times (default 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seeds the conditions, noise and times (default 0)")
     return parser
 
 
@@ -97,4 +100,4 @@ def analytic_main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    run_cli(main, "python -m rfmi_core.demo")
+    run_cli(main, PROG)

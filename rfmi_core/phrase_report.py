@@ -32,10 +32,16 @@ def phrase_count_table(categories: dict[str, list[str]], relations: bool) -> lis
     return lines
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> CommandParser:
+    """The command's flags, each with its range (an out-of-range value is one error line before any work)."""
     parser = CommandParser(prog="python -m rfmi_core.phrase_report", description=__doc__.splitlines()[0])
     parser.add_argument("folder", nargs="?", default="../shared/data/t2i-compbench",
                         help="a folder of CATEGORY_*.txt prompt lists")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     categories = prompt_lists(Path(args.folder))
     if not categories:

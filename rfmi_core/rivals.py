@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .cli_help import CommandParser, run_cli
+from .cli_help import CommandParser, run_cli, non_negative_int
 from .counterfactuals import counterfactuals, coverage
 
 __all__ = ["main"]
@@ -18,13 +18,19 @@ __all__ = ["main"]
 PROG = "python -m rfmi_core.rivals"
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> CommandParser:
+    """The command's flags, each with its range (an out-of-range value is one error line before any work)."""
     parser = CommandParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("prompt", nargs="*", help="prompts to print the rivals of")
     parser.add_argument("--coverage", metavar="PATH", nargs="+",
                         help="prompt files (one prompt a line) or folders of *.txt files: per file, the share of "
                              "prompts with a rival, each edit's reach and examples")
-    parser.add_argument("--examples", type=int, default=3, help="examples printed per file with --coverage")
+    parser.add_argument("--examples", type=non_negative_int, default=3, help="examples printed per file with --coverage")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not args.prompt and not args.coverage:
         parser.error("give a prompt, or --coverage FILE_OR_FOLDER")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from ..cli_help import CommandParser, run_cli
+from ..cli_help import CommandParser, run_cli, open_unit, positive_int
 from ..vector_rf import VectorRFConfig, gaussianise_marginals, train_vector_rf, vector_rf_mi
 from .baselines import BASELINES, BMI_BASELINES, BaselineSettings, run_baseline
 from .report import append_rows, done_keys, heatmap, markdown_table, read_rows, summarise
@@ -184,7 +184,8 @@ def write_report(out: Path, task_order: list[str]) -> None:
     print(table)
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def build_parser() -> CommandParser:
+    """The command's flags, each with its range."""
     parser = CommandParser(prog="python -m rfmi_core.bench.synthetic", description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = parser.add_mutually_exclusive_group()
@@ -194,19 +195,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--tasks", help="comma-separated task ids or regexes (default: the mode's tasks)")
     parser.add_argument("--estimators", help="comma-separated subset of " + ", ".join((*RFMI_VARIANTS, *BASELINES)))
     parser.add_argument("--seeds", help="comma-separated seeds (quick: 0; full: 1,2,3)")
-    parser.add_argument("--n-train", type=int, help="training rows (quick 20000, full 100000)")
-    parser.add_argument("--n-test", type=int, help="test rows (quick 5000, full 10000)")
-    parser.add_argument("--rfmi-steps", type=int, help="RFMI training steps (quick 2500, full 20000)")
-    parser.add_argument("--rfmi-batch", type=int, help="RFMI batch per member (quick 512, full 1024)")
-    parser.add_argument("--rfmi-t-max", type=float, help="integrate RFMI over [0, t_max] (default 0.999)")
-    parser.add_argument("--doe-steps", type=int, help="DoE training steps (quick 2000, full 10000)")
-    parser.add_argument("--group", type=int, default=8, help="max tasks per RFMI ensemble (equal dims)")
+    parser.add_argument("--n-train", type=positive_int, help="training rows (quick 20000, full 100000)")
+    parser.add_argument("--n-test", type=positive_int, help="test rows (quick 5000, full 10000)")
+    parser.add_argument("--rfmi-steps", type=positive_int, help="RFMI training steps (quick 2500, full 20000)")
+    parser.add_argument("--rfmi-batch", type=positive_int, help="RFMI batch per member (quick 512, full 1024)")
+    parser.add_argument("--rfmi-t-max", type=open_unit, help="integrate RFMI over [0, t_max] (default 0.999)")
+    parser.add_argument("--doe-steps", type=positive_int, help="DoE training steps (quick 2000, full 10000)")
+    parser.add_argument("--group", type=positive_int, default=8, help="max tasks per RFMI ensemble (equal dims)")
     parser.add_argument("--device", default="cpu", help="torch device for RFMI and DoE (cuda on a GPU)")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
     parser.add_argument("--out", help="output folder (default runs/synthetic-<mode>)")
     parser.add_argument("--cache-dir", help="sample cache for slow tasks (default <out>/cache)")
     parser.add_argument("--report", action="store_true", help="only rewrite table.md and heatmap.png from the CSV")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def main(argv=None) -> None:

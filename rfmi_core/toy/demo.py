@@ -49,7 +49,7 @@ from torch import Tensor, nn
 from safetensors import safe_open
 
 from ..lora import save_lora, save_safetensors_atomic
-from ..cli_help import CommandParser, run_cli
+from ..cli_help import CommandParser, run_cli, non_negative_float, non_negative_int, positive_float, positive_int
 from ..plot import loss_curve_figure, save_figure
 from ..select import top_k
 from ..train import TrainConfig, train_lora
@@ -409,29 +409,41 @@ def run_demo(size: DemoSize, weights: str | None = None, out: str = "out/toy_dem
     return result
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = CommandParser(prog="python -m rfmi_core.toy.demo", description=__doc__.splitlines()[0])
+PROG = "python -m rfmi_core.toy.demo"
+
+
+def build_parser(prog: str = PROG) -> CommandParser:
+    """The command's flags, each with its range (an out-of-range value is one error line before any work); ``prog``:
+    the command the user typed (``python -m rfmi_core.demo`` forwards here)."""
+    parser = CommandParser(prog=prog, description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--full", action="store_true", help="the full table with random and judge-selected controls")
     mode.add_argument("--tiny", action="store_true", help="a seconds-long smoke run (CI)")
     parser.add_argument("--weights", default=None, help="toy model safetensors (default: the shipped weights)")
     parser.add_argument("--out", default=os.path.join("out", "toy_demo"), help="folder for results.md, the pictures and the LoRAs")
-    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="Euler steps per sample")
-    parser.add_argument("--cfg", type=float, default=DEFAULT_CFG, help="classifier-free guidance scale of the sampler")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the prompts, candidates, fine-tuning and judging")
-    parser.add_argument("--lr", type=float, default=DEFAULT_LR, help="LoRA learning rate")
-    parser.add_argument("--rank", type=int, default=DEFAULT_RANK, help="LoRA rank (alpha = rank)")
+    parser.add_argument("--steps", type=positive_int, default=DEFAULT_STEPS, help="Euler steps per sample")
+    parser.add_argument("--cfg", type=non_negative_float, default=DEFAULT_CFG, help="classifier-free guidance scale of the sampler")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seeds the prompts, candidates, fine-tuning and judging")
+    parser.add_argument("--lr", type=positive_float, default=DEFAULT_LR, help="LoRA learning rate")
+    parser.add_argument("--rank", type=positive_int, default=DEFAULT_RANK, help="LoRA rank (alpha = rank)")
     parser.add_argument("--controls", action="store_true", help="also run the random and judge-selected controls")
-    parser.add_argument("--threads", type=int, default=1,
+    parser.add_argument("--threads", type=positive_int, default=1,
                         help="torch CPU threads (1 by default: on a shared CPU, 2 threads made LoRA steps 8× slower)")
     for name in ("ft_prompts", "m", "k", "ft_steps", "eval_images", "ft_batch"):
-        parser.add_argument("--" + name.replace("_", "-"), type=int, default=None, help="override the size's value (default: the --tiny / default / --full size's)")
+        parser.add_argument("--" + name.replace("_", "-"), type=positive_int, default=None, help="override the size's value (default: the --tiny / default / --full size's)")
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str = PROG) -> None:
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     size = copy.deepcopy(SIZES["full" if args.full else "tiny" if args.tiny else "default"])
     for name in ("ft_prompts", "m", "k", "ft_steps", "eval_images", "ft_batch"):
         if getattr(args, name) is not None:
             setattr(size, name, getattr(args, name))
+    if size.k > size.m:
+        parser.error(f"--k ({size.k}) cannot exceed --m ({size.m}): k of each prompt's m candidates are kept")
     if args.controls:
         size.selections = SELECTIONS
     start = time.perf_counter()
@@ -444,4 +456,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    run_cli(main, "python -m rfmi_core.toy.demo")
+    run_cli(main, PROG)

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from ..progress import progress_bar
-from ..cli_help import CommandParser, run_cli
+from ..cli_help import CommandParser, run_cli, non_negative_float, non_negative_int, positive_int
 from ..phrase_mi import sample_with_phrase_mi
 from ..sampler import sample_with_mi
 from ..trajectory import MIResult
@@ -186,20 +186,26 @@ def heldout_set(n: int, seed: int, split: str = "heldout") -> tuple[list[str], l
     return texts, categories, [(seed + 1) * 10_000_000 + i for i in range(len(texts))]
 
 
+def build_parser() -> CommandParser:
+    """The command's flags, each with its range (an out-of-range value is one error line before any work)."""
+    parser = CommandParser(prog="python -m rfmi_core.toy.evaluate", description="Held-out valid and correct rates of toy weights, per category.")
+    parser.add_argument("weights", nargs="+", help="toy model safetensors files")
+    parser.add_argument("--n", type=positive_int, default=200, help="held-out images per category")
+    parser.add_argument("--cfg", type=non_negative_float, nargs="+", default=[DEFAULT_CFG], help="guidance scales to evaluate")
+    parser.add_argument("--steps", type=positive_int, default=DEFAULT_STEPS, help="Euler steps")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seeds the held-out prompts and noise")
+    parser.add_argument("--reasons", action="store_true", help="also count the judge's reasons for invalid images")
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> None:
     import re
     from collections import Counter
 
     from .train_model import load_toy_model
 
-    parser = CommandParser(prog="python -m rfmi_core.toy.evaluate", description="Held-out valid and correct rates of toy weights, per category.")
-    parser.add_argument("weights", nargs="+", help="toy model safetensors files")
-    parser.add_argument("--n", type=int, default=200, help="held-out images per category")
-    parser.add_argument("--cfg", type=float, nargs="+", default=[DEFAULT_CFG], help="guidance scales to evaluate")
-    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="Euler steps")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the held-out prompts and noise")
-    parser.add_argument("--reasons", action="store_true", help="also count the judge's reasons for invalid images")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser = build_parser()
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     texts, categories, seeds = heldout_set(args.n, args.seed)

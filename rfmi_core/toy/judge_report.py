@@ -17,7 +17,7 @@ import time
 import torch
 from torch import Tensor
 
-from ..cli_help import CommandParser, run_cli
+from ..cli_help import CommandParser, run_cli, non_negative_float, non_negative_int, positive_int
 from .invalid import INVALID_KINDS, render_invalid
 from .judge import judge
 from .prompts import CATEGORIES, SPLITS, contrast_prompts, prompt_specs, prompts
@@ -80,12 +80,18 @@ def _row(label: str, values: list[float]) -> str:
     return f"  {label:<40}" + "".join(f"{100 * v:>8.1f}" for v in values)
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> CommandParser:
+    """The command's flags, each with its range (an out-of-range value is one error line before any work)."""
     parser = CommandParser(prog="python -m rfmi_core.toy.judge_report", description=__doc__.splitlines()[0])
-    parser.add_argument("--scenes", type=int, default=1000, help="scenes per category and per set")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the scenes and the pixel noise")
-    parser.add_argument("--sigmas", type=float, nargs="+", default=[0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5],
+    parser.add_argument("--scenes", type=positive_int, default=1000, help="scenes per category and per set")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seeds the scenes and the pixel noise")
+    parser.add_argument("--sigmas", type=non_negative_float, nargs="+", default=[0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5],
                         help="standard deviations of the Gaussian pixel noise added before judging")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
     args = parser.parse_args(argv)
     start = time.perf_counter()
     g = torch.Generator().manual_seed(args.seed)

@@ -49,7 +49,7 @@ from torch import Tensor, nn
 from ..conventions import cfg_velocity, t_from_sigma
 from ..estimate import estimate_mi
 from ..trajectory import MIResult, TrajectoryMI
-from ..cli_help import CommandParser, run_cli
+from ..cli_help import CommandParser, run_cli, non_negative_float, non_negative_int, positive_int
 from ..conventions import straight_path
 from ..plot import save_figure
 from ..progress import progress_bar
@@ -338,32 +338,40 @@ def study(condition: Condition, prompts_per_category: int, n_t: int, seed: int, 
     return lines
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> CommandParser:
+    """The command's flags, each with its range (an out-of-range value is one error line before any work)."""
     parser = CommandParser(prog="python -m rfmi_core.toy.selection_study", description=__doc__.splitlines()[0])
     parser.add_argument("--weights", nargs="+", default=[None], help="toy model files (default: the shipped one)")
-    parser.add_argument("--cfgs", type=float, nargs="+", default=[DEFAULT_CFG], help="guidance scales to study")
-    parser.add_argument("--steps", type=int, nargs="+", default=[DEFAULT_STEPS], help="Euler step counts to study")
-    parser.add_argument("--m", type=int, default=8, help="candidates per prompt")
-    parser.add_argument("--m-values", type=int, nargs="*", default=None, help="top-1 against M (≤ --m; default: 2, 4, 8, 16, 32 up to --m)")
-    parser.add_argument("--prompts", type=int, default=32,
+    parser.add_argument("--cfgs", type=non_negative_float, nargs="+", default=[DEFAULT_CFG], help="guidance scales to study")
+    parser.add_argument("--steps", type=positive_int, nargs="+", default=[DEFAULT_STEPS], help="Euler step counts to study")
+    parser.add_argument("--m", type=positive_int, default=8, help="candidates per prompt")
+    parser.add_argument("--m-values", type=positive_int, nargs="*", default=None, help="top-1 against M (≤ --m; default: 2, 4, 8, 16, 32 up to --m)")
+    parser.add_argument("--prompts", type=positive_int, default=32,
                         help="prompts per category (the split's prompts in turn; a repeat gets new seeds)")
     parser.add_argument("--split", default="heldout", choices=SPLITS,
                         help="prompt split: heldout = compositions the model never trained on (the paper's regime)")
-    parser.add_argument("--n-t", type=int, default=8, help="draws for fresh-noise MI and contrast scores")
+    parser.add_argument("--n-t", type=positive_int, default=8, help="draws for fresh-noise MI and contrast scores")
     parser.add_argument("--no-fresh", action="store_true", help="skip the fresh-noise MI re-estimate")
     parser.add_argument("--no-contrast", action="store_true", help="skip the prompt-contrast scores")
     parser.add_argument("--no-phrases", action="store_true", help="skip the phrase-MI scores (phrase-min, phrase-mean)")
     parser.add_argument("--exact", action="store_true",
                         help="add the exact per-image scores (pmi, contrasts, posteriors; with --no-phrases also "
                              "pmi-trajectory)")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the prompts and candidates")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: robust on a shared CPU)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seeds the prompts and candidates")
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (1: robust on a shared CPU)")
     parser.add_argument("--out", default=None, help="append the markdown to this file")
     parser.add_argument("--figures", default=None, metavar="DIR",
                         help="also write each condition's MI histogram (correct vs wrong, per category) as a PNG here")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     m_values = args.m_values if args.m_values is not None else [m for m in (2, 4, 8, 16, 32) if m <= args.m]
+    if any(m > args.m for m in m_values):
+        parser.error(f"--m-values must not exceed --m ({args.m}); got {m_values}")
     for weights in args.weights:
         for cfg in args.cfgs:
             for steps in args.steps:

@@ -66,7 +66,7 @@ import time
 import torch
 from safetensors import safe_open
 
-from ..cli_help import CommandParser, run_cli
+from ..cli_help import CommandParser, run_cli, non_negative_int, positive_float, positive_int, probability
 from ..conventions import straight_path
 from ..lora import save_safetensors_atomic
 from ..progress import progress_bar
@@ -249,31 +249,31 @@ def train(steps: int, batch: int, lr: float, dropout: float, ema_decay: float, s
 def build_parser() -> CommandParser:
     """train_model's flags (also read by ``train_recipe``, whose stages are lists of them)."""
     parser = CommandParser(prog="python -m rfmi_core.toy.train_model", description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=14000, help="total steps")
-    parser.add_argument("--stop-after", type=int, default=None,
+    parser.add_argument("--steps", type=positive_int, default=14000, help="total steps")
+    parser.add_argument("--stop-after", type=positive_int, default=None,
                         help="end this run at that step (saved; the schedule stays that of --steps); --resume goes on")
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--dropout", type=float, default=0.1, help="probability of training on ∅ (for CFG)")
-    parser.add_argument("--phrase-dropout", type=float, default=0.15,
+    parser.add_argument("--batch", type=positive_int, default=64)
+    parser.add_argument("--lr", type=positive_float, default=1e-3)
+    parser.add_argument("--dropout", type=probability, default=0.1, help="probability of training on ∅ (for CFG)")
+    parser.add_argument("--phrase-dropout", type=probability, default=0.15,
                         help="probability of training on the prompt without one of its phrases (drawn uniformly)")
-    parser.add_argument("--width", type=int, default=96)
-    parser.add_argument("--depth", type=int, default=4)
-    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--width", type=positive_int, default=96)
+    parser.add_argument("--depth", type=positive_int, default=4)
+    parser.add_argument("--heads", type=positive_int, default=4)
     parser.add_argument("--no-local-mixing", action="store_true", help="no depthwise 3×3 conv in the MLPs")
     parser.add_argument("--prompt-slots", action="store_true",
                         help="adaLN also reads the token embeddings in their slots (word order; added to an --init model)")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--ema", type=float, default=0.999)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--save-every", type=int, default=250)
-    parser.add_argument("--warmup", type=int, default=100, help="linear learning-rate warm-up steps")
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
+    parser.add_argument("--ema", type=probability, default=0.999)
+    parser.add_argument("--seed", type=non_negative_int, default=0)
+    parser.add_argument("--save-every", type=positive_int, default=250)
+    parser.add_argument("--warmup", type=non_negative_int, default=100, help="linear learning-rate warm-up steps")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--out", default=DEFAULT_WEIGHTS)
     parser.add_argument("--snapshots", default=None, help="folder that keeps a copy of the weights at every save")
     parser.add_argument("--init", default=None,
                         help="start from this weights file (its config; a new run: its own steps and schedule)")
-    parser.add_argument("--stf", type=int, default=1,
+    parser.add_argument("--stf", type=positive_int, default=1,
                         help="reference images per prompt for the stable-target-field target (1: the plain target)")
     parser.add_argument("--decay", choices=("cosine", "none"), default="cosine",
                         help="learning rate after the warm-up: cosine to 0, or none (constant)")
@@ -282,7 +282,7 @@ def build_parser() -> CommandParser:
     parser.add_argument("--numeracy-groups", type=int, choices=(1, 2), default=2,
                         help="numeracy prompts of at most this many counted groups (1: the world of the first three "
                              "shipped stages, before two-group counting)")
-    parser.add_argument("--low-t-share", type=float, default=0.0,
+    parser.add_argument("--low-t-share", type=probability, default=0.0,
                         help=f"share of training times drawn uniformly below t = {LOW_T_MAX} instead of logit-normal")
     return parser
 

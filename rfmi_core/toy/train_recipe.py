@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from safetensors import safe_open
 
 from ..cli_help import CommandParser, run_cli
-from .train_model import DEFAULT_WEIGHTS, build_parser, main as train_model_main
+from .train_model import DEFAULT_WEIGHTS, main as train_model_main
+from .train_model import build_parser as train_model_parser
 
 __all__ = ["Stage", "SHIPPED", "run_recipe", "stage_argv", "completed_steps", "recorded_flags"]
 
@@ -107,7 +108,7 @@ def run_recipe(stages: tuple[Stage, ...], work: str, out: str) -> list[list[str]
     ran: list[list[str]] = []
     for stage in stages:
         path = os.path.join(work, stage.name + ".safetensors")
-        total = build_parser().parse_args(list(stage.flags)).steps
+        total = train_model_parser().parse_args(list(stage.flags)).steps
         if any(not 0 < pause < total for pause in stage.pauses):
             raise ValueError(f"stage {stage.name}: pauses {stage.pauses} must lie inside its {total} steps")
         expected = stage_argv(stage, work, 0, total, total)
@@ -133,11 +134,17 @@ def run_recipe(stages: tuple[Stage, ...], work: str, out: str) -> list[list[str]
     return ran
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> CommandParser:
+    """The command's flags, each with its range (an out-of-range value is one error line before any work)."""
     parser = CommandParser(prog="python -m rfmi_core.toy.train_recipe", description=__doc__.splitlines()[0])
     parser.add_argument("--work", default=os.path.join("runs", "toy_recipe"),
                         help="folder for each stage's weights (kept: a rerun resumes or skips finished stages)")
     parser.add_argument("--out", default=DEFAULT_WEIGHTS, help="where the final weights are copied")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
     args = parser.parse_args(argv)
     began = time.time()
     ran = run_recipe(SHIPPED, args.work, args.out)

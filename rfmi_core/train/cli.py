@@ -41,7 +41,7 @@ from typing import Any, Callable
 
 from torch import Tensor, nn
 
-from ..cli_help import CommandParser, UsageError
+from ..cli_help import CommandParser, UsageError, finite_float, positive_float
 from ..finetune_set import FinetuneSet
 from ..lora import load_lora_file, save_lora
 from .config import Setting, TrainConfig, config_from_settings, low_memory, settings
@@ -156,10 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--model", required=True, help=f"MODULE:FACTORY returning (nn.Module, velocity_fn), or {TOY!r} "
                                                    f"for the toy model shipped with the pack")
     io.add_argument("--data", help="MODULE:FACTORY returning the dataset (instead of SET)")
-    io.add_argument("--latent-scale", type=float, default=1.0,
+    io.add_argument("--latent-scale", type=positive_float, default=1.0,
                     help="SET latents into the model's space: x1 = (latent − shift)·scale (default 1; SD3 1.5305, "
                          "FLUX 0.3611)")
-    io.add_argument("--latent-shift", type=float, default=0.0,
+    io.add_argument("--latent-shift", type=finite_float, default=0.0,
                     help="the shift of --latent-scale (default 0; SD3 0.0609, FLUX 0.1159)")
     io.add_argument("--model-kwargs", help="JSON object of keyword arguments for the model factory (default none)")
     io.add_argument("--data-kwargs", help="JSON object of keyword arguments for the data factory (default none)")

@@ -74,10 +74,23 @@ def denoising_gain(u_a: Tensor, u_b: Tensor, target: Tensor) -> Tensor:
 @dataclass
 class ConditionRatios:
     """log p(x|c) − log p(x|c_reference) for every condition c of each image, by draw: ``draws`` [B, C, n_t] in nats
-    (the reference's row is zero). Means, standard errors and any pair's ratio come from the same draws."""
+    (the reference's row is zero), and each draw's time ``times`` [B, n_t]. Means, standard errors and any pair's
+    ratio come from the same draws."""
 
     draws: Tensor
     reference: int
+    times: Tensor | None = None
+
+    def reweighted(self, weight: Callable[[Tensor], Tensor]) -> "ConditionRatios":
+        """The same draws for the integrand weight ``weight(t)`` in place of t/(1 − t): each draw times
+        weight(t)·(1 − t)/t. ``weight`` = 1 gives the diffusion-classifier score ∫ (‖u* − u_b‖² − ‖u* − u_a‖²) dt
+        (Li et al. 2023; Krojer et al. 2023), which is no longer a log-likelihood ratio but weighs every noise level
+        alike; a band weight t/(1 − t)·1[t ≤ t_max] keeps the exact integrand below t_max."""
+        if self.times is None:
+            raise ValueError("these ratios carry no draw times")
+        t = self.times.to(self.draws.dtype).clamp(min=1e-12)
+        factor = (weight(t) * (1 - t) / t).unsqueeze(1)  # [B, 1, n_t]
+        return ConditionRatios(self.draws * factor, self.reference, self.times)
 
     @property
     def log_ratio(self) -> Tensor:
@@ -141,7 +154,9 @@ def condition_log_ratios_from_velocities(
     points = importance_sampled_points(x1, n_t, t_eps, generator, draws_per_call, stratified, progress,
                                        desc="exact MI", common=common)
     draws = torch.zeros((x1.shape[0], num_conditions, n_t), dtype=torch.float32)
+    times = torch.zeros((x1.shape[0], n_t), dtype=torch.float32)
     for chunk in points:
+        times[:, chunk.start : chunk.start + chunk.count] = chunk.t.reshape(chunk.count, -1).T.cpu()
         u = [v.float() for v in velocities(chunk.x_t, chunk.t)]
         if len(u) != num_conditions:
             raise ValueError(f"velocities returned {len(u)} velocities; expected one per condition ({num_conditions})")
@@ -150,7 +165,7 @@ def condition_log_ratios_from_velocities(
             if c != reference:
                 gain = denoising_gain(u_c, u[reference], chunk.target).reshape(chunk.count, -1).cpu()
                 draws[:, c, chunk.start : chunk.start + chunk.count] = (chunk.weights * gain).T
-    return ConditionRatios(draws, reference)
+    return ConditionRatios(draws, reference, times)
 
 
 def condition_log_ratios(velocity: Velocity, x1: Tensor, conditions: Sequence[Any], reference: int = 0,

@@ -14,7 +14,6 @@ import torch
 
 import comfy.samplers
 import comfy.utils
-import folder_paths
 import nodes as comfy_nodes
 
 from ..rfmi_core.pointwise import PMI_N_T, PMI_T_EPS

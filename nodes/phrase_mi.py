@@ -19,7 +19,6 @@ import torch
 import comfy.utils
 from comfy_api.latest import io, ui
 
-from ..rfmi_core.conventions import velocity_from_denoised
 from ..rfmi_core.scores import ScoredCandidates
 from ..rfmi_core.phrase_mi import (PHRASE_FORMS, PHRASE_SCORES, PHRASE_VELOCITIES, PhraseEstimate,
                                    estimate_phrase_mi_from_velocities, phrase_score)

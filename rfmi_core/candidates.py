@@ -129,7 +129,6 @@ class VelocityCandidates:
         rivals = [str(r) for r in counterfactuals(text)] if self.score != "pmi" else []
         conditions = [negative, positive, *(self.encode(r) for r in rivals)]
         x1 = ((scores.latents - self.latent_shift) * self.latent_scale).to(self.device)
-        batch = x1.shape[0]
 
         def velocities(x_t: Tensor, t: Tensor) -> list[Tensor]:
             return [self.velocity_fn(self.module, x_t, t, _batched(c, x_t.shape[0], self.device)) for c in conditions]

@@ -262,6 +262,12 @@ def _count_rivals(prompt: str, tokens: list[_Token]) -> list[Rival]:
     return rivals
 
 
+def _plain_noun_phrase(words: list[str]) -> bool:
+    """A determiner or count, modifiers, then one noun: "a red square", "two big dogs"."""
+    return (len(words) >= 2 and (words[0].lower() in _DETERMINERS or words[0].lower() in NUMBERS or words[0].isdigit())
+            and all(w.lower() in _MODIFIERS for w in words[1:-1]))
+
+
 def _object_swap_rivals(prompt: str) -> list[Rival]:
     """The head nouns of "NP RELATION NP" trade places, for an asymmetric relation and a prompt that is exactly those
     two short noun phrases around it (a longer sentence has verbs a word list cannot tell from nouns: no guess)."""
@@ -270,10 +276,7 @@ def _object_swap_rivals(prompt: str) -> list[Rival]:
         return []
     start, end, _ = spans[0]
     words_before, words_after = prompt[:start].split(), prompt[end:].rstrip(" .!").split()
-    simple = lambda words: (len(words) >= 2 and (words[0].lower() in _DETERMINERS or words[0].lower() in NUMBERS
-                                                 or words[0].isdigit())
-                            and all(w.lower() in _MODIFIERS for w in words[1:-1]))  # noqa: E731  det, modifiers, noun
-    if not (simple(words_before) and simple(words_after)):
+    if not (_plain_noun_phrase(words_before) and _plain_noun_phrase(words_after)):
         return []
     first = _head_noun(prompt, (0, start, prompt[:start]))
     second = _head_noun(prompt, (end, len(prompt), prompt[end:]))

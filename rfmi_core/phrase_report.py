@@ -15,7 +15,7 @@ def prompt_lists(folder: Path) -> dict[str, list[str]]:
     categories: dict[str, list[str]] = {}
     for path in sorted(folder.glob("*_*.txt")):
         category = path.stem.rsplit("_", 1)[0]
-        categories.setdefault(category, []).extend(l.strip() for l in path.read_text().splitlines() if l.strip())
+        categories.setdefault(category, []).extend(line.strip() for line in path.read_text().splitlines() if line.strip())
     return categories
 
 

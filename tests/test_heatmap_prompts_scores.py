@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from rfmi_core import MIResult, ScoredCandidates, TrajectoryMI
+from rfmi_core import ScoredCandidates, TrajectoryMI
 from rfmi_core.heatmap import colourise, normalise_map, overlay, upsample_map
 from rfmi_core.prompts import parse_prompt_lines, resolve_inside
 

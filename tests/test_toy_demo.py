@@ -66,7 +66,7 @@ def test_tiny_demo_finetuning_moves_the_model(tiny):
     assert b and any(float(t.abs().max()) > 0 for t in b)  # B starts at 0: non-zero means trained
     base, tuned = result.evaluations["base"].images, result.evaluations["pmi"].images
     assert not torch.equal(base, tuned)  # same prompts and noise, different model
-    assert all(l > 0 and math.isfinite(l) for losses in result.losses.values() for l in losses)
+    assert all(v > 0 and math.isfinite(v) for losses in result.losses.values() for v in losses)
 
 
 def test_selection_by_a_score_keeps_the_highest_of_each_prompt():

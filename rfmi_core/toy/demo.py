@@ -386,7 +386,7 @@ def run_demo(size: DemoSize, weights: str | None = None, out: str = "out/toy_dem
               f"(95% Wilson intervals; differences: Newcombe)", "", *_table(result, CATEGORIES), "",
               "FT: LoRA rank {r}, lr {lr:g}, {s} steps of batch {b}; final loss ".format(
                   r=rank, lr=lr, s=size.ft_steps, b=size.ft_batch)
-              + ", ".join(f"{n} {sum(l[-10:]) / len(l[-10:]):.4f}" for n, l in losses.items())]
+              + ", ".join(f"{n} {sum(v[-10:]) / len(v[-10:]):.4f}" for n, v in losses.items())]
     lines = [*preamble(command, os.path.relpath(weights or DEFAULT_WEIGHTS), size, steps, cfg, seed, lr, rank,
                        JUDGE_SELECTION),
              *lines, "", reading(evaluations)]
@@ -401,7 +401,7 @@ def run_demo(size: DemoSize, weights: str | None = None, out: str = "out/toy_dem
                                      for mask in [torch.tensor([c == category for c in cands.categories])]},
                                     f"{shown} of the {len(cands.texts)} candidates (fine-tuning prompts), correct vs "
                                     "wrong by the judge", score=shown), os.path.join(out, "mi_histogram.png"))
-    save_figure(loss_curve_figure({MODEL_NAMES.get(n, n): l for n, l in losses.items()},
+    save_figure(loss_curve_figure({MODEL_NAMES.get(n, n): v for n, v in losses.items()},
                                   f"LoRA fine-tuning loss (rank {rank}, lr {lr:g}, batch {size.ft_batch})"),
                 os.path.join(out, "loss_curve.png"))
     with open(os.path.join(out, "results.md"), "w") as handle:

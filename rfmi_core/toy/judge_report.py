@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
         print(_row(f"{category:<9} contrast prompt → incorrect", [c for c, _ in scores]))
     images, kinds = invalid_scenes(args.scenes, g)
     scores = [agreement(images, ["one red square"] * len(kinds), [False] * len(kinds), False, s, g) for s in args.sigmas]
-    print(_row(f"invalid   non-scenes → invalid", [v for _, v in scores]))
+    print(_row("invalid   non-scenes → invalid", [v for _, v in scores]))
     print(f"\n{time.perf_counter() - start:.0f} s (seed {args.seed})")
 
 

@@ -13,7 +13,7 @@ Two groups are what T2I-CompBench's numeracy prompts mostly hold (479 of its 700
 the previous model's valid numeracy images had the right count 88 % of the time (numeracy 78 % correct against
 binding's 39 %), so counting measured little beyond drawing. The counts stop at three objects because the toy model
 draws no more than that validly often enough: two groups of four objects came out 58–67 % valid after a 2500-step
-stage (docs/experiments/toy_two_group_numeracy.md). "one red square and one blue disk" is a binding prompt, so (1, 1)
+stage (research/notes/toy_two_group_numeracy.md). "one red square and one blue disk" is a binding prompt, so (1, 1)
 is no count pair.
 
 The first named object is always the one whose shape comes first in ``SHAPES`` (one text per meaning). The held-out

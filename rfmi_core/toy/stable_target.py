@@ -16,7 +16,6 @@ x1_0 and u_STF → x1 − ε; at small t they are near uniform and u_STF average
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 __all__ = ["stf_velocity_target"]

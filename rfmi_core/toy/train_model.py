@@ -33,7 +33,7 @@ batches (checked against the earlier code on 256 draws):
    --ema 0.99 --seed 5``: the world's numeracy with two counted groups ("two red squares and one blue disk"), three
    batch draws in five numeracy (a category listed twice is drawn twice as often). It replaced a 500-step one-group
    numeracy stage whose model counted too well (numeracy 88.5 % valid, 78.0 % correct); the runs that led to these
-   flags (other counts, shares, learning rates and splits) are in docs/experiments/toy_two_group_numeracy.md.
+   flags (other counts, shares, learning rates and splits) are in research/notes/toy_two_group_numeracy.md.
 
 Judged on held-out prompts (never trained on; CFG 3, 20 Euler steps, 200 images per category, ``python -m
 rfmi_core.toy.evaluate rfmi_core/toy/weights/toy_rf.safetensors --n 200``, and ``--seed 1`` for a second draw),

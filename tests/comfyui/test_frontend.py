@@ -169,12 +169,12 @@ class Chromium:
 
 # --- page-side helpers (plain JS strings; `app` is the frontend's app object) ---
 APP = "window.comfyAPI.app.app"
-READY = f"""(() => {{
+READY = """(() => {
   const app = window.comfyAPI?.app?.app;
   const types = window.LiteGraph?.registered_node_types;
   return !!(app?.graph && app.canvas && types?.RFMISampler &&
             types.RFMISampler.prototype.onExecuted?.rfmi === "show the MI values");
-}})()"""
+})()"""
 PROBE = f"""(() => {{
   const app = {APP};
   if (!window.__rfmiProbe) {{
@@ -304,9 +304,9 @@ def screens(tmp_path_factory) -> Path:
 
 def _linked_inputs(workflow: dict) -> set:
     links = link_table(workflow)
-    return {(lid, l["origin_id"], l["origin_slot"], l["target_id"],
-             next(i["name"] for i in next(n for n in workflow["nodes"] if n["id"] == l["target_id"])["inputs"]
-                  if i.get("link") == lid)) for lid, l in links.items()}
+    return {(lid, link["origin_id"], link["origin_slot"], link["target_id"],
+             next(i["name"] for i in next(n for n in workflow["nodes"] if n["id"] == link["target_id"])["inputs"]
+                  if i.get("link") == lid)) for lid, link in links.items()}
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,7 +16,7 @@ import comfy.samplers
 import nodes as comfy_nodes
 
 from rfmi_core import sample_with_mi
-from rfmi_core.toy import MAX_TOKENS, PAD_ID, PROMPT_VOCAB, tokenize_batch
+from rfmi_core.toy import MAX_TOKENS, PAD_ID, tokenize_batch
 from rfmi_core.toy.model import ToyFlowTransformer
 
 PROMPT = "a red square to the left of a blue disk"

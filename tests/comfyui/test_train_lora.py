@@ -3,7 +3,6 @@ equals the uninterrupted run, the model passed in is unchanged."""
 
 from __future__ import annotations
 
-import copy
 
 import pytest
 import torch
@@ -155,8 +154,8 @@ def test_a_flux_set_keeps_its_guidance_and_trains_a_lora_the_stock_loader_takes_
         torch.testing.assert_close(lora[key], value, atol=1e-6, rtol=0)
     assert any(lora[k].abs().max() > 0 for k in lora if k.endswith("lora_B.weight"))  # it did train
     modules = {k.rsplit(".lora_", 1)[0].rsplit(".alpha", 1)[0] for k in lora}
-    assert modules == {f"diffusion_model.double_blocks.0.{a}.{l}" for a in ("img_attn", "txt_attn")
-                       for l in ("qkv", "proj")}
+    assert modules == {f"diffusion_model.double_blocks.0.{a}.{layer}" for a in ("img_attn", "txt_attn")
+                       for layer in ("qkv", "proj")}
     caplog.clear()
     with caplog.at_level("WARNING"):
         loaded = comfy.lora.load_lora(lora, comfy.lora.model_lora_keys_unet(model.model, {}))
@@ -269,7 +268,7 @@ def test_validation_grids_every_n_steps_are_saved_beside_the_lora_and_shown(rfmi
     assert grids[0][2:66, 2:66].std() > 1 and not np.array_equal(grids[0][2:66, 2:66], grids[0][2:66, 68:132])
     shown = out.ui["images"]
     assert len(shown) == 3 and all(ref["type"] == "temp" for ref in shown) and out.ui["text"][0].startswith("v.safetensors")
-    again = train(rfmi_nodes, model, steps=4, lr=3e-2, lora="v2", validation_every=2, vae=vae, full=True)
+    train(rfmi_nodes, model, steps=4, lr=3e-2, lora="v2", validation_every=2, vae=vae, full=True)
     assert np.array_equal(np.asarray(Image.open(folders / "loras" / "v2_validation" / "step_000004.png")),
                           grids[2].astype(np.uint8))  # same seed, same prompts: the same images
 

@@ -2,7 +2,7 @@
 figures.
 
     git show 24da8d1:rfmi_core/toy/weights/toy_rf.safetensors > runs/base.safetensors   # the model before the layout
-    python benchmarks/toy_layout_probe.py --arm slots-from-file --weights runs/base.safetensors --steps 300
+    python -m research.toy_layout_probe --arm slots-from-file --weights runs/base.safetensors --steps 300
 
 Trains on spatial train prompts only, at t uniform in [0, --t-max) (or exactly --t-max with --fixed-t), with stable
 targets (``stable_target``, K = 16 scenes per prompt), batch 32, lr 1e-3 (warm-up 50); every 100 steps it prints the

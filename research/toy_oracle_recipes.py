@@ -1,7 +1,7 @@
 """Oracle fine-tuning recipes on the toy world, quickly: one candidate set, one base evaluation, then per recipe a
 LoRA on judge-selected (correct-only) or other candidates, judged against the base. Not a test: it prints figures.
 
-    python benchmarks/toy_oracle_recipes.py --weights W --recipes '[{"rank": 16, "lr": 1e-3, "steps": 600,
+    python -m research.toy_oracle_recipes --weights W --recipes '[{"rank": 16, "lr": 1e-3, "steps": 600,
         "batch": 32, "targets": "<regex>"}, {"rank": 8, "lr": 1e-3, "steps": 300, "batch": 32, "select": "random"}]'
 
 Candidates: ``--instances`` prompts per category from the held-out split's "finetune" half (spatial split by object
@@ -55,7 +55,9 @@ else:
     texts, cats, groups = [], [], []
     for c, cat in enumerate(CATEGORIES):
         for p, text in enumerate(pick_prompts(half(cat, 0), a.instances, c)):
-            texts += [text] * a.m; cats += [cat] * a.m; groups += [c * a.instances + p] * a.m
+            texts += [text] * a.m
+            cats += [cat] * a.m
+            groups += [c * a.instances + p] * a.m
     seeds = [i + 5_000_000 for i in range(len(texts))]
     images, res = generate(base, texts, seeds, 20, a.cfg)
     v, cc = judge_batch(images, texts)
@@ -66,7 +68,8 @@ print(f"candidates {len(cands.texts)} ({time.time()-t:.0f}s); correct " + ", ".j
     f"{c} {100*cands.correct[torch.tensor([x==c for x in cands.categories])].float().mean():.1f}" for c in CATEGORIES), flush=True)
 texts, cats = [], []
 for c, cat in enumerate(CATEGORIES):
-    texts += pick_prompts(half(cat, 1), a.eval, 7919 + c); cats += [cat] * a.eval
+    texts += pick_prompts(half(cat, 1), a.eval, 7919 + c)
+    cats += [cat] * a.eval
 seeds = [10_000_000 + i for i in range(len(texts))]
 ep = f"runs/oc/{a.tag}_splitB_base_{a.eval}.safetensors"
 ekey = json.dumps({"weights": weights_sha, "eval": a.eval, "cfg": a.cfg})
@@ -90,7 +93,8 @@ for r in json.loads(a.recipes):
     data = FinetuneData(cands.images[idx], [cands.texts[i] for i in idx.tolist()])
     size = DemoSize(1, a.m, k, r["steps"], a.eval, ft_batch=r["batch"])
     cfg = ft_config(size, 0, r["lr"], r["rank"])
-    if "targets" in r: cfg.target_modules = r["targets"]
+    if "targets" in r:
+        cfg.target_modules = r["targets"]
     t = time.time()
     model, res = finetune(base, data, cfg, progress=False)
     ev = evaluate(model, texts, cats, seeds, 20, a.cfg, progress=False)

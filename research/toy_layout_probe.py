@@ -28,7 +28,7 @@ from rfmi_core.toy.prompts import parse_prompt, prompt_specs, prompts, tokenize_
 from rfmi_core.toy.stable_target import stf_velocity_target
 from rfmi_core.toy.train_model import load_toy_model, toy_config
 from rfmi_core.toy.world import sample_scenes
-from toy_spatial_direction import mean_displacement
+from benchmarks.toy_spatial_direction import mean_displacement  # noqa: E402  (namespace package, repo root)
 
 ARMS = ("mean", "slots", "slots-from-file")
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from rfmi_core import TrajectoryMI
-from rfmi_core.cli_help import DefaultsHelpFormatter
+from rfmi_core.util.cli_help import DefaultsHelpFormatter
 
 
 class TinyLatentTransformer(nn.Module):

@@ -25,8 +25,8 @@ import time
 
 import torch
 
-from rfmi_core.candidates import toy_candidates
-from rfmi_core.cli_help import DefaultsHelpFormatter
+from rfmi_core.finetune.candidates import toy_candidates
+from rfmi_core.util.cli_help import DefaultsHelpFormatter
 
 PAPER = dict(prompts=700, factor=2, m=50, steps=100)
 

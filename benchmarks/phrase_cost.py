@@ -28,10 +28,10 @@ from torch import nn
 from accumulator_cost import TinyLatentTransformer  # this folder (python benchmarks/phrase_cost.py)
 
 from rfmi_core import estimate_mi, estimate_phrase_mi, sample_with_mi, sample_with_phrase_mi
-from rfmi_core.phrase_mi import PhraseTrajectoryMI
-from rfmi_core.trajectory import TrajectoryMI
-from rfmi_core.cli_help import DefaultsHelpFormatter
-from rfmi_core.conventions import cfg_velocity
+from rfmi_core.mi.phrase_mi import PhraseTrajectoryMI
+from rfmi_core.mi.trajectory import TrajectoryMI
+from rfmi_core.util.cli_help import DefaultsHelpFormatter
+from rfmi_core.mi.conventions import cfg_velocity
 
 
 class ConditionedTiny(TinyLatentTransformer):

@@ -20,8 +20,8 @@ import torch
 from rfmi_core.toy.evaluate import generate, judge_batch, pick_prompts
 from rfmi_core.toy.exact import condition_scores, toy_rivals
 from rfmi_core.toy.prompts import CATEGORIES, prompts
-from rfmi_core.toy.selection_study import _bootstrap, auroc_by_group
-from rfmi_core.toy.train_model import load_toy_model
+from research.toy.selection_study import _bootstrap, auroc_by_group
+from research.toy.train_model import load_toy_model
 
 
 def candidates(prompts_per_category: int, m: int, seed: int):

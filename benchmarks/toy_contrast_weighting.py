@@ -17,12 +17,12 @@ import time
 
 import torch
 
-from rfmi_core.pointwise import condition_log_ratios_from_velocities
+from rfmi_core.mi.pointwise import condition_log_ratios_from_velocities
 from rfmi_core.toy.evaluate import generate, judge_batch, pick_prompts
 from rfmi_core.toy.exact import _toy_velocities, toy_rivals
 from rfmi_core.toy.prompts import CATEGORIES, contrast_prompts, parse_prompt, prompts, tokenize_batch
-from rfmi_core.toy.selection_study import _bootstrap, auroc_by_group, top1_by_group
-from rfmi_core.toy.train_model import load_toy_model
+from research.toy.selection_study import _bootstrap, auroc_by_group, top1_by_group
+from research.toy.train_model import load_toy_model
 
 WEIGHTS = {
     "exact t/(1−t)": lambda t: t / (1 - t),

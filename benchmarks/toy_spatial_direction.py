@@ -27,7 +27,7 @@ import torch
 from rfmi_core.toy.evaluate import generate, pick_prompts
 from rfmi_core.toy.judge import perceive
 from rfmi_core.toy.prompts import COLOURS, RELATIONS, parse_prompt, prompts, tokenize_batch
-from rfmi_core.toy.train_model import load_toy_model
+from research.toy.train_model import load_toy_model
 from rfmi_core.toy.world import PALETTE, relation_holds, render, sample_scene
 
 

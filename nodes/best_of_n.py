@@ -11,7 +11,7 @@ import latent_preview
 from comfy_api.latest import io
 
 from ..rfmi_core import PMI_N_T, ScoredCandidates, top_k
-from ..rfmi_core.ranking import is_exact
+from ..rfmi_core.mi.ranking import is_exact
 from .exact import exactly_scored
 from .phrase_mi import ranking_phrases, with_phrase_mi
 from .sampling import model_latent, output_latent, phrase_tap, sample_scored

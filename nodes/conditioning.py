@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..rfmi_core.candidates import module_identity
+from ..rfmi_core.finetune.candidates import module_identity
 
 CONDITIONING_KEYS = ("cross_attn", "pooled_output", "guidance")
 

@@ -15,11 +15,11 @@ import torch
 import comfy.samplers
 import comfy.utils
 
-from ..rfmi_core.conventions import velocity_from_denoised
-from ..rfmi_core.counterfactuals import rival_lines
-from ..rfmi_core.pointwise import PMI_T_EPS, ConditionRatios, condition_log_ratios_from_velocities
-from ..rfmi_core.ranking import ExactRanking, exact_ranking
-from ..rfmi_core.scores import ScoredCandidates
+from ..rfmi_core.mi.conventions import velocity_from_denoised
+from ..rfmi_core.text.counterfactuals import rival_lines
+from ..rfmi_core.mi.pointwise import PMI_T_EPS, ConditionRatios, condition_log_ratios_from_velocities
+from ..rfmi_core.mi.ranking import ExactRanking, exact_ranking
+from ..rfmi_core.finetune.scores import ScoredCandidates
 from .model_checks import require_flow_model
 from .sampling import model_latent, scoring_sampler
 

@@ -8,8 +8,8 @@ import folder_paths
 from comfy_api.latest import io, ui
 
 from ..rfmi_core import FinetuneSet, top_k
-from ..rfmi_core.finetune_set import candidate_records
-from ..rfmi_core.prompts import resolve_inside
+from ..rfmi_core.finetune.finetune_set import candidate_records
+from ..rfmi_core.text.prompts import resolve_inside
 from .conditioning import conditioning_tensors, model_identity
 from .sockets import CATEGORY, Scores
 

@@ -1,4 +1,4 @@
-"""ComfyUI started without its server, for headless commands (``python -m rfmi_core.build_set --comfyui …``).
+"""ComfyUI started without its server, for headless commands (``comfyui_build_set.py``).
 
 What ComfyUI's main.py does before it loads a model, and nothing else: its folder first on ``sys.path`` (its ``nodes``,
 ``utils`` and ``comfy`` must win), command-line parsing off, ``--cpu`` when asked, this process's GPU chosen before

@@ -1,4 +1,4 @@
-"""A ComfyUI checkpoint as the candidate maker of headless set building (``python -m rfmi_core.build_set --comfyui``).
+"""A ComfyUI checkpoint as the candidate maker of headless set building (``comfyui_build_set.py``).
 
 The model and text encoders come from ComfyUI's own loader nodes (Load Checkpoint or Load Diffusion Model; Load CLIP,
 DualCLIP or TripleCLIP), prompts are encoded by CLIP Text Encode, candidates sampled by Best-of-N's own ``execute``
@@ -16,8 +16,8 @@ import comfy.samplers
 import comfy.utils
 import nodes as comfy_nodes
 
-from ..rfmi_core.pointwise import PMI_N_T, PMI_T_EPS
-from ..rfmi_core.ranking import DEFAULT_SCORE, is_exact
+from ..rfmi_core.mi.pointwise import PMI_N_T, PMI_T_EPS
+from ..rfmi_core.mi.ranking import DEFAULT_SCORE, is_exact
 from .best_of_n import RFMIBestOfN
 from .conditioning import conditioning_tensors, model_identity
 
@@ -95,8 +95,10 @@ class ComfyCandidates:
         hears Best-of-N's own progress bar (candidate-steps of n·steps) through ComfyUI's progress hook."""
         o = self.options
         previous = comfy.utils.PROGRESS_BAR_HOOK
-        if progress is not None:
-            comfy.utils.set_progress_bar_global_hook(lambda value, total, preview=None, **_: progress(int(value)))
+        if progress is not None:  # Best-of-N's own bar (n·steps); not the exact score's bar over its draws
+            total = n * o["steps"]
+            comfy.utils.set_progress_bar_global_hook(
+                lambda value, bar_total, preview=None, **_: progress(int(value)) if bar_total == total else None)
         try:
             return RFMIBestOfN.execute(self.model, seed, o["steps"], o["cfg"], o["sampler_name"], o["scheduler"],
                                        positive, negative, self.latent, n, 1, self.batch_size, self.velocity,

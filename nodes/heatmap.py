@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..rfmi_core.heatmap import normalise_map, overlay, upsample_map
+from ..rfmi_core.present.heatmap import normalise_map, overlay, upsample_map
 from .sockets import CATEGORY, Scores
 
 

@@ -19,11 +19,11 @@ import torch
 import comfy.utils
 from comfy_api.latest import io, ui
 
-from ..rfmi_core.scores import ScoredCandidates
-from ..rfmi_core.phrase_mi import (PHRASE_FORMS, PHRASE_SCORES, PHRASE_VELOCITIES, PhraseEstimate,
+from ..rfmi_core.finetune.scores import ScoredCandidates
+from ..rfmi_core.mi.phrase_mi import (PHRASE_FORMS, PHRASE_SCORES, PHRASE_VELOCITIES, PhraseEstimate,
                                    estimate_phrase_mi_from_velocities, phrase_score)
-from ..rfmi_core.phrase_table import phrase_masks, phrase_table
-from ..rfmi_core.phrases import SplitPrompt, split_prompt
+from ..rfmi_core.present.phrase_table import phrase_masks, phrase_table
+from ..rfmi_core.text.phrases import SplitPrompt, split_prompt
 from .exact import ConditionsGuider
 from .model_checks import require_flow_model
 from .sampling import model_latent, scoring_sampler

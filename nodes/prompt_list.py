@@ -7,8 +7,8 @@ import os
 import folder_paths
 from comfy_api.latest import io
 
-from ..rfmi_core.fingerprint import file_fingerprint
-from ..rfmi_core.prompts import parse_prompt_lines, resolve_inside
+from ..rfmi_core.util.fingerprint import file_fingerprint
+from ..rfmi_core.text.prompts import parse_prompt_lines, resolve_inside
 from .schema_compat import schema_fields
 from .sockets import CATEGORY
 

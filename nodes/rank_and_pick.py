@@ -18,9 +18,9 @@ from PIL import Image
 import folder_paths
 from comfy_api.latest import io
 
-from ..rfmi_core.heatmap import normalise_map, overlay, upsample_map
-from ..rfmi_core.phrase_table import phrase_masks
-from ..rfmi_core.picks import chosen_indices
+from ..rfmi_core.present.heatmap import normalise_map, overlay, upsample_map
+from ..rfmi_core.present.phrase_table import phrase_masks
+from ..rfmi_core.finetune.picks import chosen_indices
 from .schema_compat import interactive_node, schema_fields
 from .sockets import CATEGORY, Scores
 

@@ -14,7 +14,7 @@ import comfy.samplers
 import comfy.utils
 
 from ..rfmi_core import MIResult, sigma_from_t, velocity_from_denoised
-from ..rfmi_core.taps import PhraseTrajectoryTap, TrajectoryTap
+from ..rfmi_core.mi.taps import PhraseTrajectoryTap, TrajectoryTap
 from .model_checks import require_flow_model
 
 StepCallback = Callable[[int, torch.Tensor, torch.Tensor, int], None]

@@ -18,9 +18,9 @@ import comfy.utils
 from comfy_api.latest import io
 
 from ..rfmi_core import PMI_N_T, PMI_T_EPS, VELOCITIES, ScoredCandidates, estimate_mi_draws_from_pairs
-from ..rfmi_core.ranking import EXACT_SCORES, SCORE_HELP, is_exact
-from ..rfmi_core.stats import mean_and_standard_error
-from ..rfmi_core.taps import PairTap
+from ..rfmi_core.mi.ranking import EXACT_SCORES, SCORE_HELP, is_exact
+from ..rfmi_core.mi.stats import mean_and_standard_error
+from ..rfmi_core.mi.taps import PairTap
 from .exact import rank_exactly, rival_conditionings
 from .model_checks import require_flow_model
 from .sampling import model_latent, scoring_sampler

@@ -6,8 +6,8 @@ import comfy.samplers
 from comfy_api.latest import io
 
 from ..rfmi_core import PMI_N_T, SCORES, VELOCITIES
-from ..rfmi_core.phrase_mi import PHRASE_SCORES
-from ..rfmi_core.ranking import DEFAULT_SCORE, EXACT_SCORES, SCORE_HELP
+from ..rfmi_core.mi.phrase_mi import PHRASE_SCORES
+from ..rfmi_core.mi.ranking import DEFAULT_SCORE, EXACT_SCORES, SCORE_HELP
 from .schema_compat import advanced
 
 CATEGORY = "RFMI"

@@ -21,7 +21,7 @@ from ..rfmi_core.toy import CANVAS, MAX_TOKENS, PAD_ID, PROMPT_VOCAB
 from ..rfmi_core.toy.conditioning import conditioning_from_text, tokens_from_conditioning
 from ..rfmi_core.toy.prompts import ToyPhrases, split_toy_prompt
 from ..rfmi_core.toy.model import ToyFlowTransformer
-from ..rfmi_core.toy.train_model import DEFAULT_WEIGHTS, load_toy_model
+from ..rfmi_core.toy.model import DEFAULT_WEIGHTS, load_toy_model
 from .flow_model import flow_model_patcher
 from .sockets import CATEGORY
 
@@ -61,7 +61,7 @@ def toy_model_patcher(path: str | None = None):
     if toy.config.vocab_size != len(PROMPT_VOCAB) or toy.config.pad_id != PAD_ID:
         raise ValueError(f"these toy weights have a vocabulary of {toy.config.vocab_size} words (pad id "
                          f"{toy.config.pad_id}); this pack's toy tokenizer has {len(PROMPT_VOCAB)} (pad id {PAD_ID}): "
-                         "retrain them with `python -m rfmi_core.toy.train_model`")
+                         "retrain them with `python -m research.toy.train_recipe` (from the repository)")
     net = ComfyToyNet(toy.config)
     net.load_state_dict(toy.state_dict())
     return flow_model_patcher(net.eval(), latent_channels=toy.config.channels, shift=1.0, multiplier=1.0)

@@ -15,10 +15,10 @@ import folder_paths
 from comfy_api.latest import io
 
 from ..rfmi_core import FinetuneSet
-from ..rfmi_core.fingerprint import set_fingerprint, stat_fingerprint
-from ..rfmi_core.lora import load_lora_file, make_weights_trainable, parse_target_modules, save_lora
-from ..rfmi_core.plot import loss_curve_image, write_atomically
-from ..rfmi_core.prompts import resolve_inside
+from ..rfmi_core.util.fingerprint import set_fingerprint, stat_fingerprint
+from ..rfmi_core.train.lora import load_lora_file, make_weights_trainable, parse_target_modules, save_lora
+from ..rfmi_core.present.plot import loss_curve_image, write_atomically
+from ..rfmi_core.text.prompts import resolve_inside
 from ..rfmi_core.train import (LatentSpaceData, config_from_settings, latest_checkpoint, low_memory, setting,
                                train_lora)
 from ..rfmi_core.train.validation import ValidationPlan, image_grid

@@ -25,8 +25,8 @@ import torch
 
 from rfmi_core.toy.model import ToyFlowTransformer
 from rfmi_core.toy.prompts import parse_prompt, prompt_specs, prompts, tokenize_batch
-from rfmi_core.toy.stable_target import stf_velocity_target
-from rfmi_core.toy.train_model import load_toy_model, toy_config
+from research.toy.stable_target import stf_velocity_target
+from research.toy.train_model import load_toy_model, toy_config
 from rfmi_core.toy.world import sample_scenes
 from benchmarks.toy_spatial_direction import mean_displacement  # noqa: E402  (namespace package, repo root)
 

@@ -7,7 +7,7 @@ LoRA on judge-selected (correct-only) or other candidates, judged against the ba
 Candidates: ``--instances`` prompts per category from the held-out split's "finetune" half (spatial split by object
 pair, binding and numeracy by position: the halves of ``prompts.heldout_half``) × ``--m``; evaluation: ``--eval``
 images per category of the "evaluation" half. docs/toy_full_results_previous.md quotes its run on the step-6000 snapshot of
-``python -m rfmi_core.toy.train_model --snapshots DIR`` (numeracy +14.0 [+4.2, +23.4] points for the oracle).
+``python -m research.toy.train_model --snapshots DIR`` (numeracy +14.0 [+4.2, +23.4] points for the oracle).
 Caches candidates and the base evaluation under runs/oc/ as safetensors, keyed by the weights' SHA-256 and the
 settings (a cache of other weights or settings is recomputed; ``--tag`` only names the files).
 """
@@ -26,7 +26,7 @@ from rfmi_core.toy.demo import (Candidates, DemoSize, Evaluation, FinetuneData, 
                                  ft_config, select)
 from rfmi_core.toy.evaluate import diff_ci, generate, judge_batch, pick_prompts
 from rfmi_core.toy.prompts import CATEGORIES, prompts
-from rfmi_core.toy.train_model import load_toy_model
+from research.toy.train_model import load_toy_model
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--weights", required=True)

@@ -4,8 +4,8 @@ Headless by design: this package never imports ComfyUI. Units are nats. Time fol
 data); ComfyUI's σ is 1 − t (see ``conventions``).
 """
 
-from .analytic import GaussianChannel, GaussianMixture, TwoPartGaussianChannel, gaussian_velocity
-from .conventions import (
+from .mi.analytic import GaussianChannel, GaussianMixture, TwoPartGaussianChannel, gaussian_velocity
+from .mi.conventions import (
     PathSample,
     Velocity,
     cfg_velocity,
@@ -16,11 +16,11 @@ from .conventions import (
     velocity_from_denoised,
     velocity_from_model_output,
 )
-from .density import TruncatedRatioDensity
-from .counterfactuals import Rival, counterfactuals  # the function shadows its module's name on the package
-from .finetune_set import CandidateRecord, FinetuneSet, FinetuneSetError
-from .estimate import estimate_mi, estimate_mi_draws, estimate_mi_draws_from_pairs
-from .pointwise import (
+from .mi.density import TruncatedRatioDensity
+from .text.counterfactuals import Rival, counterfactuals  # the function shadows its module's name on the package
+from .finetune.finetune_set import CandidateRecord, FinetuneSet, FinetuneSetError
+from .mi.estimate import estimate_mi, estimate_mi_draws, estimate_mi_draws_from_pairs
+from .mi.pointwise import (
     PMI_N_T,
     PMI_T_EPS,
     ConditionRatios,
@@ -28,7 +28,7 @@ from .pointwise import (
     exact_pointwise_mi,
     log_likelihood_ratio,
 )
-from .phrase_mi import (
+from .mi.phrase_mi import (
     PHRASE_SCORES,
     PHRASE_VELOCITIES,
     PhraseEstimate,
@@ -38,12 +38,12 @@ from .phrase_mi import (
     phrase_score,
     sample_with_phrase_mi,
 )
-from .phrases import SplitPrompt, split_prompt
-from .sampler import sample_with_mi
-from .stats import mean_and_standard_error
-from .scores import ScoredCandidates
-from .select import top_k
-from .trajectory import SCORES, VELOCITIES, MIResult, StepIntegrand, TrajectoryMI
+from .text.phrases import SplitPrompt, split_prompt
+from .mi.sampler import sample_with_mi
+from .mi.stats import mean_and_standard_error
+from .finetune.scores import ScoredCandidates
+from .finetune.select import top_k
+from .mi.trajectory import SCORES, VELOCITIES, MIResult, StepIntegrand, TrajectoryMI
 
 __version__ = "0.1.0"
 

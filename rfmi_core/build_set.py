@@ -3,56 +3,52 @@
     python -m rfmi_core.build_set --prompts FILE --set DIR --model toy [--candidates 50 --k 1 --cfg 4.5 --steps 28 --seed 0]
     python -m rfmi_core.build_set --prompts FILE --set DIR --model MODULE:FACTORY [--encoder MODULE:FACTORY
                                   --latent-shape C H W --shift 3 --latent-scale S --latent-shift B]
-    python -m rfmi_core.build_set --prompts FILE --set DIR --comfyui COMFYUI_DIR --checkpoint sd3.5_medium.safetensors
-                                  --text-encoders clip_g.safetensors clip_l.safetensors t5xxl_fp16.safetensors
+    python comfyui_build_set.py --prompts FILE --set DIR --comfyui COMFYUI_DIR --checkpoint sd3.5_medium.safetensors
+                                --text-encoders clip_g.safetensors clip_l.safetensors t5xxl_fp16.safetensors
     torchrun --nproc_per_node G [--nnodes N --rdzv-backend c10d --rdzv-endpoint HOST:PORT] -m rfmi_core.build_set ...
 
 Each prompt's M candidates (seeds seed … seed + M − 1) are sampled and scored (``--score``: by default the exact
 point-wise MI of each final image, ``pmi``; ``contrast`` / ``posterior`` against the editor's rival prompts; or the
-paper's Algorithm 2 along the trajectory, ``rfmi``), the top k go into the set (``rfmi_core.finetune_set``, one atomic append per prompt) with the
-prompt's and the negative's conditioning. Under torchrun the pending prompts are shared by the processes (one per
-GPU, ``cuda:LOCAL_RANK``); a rerun skips the prompts already complete in the set (``rfmi_core.set_builder``).
+paper's Algorithm 2 along the trajectory, ``rfmi``), the top k go into the set (``finetune.finetune_set``, one
+atomic append per prompt) with the prompt's and the negative's conditioning. Under torchrun the pending prompts are shared by the processes (one per
+GPU, ``cuda:LOCAL_RANK``); a rerun skips the prompts already complete in the set (``finetune.set_builder``).
 
-Models: ``toy`` (shipped with the pack); ``MODULE:FACTORY`` returning a candidate maker (``rfmi_core.candidates``)
+Models: ``toy`` (shipped with the pack); ``MODULE:FACTORY`` returning a candidate maker (``finetune.candidates``)
 or, as the trainer's, ``(module, velocity_fn)`` plus ``--encoder`` (text → conditioning tensors) and
-``--latent-shape``; or a ComfyUI install (``--comfyui``) with a checkpoint (``--checkpoint``, or ``--diffusion-model``)
-and text encoders (``--text-encoders``; else the checkpoint's): loaded with ComfyUI's own loader nodes, encoded as CLIP
-Text Encode, sampled by Best-of-N's own code and recorded as Export Fine-tune Set records them (the pack's
-``nodes/headless_model.py``, imported only then), so the set is the one the nodes build for the same seed.
+``--latent-shape``. A ComfyUI checkpoint (``--comfyui``, ``--checkpoint`` or ``--diffusion-model``, ``--text-encoders``)
+is the glue's: the same command as ``python comfyui_build_set.py`` from the pack's folder, which loads ComfyUI and the
+pack's nodes and hands this command their candidate maker (``make_maker``'s ``comfy_maker``); this package never
+imports them.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Callable
 
 import torch
 
-from .candidates import CandidateMaker, VelocityCandidates, toy_candidates
-from .cli_help import CommandParser, UsageError, run_cli, finite_float, non_negative_float, non_negative_int, positive_float, positive_int
-from .finetune_set import FinetuneSet
-from .prompts import parse_prompt_lines
-from .set_builder import BuildPlan, build_set, gather_report, pending_prompts
+from .finetune.candidates import CandidateMaker, VelocityCandidates, toy_candidates
+from .util.cli_help import CommandParser, UsageError, run_cli, finite_float, non_negative_float, non_negative_int, positive_float, positive_int
+from .finetune.finetune_set import FinetuneSet
+from .text.prompts import parse_prompt_lines
+from .finetune.set_builder import BuildPlan, build_set, gather_report, pending_prompts
 from .train.cli import TOY, _kwargs, load_factory
 from .train.distributed import current_world, launched_by_torchrun, shutdown
-from .pointwise import PMI_N_T
-from .ranking import DEFAULT_SCORE, EXACT_SCORES, SCORE_HELP
-from .trajectory import SCORES, VELOCITIES
+from .mi.pointwise import PMI_N_T
+from .mi.ranking import DEFAULT_SCORE, EXACT_SCORES, SCORE_HELP
+from .mi.trajectory import SCORES, VELOCITIES
 
-__all__ = ["build_parser", "main", "make_maker", "import_pack_module", "comfyui_root"]
+__all__ = ["build_parser", "main", "make_maker", "ComfyMaker"]
 
 PROG = "python -m rfmi_core.build_set"
-PACK = "rfmi_pack"
-PACK_ROOT = Path(__file__).resolve().parents[1]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = CommandParser(prog=PROG, description=__doc__.splitlines()[0])
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    parser = CommandParser(prog=prog, description=__doc__.splitlines()[0])
     run = parser.add_argument_group("prompts, set, selection")
     run.add_argument("--prompts", required=True, help="a text file, one prompt a line (blank lines and # lines skipped)")
     run.add_argument("--set", required=True, help="the fine-tune set folder to append to (created when absent)")
@@ -108,31 +104,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def comfyui_root(given: str | None) -> Path:
-    """--comfyui, else $COMFYUI_PATH, else the ComfyUI whose custom_nodes/ holds this pack."""
-    explicit = given or os.environ.get("COMFYUI_PATH")
-    if explicit:
-        root = Path(explicit).expanduser().resolve()
-    elif PACK_ROOT.parent.name == "custom_nodes":
-        root = PACK_ROOT.parent.parent
-    else:
-        raise UsageError("give --comfyui DIR (or set COMFYUI_PATH): the ComfyUI folder whose loaders to use")
-    if not (root / "comfy" / "samplers.py").is_file():
-        raise UsageError(f"{root} is not a ComfyUI folder (no comfy/samplers.py)")
-    return root
-
-
-def import_pack_module(name: str) -> Any:
-    """A module of this pack imported as ComfyUI imports the pack (a package by path), e.g. "nodes.headless_model"."""
-    if PACK not in sys.modules:
-        spec = importlib.util.spec_from_file_location(PACK, PACK_ROOT / "__init__.py",
-                                                      submodule_search_locations=[str(PACK_ROOT)])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[PACK] = module
-        spec.loader.exec_module(module)
-    return importlib.import_module(f"{PACK}.{name}")
-
-
 def _device(args: argparse.Namespace) -> torch.device:
     if args.device and args.device != "cuda":
         return torch.device(args.device)
@@ -148,17 +119,19 @@ def _options(args: argparse.Namespace, device: torch.device) -> dict:
                 device=device)
 
 
-def make_maker(args: argparse.Namespace) -> CandidateMaker:
-    """The candidate maker the flags name: ComfyUI's, the toy model's or a factory's."""
+ComfyMaker = Callable[[argparse.Namespace, torch.device], CandidateMaker]
+"""Makes the candidate maker of a ComfyUI checkpoint from the flags (the glue's: ``comfyui_build_set.py``)."""
+
+
+def make_maker(args: argparse.Namespace, comfy_maker: ComfyMaker | None = None) -> CandidateMaker:
+    """The candidate maker the flags name: a ComfyUI checkpoint's (through ``comfy_maker``), the toy model's or a
+    factory's."""
     device = _device(args)
     if args.checkpoint or args.diffusion_model:
-        import_pack_module("nodes.headless_comfyui").start_comfyui(
-            str(comfyui_root(args.comfyui)), device=device, extra_model_paths=args.extra_model_paths_config or [])
-        return import_pack_module("nodes.headless_model").load(
-            checkpoint=args.checkpoint, diffusion_model=args.diffusion_model, text_encoders=args.text_encoders or [],
-            clip_type=args.clip_type, width=args.width, height=args.height, steps=args.steps, cfg=args.cfg,
-            sampler_name=args.sampler, scheduler=args.scheduler, batch_size=args.batch_size, velocity=args.velocity,
-            score=args.score, n_t=args.n_t)
+        if comfy_maker is None:
+            raise UsageError("a ComfyUI checkpoint is built with the pack's ComfyUI command: python "
+                             "custom_nodes/ComfyUI-RFMI/comfyui_build_set.py (same flags); this command takes --model")
+        return comfy_maker(args, device)
     kwargs = _kwargs(args.model_kwargs, "--model-kwargs")
     if args.model == TOY:
         return toy_candidates(**kwargs, **_options(args, device))
@@ -192,8 +165,9 @@ def _check(args: argparse.Namespace) -> BuildPlan:
     return BuildPlan(tuple(parse_prompt_lines(text)), m=args.m, k=args.k, seed=args.seed, negative=args.negative)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = build_parser()
+def main(argv: list[str] | None = None, comfy_maker: ComfyMaker | None = None, prog: str = PROG) -> None:
+    """The command; ``comfy_maker`` and ``prog`` are the ComfyUI command's (``comfyui_build_set.py``)."""
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     try:
         plan = _check(args)
@@ -205,16 +179,16 @@ def main(argv: list[str] | None = None) -> None:
         dist.init_process_group(backend="gloo")
     finished = False
     try:
-        _run(args, plan)
+        _run(args, plan, comfy_maker)
         finished = True
     finally:
         shutdown(together=finished)
 
 
-def _run(args: argparse.Namespace, plan: BuildPlan) -> None:
+def _run(args: argparse.Namespace, plan: BuildPlan, comfy_maker: ComfyMaker | None = None) -> None:
     world = current_world()
     try:
-        maker = make_maker(args)
+        maker = make_maker(args, comfy_maker)
         report = build_set(maker, plan, args.set, world, progress=not args.no_progress)
     except KeyboardInterrupt:
         print(f"\nrank {world.rank}: interrupted; every prompt appended so far is complete in {args.set}: rerun the "

@@ -17,11 +17,11 @@ import sys
 
 import torch
 
-from .analytic import GaussianChannel, GaussianMixture
-from .cli_help import CommandParser, run_cli, non_negative_int, positive_int
-from .estimate import estimate_mi
-from .sampler import sample_with_mi
-from .stats import mean_and_standard_error
+from .mi.analytic import GaussianChannel, GaussianMixture
+from .util.cli_help import CommandParser, run_cli, non_negative_int, positive_int
+from .mi.estimate import estimate_mi
+from .mi.sampler import sample_with_mi
+from .mi.stats import mean_and_standard_error
 
 
 PROG = "python -m rfmi_core.demo"

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .cli_help import CommandParser, UsageError, run_cli
-from .phrases import phrase_counts
+from .util.cli_help import CommandParser, UsageError, run_cli
+from .text.phrases import phrase_counts
 
 
 def prompt_lists(folder: Path) -> dict[str, list[str]]:

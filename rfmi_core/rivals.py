@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .cli_help import CommandParser, run_cli, non_negative_int
-from .counterfactuals import counterfactuals, coverage
+from .util.cli_help import CommandParser, run_cli, non_negative_int
+from .text.counterfactuals import counterfactuals, coverage
 
 __all__ = ["main"]
 

@@ -10,7 +10,7 @@ from rfmi_core.bench import report
 from rfmi_core.bench.doe import DoEConfig, estimate_doe
 from rfmi_core.bench.synthetic import main
 from rfmi_core.bench.tasks import NATIVE_TASKS, bmi_available, load_split
-from rfmi_core.vector_rf import VectorRFConfig, estimate_vector_mi
+from rfmi_core.bench.vector_rf import VectorRFConfig, estimate_vector_mi
 
 GAUSS = NATIVE_TASKS["gauss-1v1-0.75"]  # X, Y ~ N(0, 1), ρ = 0.75: I = −½·log(1 − ρ²) = 0.4133 nats
 
@@ -88,7 +88,7 @@ def test_bmi_tasks_match_the_vendored_truth():
 
 
 def test_gaussianised_margins_are_monotone_and_standard_normal():
-    from rfmi_core.vector_rf import gaussianise_marginals
+    from rfmi_core.bench.vector_rf import gaussianise_marginals
 
     rng = np.random.default_rng(0)
     train, test = rng.standard_cauchy((20_000, 2)), rng.standard_cauchy((5_000, 2))

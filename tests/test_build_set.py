@@ -13,9 +13,9 @@ import torch
 
 from rfmi_core import FinetuneSet
 from rfmi_core.build_set import main
-from rfmi_core.cli_help import UsageError
-from rfmi_core.candidates import shifted_sigmas, toy_candidates
-from rfmi_core.set_builder import BuildPlan, build_set, pending_prompts, share
+from rfmi_core.util.cli_help import UsageError
+from rfmi_core.finetune.candidates import shifted_sigmas, toy_candidates
+from rfmi_core.finetune.set_builder import BuildPlan, build_set, pending_prompts, share
 from rfmi_core.toy.prompts import prompts as toy_prompts
 from rfmi_core.train.distributed import World
 from set_compare import assert_same_sets, manifest_lines
@@ -235,7 +235,7 @@ def test_a_trainer_style_factory_with_an_encoder_builds_the_toy_set(prompt_file,
 def test_an_exact_maker_scores_final_images_independently_of_the_batch():
     """score contrast: the editor's rivals of the prompt, each candidate's score its smallest margin, and the same
     scores whatever the batch size (common draws seeded by the seed)."""
-    from rfmi_core.counterfactuals import counterfactuals
+    from rfmi_core.text.counterfactuals import counterfactuals
 
     prompt = "a red square to the left of a green disk"
     runs = []

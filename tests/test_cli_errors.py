@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rfmi_core.cli_help import UsageError, error_line, run_cli
+from rfmi_core.util.cli_help import UsageError, error_line, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -49,7 +49,7 @@ def test_train_with_missing_toy_weights_says_how_to_make_them(tmp_path):
     line = one_error_line(command("rfmi_core.train", str(tmp_path), "--model", "toy", "--model-kwargs",
                                   f'{{"weights": "{missing}"}}', "--out", str(tmp_path / "lora.safetensors")),
                           "python -m rfmi_core.train")
-    assert str(missing) in line and "rfmi_core.toy.train_model" in line
+    assert str(missing) in line and "research.toy.train_recipe" in line
 
 
 def test_a_bad_flag_is_one_line_pointing_to_help(tmp_path):
@@ -63,7 +63,7 @@ def test_debug_shows_the_traceback(tmp_path):
     done = command("rfmi_core.train", str(tmp_path), "--model", "toy", "--out", "x.safetensors", "--debug")
     assert done.returncode == 1
     assert "Traceback (most recent call last)" in done.stderr
-    assert "rfmi_core.cli_help.UsageError" in done.stderr and "is not a fine-tune set" in done.stderr
+    assert "rfmi_core.util.cli_help.UsageError" in done.stderr and "is not a fine-tune set" in done.stderr
 
 
 def test_phrase_report_on_a_folder_without_prompt_lists(tmp_path):
@@ -96,14 +96,15 @@ def test_run_cli_turns_user_errors_into_one_line_and_lets_bugs_through(capsys):
     assert stop.value.code == 3
 
 
-@pytest.mark.parametrize("module", ["train_model", "train_recipe", "evaluate", "demo", "judge_report", "selection_study"])
+@pytest.mark.parametrize("module", ["research.toy.train_model", "research.toy.train_recipe", "rfmi_core.toy.evaluate",
+                                    "rfmi_core.toy.demo", "research.toy.judge_report", "research.toy.selection_study"])
 def test_toy_commands_refuse_a_bad_flag_in_one_line(module):
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", f"rfmi_core.toy.{module}", "--no-such-flag"], capture_output=True,
-                          text=True, timeout=120)
-    prog = f"python -m rfmi_core.toy.{module}"
+    done = subprocess.run([sys.executable, "-m", module, "--no-such-flag"], capture_output=True, text=True, timeout=120,
+                          cwd=ROOT)
+    prog = f"python -m {module}"
     assert done.returncode == 2
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith(f"{prog}: error: ") and line.endswith(f"; see {prog} --help")
@@ -118,4 +119,4 @@ def test_toy_evaluate_names_missing_weights_in_one_line(tmp_path):
     done = subprocess.run([sys.executable, "-m", "rfmi_core.toy.evaluate", str(missing)], capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
-    assert f"no toy weights at {missing}" in done.stderr and "train_model" in done.stderr
+    assert f"no toy weights at {missing}" in done.stderr and "research.toy.train_recipe" in done.stderr

@@ -7,16 +7,16 @@ import importlib
 
 import pytest
 
-from rfmi_core.cli_help import NUMBER_TYPES
+from rfmi_core.util.cli_help import NUMBER_TYPES
 
 # module, the arguments its parser requires, the command the user types
 COMMANDS = [
     ("rfmi_core.toy.demo", [], "python -m rfmi_core.toy.demo"),
     ("rfmi_core.toy.evaluate", ["weights.safetensors"], "python -m rfmi_core.toy.evaluate"),
-    ("rfmi_core.toy.selection_study", [], "python -m rfmi_core.toy.selection_study"),
-    ("rfmi_core.toy.train_model", [], "python -m rfmi_core.toy.train_model"),
-    ("rfmi_core.toy.train_recipe", [], "python -m rfmi_core.toy.train_recipe"),
-    ("rfmi_core.toy.judge_report", [], "python -m rfmi_core.toy.judge_report"),
+    ("research.toy.selection_study", [], "python -m research.toy.selection_study"),
+    ("research.toy.train_model", [], "python -m research.toy.train_model"),
+    ("research.toy.train_recipe", [], "python -m research.toy.train_recipe"),
+    ("research.toy.judge_report", [], "python -m research.toy.judge_report"),
     ("rfmi_core.build_set", ["--prompts", "p.txt", "--set", "s"], "python -m rfmi_core.build_set"),
     ("rfmi_core.rivals", ["a red cube"], "python -m rfmi_core.rivals"),
     ("rfmi_core.phrase_report", [], "python -m rfmi_core.phrase_report"),
@@ -65,7 +65,7 @@ def test_each_numeric_flag_has_a_range_and_refuses_what_is_outside_it_in_one_lin
 def test_trainconfig_flags_refuse_out_of_range_values_before_any_work(capsys):
     """The trainer's settings flags (declared once in TrainConfig) are read into a TrainConfig before anything is
     loaded: 0, −1 and a non-number are either in range or one error line."""
-    from rfmi_core.cli_help import run_cli
+    from rfmi_core.util.cli_help import run_cli
     from rfmi_core.train.cli import build_parser, main
 
     parser = build_parser()

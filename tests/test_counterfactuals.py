@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from rfmi_core.counterfactuals import EDITS, counterfactuals, coverage
+from rfmi_core.text.counterfactuals import EDITS, counterfactuals, coverage
 from rfmi_core.rivals import main
 
 COMPBENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "t2i-compbench"
@@ -103,7 +103,7 @@ def test_command_prints_rivals_and_refuses_a_missing_path(tmp_path, capsys):
 
 
 def test_typed_rivals_win_over_the_editors():
-    from rfmi_core.counterfactuals import rival_lines
+    from rfmi_core.text.counterfactuals import rival_lines
 
     assert rival_lines("", "a red book and a blue vase") == ["a blue book and a red vase"]
     typed = "  a red book  and a green vase \n\na red book and a blue vase\n a red book and a green vase"

@@ -6,7 +6,7 @@ import torch
 from scipy import integrate, optimize, stats
 
 from rfmi_core import TruncatedRatioDensity
-from rfmi_core.estimate import T_MAX_FLOAT32, times_from_uniform
+from rfmi_core.mi.estimate import T_MAX_FLOAT32, times_from_uniform
 
 
 @pytest.fixture(params=[0.9, 0.99, 0.999])

@@ -79,7 +79,7 @@ def test_a_write_killed_midway_leaves_the_previous_set_readable(tmp_path):
     s = FinetuneSet.open(root, create=True, top_k=5)
     s.append([record(seed=0)], latents(1), conditioning("a red cube", ""))
     script = textwrap.dedent(f"""
-        import os, torch, rfmi_core.finetune_set as fs
+        import os, torch, rfmi_core.finetune.finetune_set as fs
         from rfmi_core import FinetuneSet, CandidateRecord
         real = fs._atomic_write_bytes
         def die_midway(path, data):          # the manifest's temporary file is written, then the process dies

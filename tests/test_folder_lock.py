@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rfmi_core.folder_lock import FolderBusyError, folder_lock
+from rfmi_core.util.folder_lock import FolderBusyError, folder_lock
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]), "OMP_NUM_THREADS": "1"}
@@ -27,7 +27,7 @@ def holder(folder: Path) -> subprocess.Popen:
     """A process that takes the folder's lock, says so on stdout, and sleeps."""
     script = textwrap.dedent(f"""
         import time
-        from rfmi_core.folder_lock import folder_lock
+        from rfmi_core.util.folder_lock import folder_lock
         with folder_lock({str(folder)!r}, "a training run"):
             print("held", flush=True)
             time.sleep(120)
@@ -56,7 +56,7 @@ def test_a_second_training_run_into_a_busy_checkpoint_folder_is_refused_until_th
 
 def test_the_lock_is_released_when_the_block_ends_and_refuses_while_held(tmp_path):
     with folder_lock(tmp_path / "f"):
-        process = subprocess.run([sys.executable, "-c", "from rfmi_core.folder_lock import folder_lock\n"
+        process = subprocess.run([sys.executable, "-c", "from rfmi_core.util.folder_lock import folder_lock\n"
                                   f"with folder_lock({str(tmp_path / 'f')!r}): pass"], env=ENV, capture_output=True,
                                  text=True, timeout=60)
         assert process.returncode == 1 and "FolderBusyError" in process.stderr

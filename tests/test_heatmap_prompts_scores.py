@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from rfmi_core import ScoredCandidates, TrajectoryMI
-from rfmi_core.heatmap import colourise, normalise_map, overlay, upsample_map
-from rfmi_core.prompts import parse_prompt_lines, resolve_inside
+from rfmi_core.present.heatmap import colourise, normalise_map, overlay, upsample_map
+from rfmi_core.text.prompts import parse_prompt_lines, resolve_inside
 
 
 def test_normalise_map_scales_each_image_to_its_own_peak():

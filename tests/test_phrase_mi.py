@@ -6,17 +6,17 @@ import pytest
 import torch
 
 from rfmi_core import TrajectoryMI, estimate_mi, sample_with_mi
-from rfmi_core.analytic import GaussianChannel, TwoPartGaussianChannel
-from rfmi_core.conventions import t_from_sigma
-from rfmi_core.phrase_mi import (
+from rfmi_core.mi.analytic import GaussianChannel, TwoPartGaussianChannel
+from rfmi_core.mi.conventions import t_from_sigma
+from rfmi_core.mi.phrase_mi import (
     PhraseMIResult,
     PhraseTrajectoryMI,
     estimate_phrase_mi,
     phrase_score,
     sample_with_phrase_mi,
 )
-from rfmi_core.scores import ScoredCandidates
-from rfmi_core.taps import PhraseTrajectoryTap
+from rfmi_core.finetune.scores import ScoredCandidates
+from rfmi_core.mi.taps import PhraseTrajectoryTap
 
 N_IMAGES = 4000
 

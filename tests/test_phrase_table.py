@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rfmi_core.phrase_table import phrase_masks, phrase_table
+from rfmi_core.present.phrase_table import phrase_masks, phrase_table
 
 
 def test_the_table_has_a_row_per_candidate_and_names_the_weakest_phrase():

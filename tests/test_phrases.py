@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from rfmi_core.phrases import SplitPrompt, phrase_counts, split_prompt
+from rfmi_core.text.phrases import SplitPrompt, phrase_counts, split_prompt
 
 COMPBENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "t2i-compbench"
 
@@ -78,7 +78,7 @@ def test_counts_on_every_compbench_prompt(relations):
 
 
 def test_phrase_report_prints_the_counts_and_refuses_a_folder_without_lists(tmp_path, capsys):
-    from rfmi_core.cli_help import UsageError
+    from rfmi_core.util.cli_help import UsageError
     from rfmi_core.phrase_report import main
 
     (tmp_path / "shape_val.txt").write_text("a red cube and a blue ball\na cat\n\n")

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rfmi_core.picks import chosen_indices, format_picks, parse_picks
+from rfmi_core.finetune.picks import chosen_indices, format_picks, parse_picks
 
 
 CASES = json.loads((Path(__file__).parent / "data" / "picks_cases.json").read_text())["cases"]

@@ -6,8 +6,8 @@ import torch
 from matplotlib.colors import to_rgba
 from matplotlib.image import imread
 
-from rfmi_core import plot
-from rfmi_core.plot import (LOSS_LABEL, figure_to_image, histogram_axes, loss_curve_figure, loss_curve_image,
+from rfmi_core.present import plot
+from rfmi_core.present.plot import (LOSS_LABEL, figure_to_image, histogram_axes, loss_curve_figure, loss_curve_image,
                             moving_average, new_figure, save_figure)
 from rfmi_core.toy.pictures import VERDICTS, Sample, mi_histogram_figure, sample_grid_figure, tile, write_png
 

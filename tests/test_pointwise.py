@@ -7,7 +7,7 @@ from scipy.stats import spearmanr
 
 from rfmi_core import (GaussianChannel, GaussianMixture, TwoPartGaussianChannel, estimate_mi, exact_pointwise_mi,
                        log_likelihood_ratio, sample_with_mi)
-from rfmi_core.pointwise import condition_log_ratios, denoising_gain, log_likelihood_ratio_draws
+from rfmi_core.mi.pointwise import condition_log_ratios, denoising_gain, log_likelihood_ratio_draws
 
 IMAGES = 400
 
@@ -143,7 +143,7 @@ def test_common_draws_share_t_and_noise_across_the_batch():
 
 @pytest.mark.parametrize("bad", [dict(num_conditions=0), dict(reference=3)])
 def test_bad_conditions_are_refused(bad):
-    from rfmi_core.pointwise import condition_log_ratios_from_velocities
+    from rfmi_core.mi.pointwise import condition_log_ratios_from_velocities
 
     options = dict(num_conditions=2, reference=0)
     options.update(bad)
@@ -154,7 +154,7 @@ def test_bad_conditions_are_refused(bad):
 def test_exact_ranking_reads_pmi_contrast_and_posterior_from_one_pass():
     """[∅, y, y′_1, y′_2] on shared draws: pmi is y against ∅, contrast the smallest margin with its own pair's
     standard error, posterior the softmax of y among y and the rivals; without rivals contrast falls back to pmi."""
-    from rfmi_core.ranking import exact_ranking
+    from rfmi_core.mi.ranking import exact_ranking
 
     channel, x, y, _ = gaussian_case()
     x, y = x[:40], y[:40]
@@ -205,7 +205,7 @@ def test_exact_phrase_mi_ranks_images_as_the_closed_form_phrase_mi_does():
 
 def _total(two, x, parts):
     """i(x; y1, y2) = log N(x; A1·y1 + A2·y2, Σ_n) − log N(x; 0, Σ_X)."""
-    from rfmi_core.analytic import gaussian_log_density
+    from rfmi_core.mi.analytic import gaussian_log_density
 
     y1, y2 = (p.double() for p in parts)
     return (gaussian_log_density(x, y1 @ two.mixing_1.T + y2 @ two.mixing_2.T, two.noise_cov)

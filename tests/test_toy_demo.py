@@ -115,7 +115,7 @@ def test_finetune_data_items_fit_the_trainer():
 
 def test_evaluate_command_prints_valid_and_correct_per_category(capsys):
     from rfmi_core.toy.evaluate import main as evaluate_main
-    from rfmi_core.toy.train_model import DEFAULT_WEIGHTS
+    from research.toy.train_model import DEFAULT_WEIGHTS
     evaluate_main([DEFAULT_WEIGHTS, "--n", "2", "--steps", "2", "--reasons"])
     lines = capsys.readouterr().out.splitlines()
     assert "CFG 3, 2 Euler steps, 2 held-out images per category" in lines[0]

@@ -6,7 +6,7 @@ from safetensors import safe_open
 
 from rfmi_core.toy.prompts import PAD_ID, tokenize_batch
 from rfmi_core.toy.prompts import prompt_phrases, without_phrases
-from rfmi_core.toy.train_model import (DEFAULT_WEIGHTS, cfm_loss, drop_random_phrases, load_toy_model, save_toy_weights,
+from research.toy.train_model import (DEFAULT_WEIGHTS, cfm_loss, drop_random_phrases, load_toy_model, save_toy_weights,
                                        toy_config, train)
 from rfmi_core.toy.model import ToyFlowTransformer
 from rfmi_core.toy.world import random_training_batch

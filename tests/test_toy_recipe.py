@@ -7,8 +7,8 @@ import shlex
 import pytest
 from safetensors import safe_open
 
-from rfmi_core.toy.train_model import DEFAULT_WEIGHTS, build_parser
-from rfmi_core.toy.train_recipe import SHIPPED, Stage, completed_steps, run_recipe
+from research.toy.train_model import DEFAULT_WEIGHTS, build_parser
+from research.toy.train_recipe import SHIPPED, Stage, completed_steps, run_recipe
 
 SMALL = ("--width", "16", "--depth", "1", "--heads", "1", "--batch", "4", "--save-every", "100")
 TINY = (

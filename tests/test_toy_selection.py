@@ -2,12 +2,12 @@
 
 import torch
 
-from rfmi_core.sampler import sample_with_mi
+from rfmi_core.mi.sampler import sample_with_mi
 from rfmi_core.toy.evaluate import sigma_grid, velocity_fn
 from rfmi_core.toy.model import ToyFlowTransformer
 from rfmi_core.toy.prompts import tokenize_batch
-from rfmi_core.toy.selection_study import auroc_by_group, contrast_scores, top1_by_group, trajectory_scores
-from rfmi_core.toy.train_model import toy_config
+from research.toy.selection_study import auroc_by_group, contrast_scores, top1_by_group, trajectory_scores
+from research.toy.train_model import toy_config
 
 
 def _model():
@@ -58,8 +58,8 @@ def test_auroc_and_top1_by_prompt():
 def test_study_writes_the_mi_histogram_of_every_candidate(tmp_path, monkeypatch):
     from matplotlib.image import imread
 
-    from rfmi_core.toy import selection_study
-    from rfmi_core.toy.selection_study import Condition, figure_name, study
+    from research.toy import selection_study
+    from research.toy.selection_study import Condition, figure_name, study
 
     drawn = []
 
@@ -84,10 +84,10 @@ def test_study_writes_the_mi_histogram_of_every_candidate(tmp_path, monkeypatch)
 
 
 def test_phrase_mi_along_the_trajectory_keeps_the_samples_and_the_prompt_order():
-    from rfmi_core.phrase_mi import sample_with_phrase_mi
+    from rfmi_core.mi.phrase_mi import sample_with_phrase_mi
     from rfmi_core.toy.evaluate import generate, generate_with_phrase_mi, noise_for
     from rfmi_core.toy.prompts import without_phrases
-    from rfmi_core.toy.selection_study import phrase_scores
+    from research.toy.selection_study import phrase_scores
 
     torch.set_num_threads(1)
     model, cfg, steps = _model(), 2.0, 4

@@ -6,12 +6,12 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from rfmi_core.conventions import straight_path
+from rfmi_core.mi.conventions import straight_path
 from rfmi_core.toy.judge import judge
 from rfmi_core.toy.model import ToyFlowTransformer
 from rfmi_core.toy.prompts import CATEGORIES, parse_prompt, prompt_specs, tokenize_batch
-from rfmi_core.toy.stable_target import stf_velocity_target
-from rfmi_core.toy.train_model import (LOW_T_MAX, cfm_loss, load_toy_model, save_toy_weights, stf_references,
+from research.toy.stable_target import stf_velocity_target
+from research.toy.train_model import (LOW_T_MAX, cfm_loss, load_toy_model, save_toy_weights, stf_references,
                                        toy_config, train, with_low_times)
 from rfmi_core.toy.world import random_training_batch, sample_scenes
 

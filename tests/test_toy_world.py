@@ -32,9 +32,9 @@ from rfmi_core.toy import (
     tokenize,
     tokenize_batch,
 )
-from rfmi_core.toy.invalid import INVALID_KINDS, render_invalid, unknown_shapes
+from research.toy.invalid import INVALID_KINDS, render_invalid, unknown_shapes
 from rfmi_core.toy.judge import SHAPE_TOLERANCE, _best_placements
-from rfmi_core.toy.judge_report import contrast_scenes, labelled_scenes
+from research.toy.judge_report import contrast_scenes, labelled_scenes
 from rfmi_core.toy.prompts import PHRASE_KINDS, canonical, prompt_phrases, split_toy_prompt, without_phrases
 from rfmi_core.toy.world import GRID, background
 

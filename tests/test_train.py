@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from torch import nn
 
-from rfmi_core.lora import DEFAULT_TARGETS, remove_lora, resolve_targets, save_lora
+from rfmi_core.train.lora import DEFAULT_TARGETS, remove_lora, resolve_targets, save_lora
 from rfmi_core.train import (
     TrainConfig,
     batch_indices,
@@ -483,7 +483,7 @@ def test_headless_command_trains_the_toy_model_on_a_fine_tune_set(tmp_path):
     assert "4 samples" in done.stdout and "step 2" in done.stdout
     with safe_open(str(out), framework="pt") as f:
         keys = sorted(f.keys())
-    from rfmi_core.toy.train_model import load_toy_model
+    from research.toy.train_model import load_toy_model
 
     targets = resolve_targets(load_toy_model())
     assert len(targets) >= 8 and keys == sorted(f"diffusion_model.{t}.{k}" for t in targets
@@ -498,7 +498,7 @@ def test_headless_command_trains_the_toy_model_on_a_fine_tune_set(tmp_path):
 
 def _patched_output(model, lora_state, rank=4, alpha=4.0):
     """The velocity of ``model`` with a saved LoRA loaded into fresh adapters (rank, alpha) on a fixed input."""
-    from rfmi_core.lora import inject_lora, load_lora_weights
+    from rfmi_core.train.lora import inject_lora, load_lora_weights
 
     x, t = torch.randn(3, 4, 8, 8, generator=torch.Generator().manual_seed(1)), torch.tensor([0.2, 0.5, 0.9])
     cond = {"cross_attn": torch.randn(3, 3, 8, generator=torch.Generator().manual_seed(2)),
@@ -513,7 +513,7 @@ def _patched_output(model, lora_state, rank=4, alpha=4.0):
 
 
 def test_init_lora_starts_the_adapters_from_a_saved_lora(tmp_path):
-    from rfmi_core.lora import load_lora_file
+    from rfmi_core.train.lora import load_lora_file
 
     model, data = tiny_model(), GaussianConditioned()
     trained = train_lora(model, data, velocity, TrainConfig(steps=40, **FAST))
@@ -533,7 +533,7 @@ def test_init_lora_starts_the_adapters_from_a_saved_lora(tmp_path):
 
 
 def test_init_lora_refuses_other_formats_ranks_and_modules(tmp_path):
-    from rfmi_core.lora import load_lora_file
+    from rfmi_core.train.lora import load_lora_file
 
     model, data = tiny_model(), GaussianConditioned()
     saved = train_lora(model, data, velocity, TrainConfig(steps=1, **FAST)).lora_state_dict
@@ -552,7 +552,7 @@ def test_init_lora_refuses_other_formats_ranks_and_modules(tmp_path):
 
 
 def test_cli_init_lora_and_low_memory_preset(tmp_path):
-    from rfmi_core.lora import load_lora_file
+    from rfmi_core.train.lora import load_lora_file
     from rfmi_core.train import LOW_MEMORY
     from rfmi_core.train.cli import build_parser, config_from_args
 
@@ -580,7 +580,7 @@ def test_cli_init_lora_and_low_memory_preset(tmp_path):
 
 
 def test_validation_samples_the_same_prompts_and_seeds_at_step_0_and_every_n_steps():
-    from rfmi_core.sampler import sample_with_mi
+    from rfmi_core.mi.sampler import sample_with_mi
     from rfmi_core.train.validation import ValidationPlan, distinct_prompts, image_grid, validation_noise
 
     data = GaussianConditioned()

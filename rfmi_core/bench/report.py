@@ -9,7 +9,7 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-from ..plot import new_figure, save_figure
+from ..present.plot import new_figure, save_figure
 
 __all__ = ["FIELDS", "read_rows", "append_rows", "summarise", "markdown_table", "heatmap"]
 

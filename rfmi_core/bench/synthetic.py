@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from ..cli_help import CommandParser, run_cli, open_unit, positive_int
-from ..vector_rf import VectorRFConfig, gaussianise_marginals, train_vector_rf, vector_rf_mi
+from ..util.cli_help import CommandParser, run_cli, open_unit, positive_int
+from .vector_rf import VectorRFConfig, gaussianise_marginals, train_vector_rf, vector_rf_mi
 from .baselines import BASELINES, BMI_BASELINES, BaselineSettings, run_baseline
 from .report import append_rows, done_keys, heatmap, markdown_table, read_rows, summarise
 from .tasks import NATIVE_TASKS, QUICK_TASKS, all_tasks, bmi_available, load_split

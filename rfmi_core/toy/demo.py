@@ -48,18 +48,18 @@ from torch import Tensor, nn
 
 from safetensors import safe_open
 
-from ..lora import save_lora, save_safetensors_atomic
-from ..cli_help import CommandParser, run_cli, non_negative_float, non_negative_int, positive_float, positive_int
-from ..plot import loss_curve_figure, save_figure
-from ..select import top_k
+from ..train.lora import save_lora, save_safetensors_atomic
+from ..util.cli_help import CommandParser, run_cli, non_negative_float, non_negative_int, positive_float, positive_int
+from ..present.plot import loss_curve_figure, save_figure
+from ..finetune.select import top_k
 from ..train import TrainConfig, train_lora
-from .evaluate import (DEFAULT_CFG, DEFAULT_STEPS, Rate, diff_ci, generate, generate_with_phrase_mi, heldout_set,
+from .evaluate import (Evaluation, DEFAULT_CFG, DEFAULT_STEPS, diff_ci, generate, generate_with_phrase_mi, heldout_set,
                        judge_batch, pick_prompts, rate)
 from .exact import condition_scores, toy_rivals
 from .pictures import Sample, mi_histogram_figure, sample_grid_figure
 from .report import preamble, reading
 from .prompts import CATEGORIES, MAX_TOKENS, PAD_ID, prompts, tokenize_batch
-from .train_model import DEFAULT_WEIGHTS, load_toy_model
+from .model import DEFAULT_WEIGHTS, load_toy_model
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -217,22 +217,6 @@ def finetune(base: nn.Module, data: FinetuneData, config: TrainConfig, progress:
     model = copy.deepcopy(base)
     result = train_lora(model, data, toy_velocity, config, keep_adapters=True, progress=progress)
     return model.eval(), result
-
-
-@dataclass
-class Evaluation:
-    """Evaluation samples of one model: images, texts, categories, MI and verdicts (same prompts and seeds per model)."""
-
-    images: Tensor
-    texts: list[str]
-    categories: list[str]
-    mi: Tensor
-    valid: Tensor
-    correct: Tensor
-
-    def rates(self, category: str) -> tuple[Rate, Rate]:
-        mask = torch.tensor([c == category for c in self.categories])
-        return rate(self.correct[mask]), rate(self.valid[mask])
 
 
 def evaluate(model: nn.Module, texts: list[str], categories: list[str], seeds: list[int], steps: int, cfg: float,

@@ -22,17 +22,17 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..progress import progress_bar
-from ..cli_help import CommandParser, run_cli, non_negative_float, non_negative_int, positive_int
-from ..phrase_mi import sample_with_phrase_mi
-from ..sampler import sample_with_mi
-from ..trajectory import MIResult
+from ..util.progress import progress_bar
+from ..util.cli_help import CommandParser, run_cli, non_negative_float, non_negative_int, positive_int
+from ..mi.phrase_mi import sample_with_phrase_mi
+from ..mi.sampler import sample_with_mi
+from ..mi.trajectory import MIResult
 from .judge import Verdict, judge
 from .prompts import (CATEGORIES, MAX_TOKENS, PAD_ID, parse_prompt, prompt_phrases, prompts, tokenize_batch,
                       without_phrases)
 from .world import CANVAS
 
-__all__ = ["DEFAULT_STEPS", "DEFAULT_CFG", "velocity_fn", "sigma_grid", "noise_for", "generate",
+__all__ = ["DEFAULT_STEPS", "DEFAULT_CFG", "Evaluation", "velocity_fn", "sigma_grid", "noise_for", "generate",
            "generate_with_phrase_mi", "Rate", "rate",
            "judge_batch", "diff_ci", "numeracy_by_count", "pick_prompts"]
 
@@ -109,6 +109,22 @@ def generate_with_phrase_mi(model: nn.Module, texts: list[str], seeds: list[int]
         phrase_mi += list(phrases.mi)
     back = torch.tensor(order).argsort()
     return torch.cat(images)[back], MIResult.concat(results).select(back), [phrase_mi[i] for i in back.tolist()]
+
+
+@dataclass
+class Evaluation:
+    """Evaluation samples of one model: images, texts, categories, MI and verdicts (same prompts and seeds per model)."""
+
+    images: Tensor
+    texts: list[str]
+    categories: list[str]
+    mi: Tensor
+    valid: Tensor
+    correct: Tensor
+
+    def rates(self, category: str) -> tuple[Rate, Rate]:
+        mask = torch.tensor([c == category for c in self.categories])
+        return rate(self.correct[mask]), rate(self.valid[mask])
 
 
 def judge_batch(images: Tensor, texts: list[str]) -> tuple[Tensor, Tensor]:
@@ -203,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
     import re
     from collections import Counter
 
-    from .train_model import load_toy_model
+    from .model import load_toy_model
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..counterfactuals import counterfactuals
-from ..pointwise import PMI_T_EPS, condition_log_ratios_from_velocities
-from ..progress import progress_bar
+from ..text.counterfactuals import counterfactuals
+from ..mi.pointwise import PMI_T_EPS, condition_log_ratios_from_velocities
+from ..util.progress import progress_bar
 from .prompts import MAX_TOKENS, PAD_ID, tokenize, tokenize_batch
 
 __all__ = ["ExactScores", "condition_scores", "toy_rivals"]

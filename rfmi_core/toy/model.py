@@ -5,11 +5,11 @@ attend jointly in every block; the time t (paper convention: 0 noise, 1 data) an
 each block through adaLN. The network returns the paper velocity u = x1 − x0. Module names follow SD3's MMDiT
 (``joint_blocks.N.x_block.attn.qkv`` / ``.proj``) so the trainer's default LoRA targets apply unchanged.
 
-``local_mixing`` (on in the shipped weights, off by default so older files load) adds a depthwise 3×3 convolution
+``local_mixing`` (on in the shipped weights; off by default, for configs that do not name it) adds a depthwise 3×3 convolution
 over the 8×8 grid of image tokens inside each block's MLP (SegFormer's MixFFN; zero-initialised, 15 k parameters):
 neighbouring patches of one shape agree on it sooner than through attention alone.
 
-``prompt_slots`` (off by default so older files load) adds to the adaLN condition an MLP of the prompt's token
+``prompt_slots`` (on in the shipped weights; off by default) adds to the adaLN condition an MLP of the prompt's token
 embeddings in their slots (zero-initialised last layer). The mean embedding is a bag of words: "a red square to the
 left of a blue disk" and "a blue square to the left of a red disk" pool alike, so at high noise, where the layout
 must come from the prompt alone, the blocks had no summary saying which colour goes left. With slots a width-64 probe
@@ -18,11 +18,16 @@ must come from the prompt alone, the blocks had no summary saying which colour g
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from dataclasses import asdict, dataclass
 
 import torch
+from safetensors import safe_open
 from torch import Tensor, nn
+
+from ..util.safetensors_io import save_safetensors_atomic
 
 __all__ = ["ToyFlowConfig", "ToyFlowTransformer"]
 
@@ -187,3 +192,39 @@ class ToyFlowTransformer(nn.Module):
         shift, scale = self.final_modulation(c)[:, None].chunk(2, dim=-1)
         out = self.final_linear(self.final_norm(h[:, tokens.shape[1] :]) * (1 + scale) + shift)
         return self.unpatchify(out)
+
+
+DEFAULT_WEIGHTS = os.path.join(os.path.dirname(__file__), "weights", "toy_rf.safetensors")
+"""The weights shipped with the pack (made by ``python -m research.toy.train_recipe``)."""
+
+
+def save_toy_weights(model: ToyFlowTransformer, path: str, metadata: dict) -> None:
+    tensors = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()}
+    meta = {"config": json.dumps(model.config.to_dict()), **{k: str(v) for k, v in metadata.items()}}
+    save_safetensors_atomic(tensors, path, meta)
+
+
+def load_toy_model(path: str | None = None, grow: ToyFlowConfig | None = None) -> ToyFlowTransformer:
+    """The toy model from its safetensors file (default: ``DEFAULT_WEIGHTS``, shipped with the pack), in eval mode.
+
+    ``grow`` (for ``--init``): the file's model with the zero-initialised modules ``grow`` switches on and the file
+    lacks (``local_mixing``, ``prompt_slots``) added; it starts as the file's model does. Sizes must match."""
+    path = path or DEFAULT_WEIGHTS
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no toy weights at {path}; train them with `python -m research.toy.train_recipe` from the repository")
+    with safe_open(path, framework="pt") as handle:
+        config = ToyFlowConfig(**json.loads(handle.metadata()["config"]))
+        state = {k: handle.get_tensor(k) for k in handle.keys()}
+    if grow is not None:
+        fixed = [f for f in ("vocab_size", "max_tokens", "image_size", "channels", "patch", "width", "depth", "heads")
+                 if getattr(grow, f) != getattr(config, f)]
+        if fixed:
+            raise ValueError(f"--init {path}: its {', '.join(fixed)} differ from the requested model's; only the "
+                             "optional modules (local mixing, prompt slots) can be added to a trained model")
+        config = ToyFlowConfig(**{**config.to_dict(), "local_mixing": config.local_mixing or grow.local_mixing,
+                                  "prompt_slots": config.prompt_slots or grow.prompt_slots})
+    model = ToyFlowTransformer(config)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or (missing and grow is None) or any(".local." not in k and "slot_embedder" not in k for k in missing):
+        raise ValueError(f"{path} does not match its recorded config: missing {missing}, unexpected {unexpected}")
+    return model.eval()

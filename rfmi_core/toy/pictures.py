@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..plot import histogram_axes, new_figure, write_atomically
+from ..present.plot import histogram_axes, new_figure, write_atomically
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -8,13 +8,11 @@ correctness, which selection beat the random one, and by how much, whatever the 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
-from .evaluate import Rate, diff_ci
+from .evaluate import Evaluation, Rate, diff_ci
 from .prompts import CATEGORIES
 
-if TYPE_CHECKING:
-    from .demo import DemoSize, Evaluation
 
 __all__ = ["DEFINITIONS", "preamble", "reading"]
 
@@ -34,9 +32,10 @@ SCORE_NAMES = {"pmi": "the exact point-wise MI", "contrast": "the contrast with 
                "rfmi": "the paper's Algorithm 2", "phrase-min": "phrase-min"}
 
 
-def preamble(command: str, weights: str, size: DemoSize, steps: int, cfg: float, seed: int, lr: float, rank: int,
+def preamble(command: str, weights: str, size: Any, steps: int, cfg: float, seed: int, lr: float, rank: int,
              judge_selection: str) -> list[str]:
-    """The opening lines of results.md: what was run, with every setting that changes the numbers."""
+    """The opening lines of results.md: what was run, with every setting that changes the numbers (``size``: the
+    demo's ``DemoSize``)."""
     return [
         "# Toy RFMI loop: generate → rank → keep the top-k → LoRA fine-tune → judge", "",
         f"- Command: `{command}`",

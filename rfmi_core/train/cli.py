@@ -41,9 +41,9 @@ from typing import Any, Callable
 
 from torch import Tensor, nn
 
-from ..cli_help import CommandParser, UsageError, finite_float, positive_float
-from ..finetune_set import FinetuneSet
-from ..lora import load_lora_file, save_lora
+from ..util.cli_help import CommandParser, UsageError, finite_float, positive_float
+from ..finetune.finetune_set import FinetuneSet
+from .lora import load_lora_file, save_lora
 from .config import Setting, TrainConfig, config_from_settings, low_memory, settings
 from .data import LatentSpaceData, affine_latent_map
 from .distributed import any_rank, current_world, init_from_env, shutdown
@@ -94,7 +94,7 @@ def toy_velocity(model: nn.Module, x_t: Tensor, t: Tensor, cond: dict[str, Tenso
 
 def toy_model(weights: str | None = None) -> tuple[nn.Module, object]:
     """``--model toy``: the toy transformer (the shipped weights, or ``weights``) and its velocity function."""
-    from ..toy.train_model import load_toy_model
+    from ..toy.model import load_toy_model
 
     return load_toy_model(weights), toy_velocity
 

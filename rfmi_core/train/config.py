@@ -10,8 +10,8 @@ import math
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any
 
-from ..checks import require_choice
-from ..lora import DEFAULT_TARGETS
+from ..mi.checks import require_choice
+from .lora import DEFAULT_TARGETS
 
 __all__ = ["T_SAMPLINGS", "LOW_MEMORY", "TrainConfig", "Setting", "setting", "settings", "config_from_settings",
            "low_memory"]

@@ -18,10 +18,10 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from ..conventions import ModuleVelocity
-from ..folder_lock import folder_lock
-from ..lora import has_lora, inject_lora, load_lora_weights, lora_state_dict, remove_lora, resolve_targets
-from ..progress import progress_bar
+from ..mi.conventions import ModuleVelocity
+from ..util.folder_lock import folder_lock
+from .lora import has_lora, inject_lora, load_lora_weights, lora_state_dict, remove_lora, resolve_targets
+from ..util.progress import progress_bar
 from .checkpointing import gradient_checkpointing, is_in_place_error, saved_activation_copies
 from .config import TrainConfig
 from .data import batch_indices, check_data, micro_batch, step_generator
@@ -196,7 +196,7 @@ def train_lora(
     check_data(data)
     if has_lora(model):
         raise ValueError("model already holds LoRA adapters (kept by an earlier keep_adapters=True run?); call "
-                         "rfmi_core.lora.remove_lora(model) first")
+                         "rfmi_core.train.lora.remove_lora(model) first")
     targets = resolve_targets(model, config.target_modules)
     world = current_world()
     if config.samples_per_step < world.size:

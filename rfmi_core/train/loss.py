@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checks import require_same_shape
-from ..conventions import ModuleVelocity, straight_path
+from ..mi.checks import require_same_shape
+from ..mi.conventions import ModuleVelocity, straight_path
 from .config import TrainConfig
 
 __all__ = ["sample_t", "lr_at", "flow_matching_loss"]

@@ -15,8 +15,8 @@ import torch
 from safetensors import safe_open
 from torch import Tensor, nn
 
-from ..lora import lora_parameters
-from ..safetensors_io import save_safetensors_atomic
+from .lora import lora_parameters
+from ..util.safetensors_io import save_safetensors_atomic
 from .config import TrainConfig
 
 __all__ = ["CHECKPOINT_KIND", "TrainCheckpoint", "save_checkpoint", "load_checkpoint", "latest_checkpoint",

@@ -20,8 +20,8 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from ..conventions import ModuleVelocity
-from ..sampler import check_sigma_grid, sample_with_mi
+from ..mi.conventions import ModuleVelocity
+from ..mi.sampler import check_sigma_grid, sample_with_mi
 
 __all__ = ["ValidationPlan", "distinct_prompts", "validation_noise", "sample_validation", "image_grid"]
 

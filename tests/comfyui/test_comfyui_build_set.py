@@ -1,4 +1,4 @@
-"""Headless set building through ComfyUI (``python -m rfmi_core.build_set --comfyui …``) in the real ComfyUI: a tiny SD3
+"""Headless set building through ComfyUI (``comfyui_build_set.py --comfyui …``) in the real ComfyUI: a tiny SD3
 checkpoint and a CLIP-L loaded by name with ComfyUI's loaders; the set equals the one Best-of-N + Export Fine-tune Set
 build in ComfyUI for the same seed, and 2 torchrun processes (gloo) build the set of one."""
 
@@ -18,7 +18,7 @@ import folder_paths
 import nodes as comfy_nodes
 
 from rfmi_core import FinetuneSet
-from rfmi_core.set_builder import BuildPlan, pending_prompts
+from rfmi_core.finetune.set_builder import BuildPlan, pending_prompts
 from tiny_files import CHECKPOINT, CLIP_L, write_model_folders
 
 COMFYUI = Path(comfy_nodes.__file__).resolve().parent  # the ComfyUI these tests run (conftest put it first)
@@ -43,14 +43,14 @@ def prompt_file(tmp_path_factory) -> Path:
 
 
 def build_set(processes: int, prompts: Path, set_dir: Path, config: Path) -> str:
-    """``[torchrun --nproc_per_node N] -m rfmi_core.build_set --comfyui COMFYUI --checkpoint … --text-encoders …``."""
+    """``[torchrun --nproc_per_node N] comfyui_build_set.py --comfyui COMFYUI --checkpoint … --text-encoders …``."""
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
                                                              "MASTER_PORT")}
     env.update(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
     launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
                 if processes > 1 else [sys.executable])
     done = subprocess.run(
-        [*launcher, "-m", "rfmi_core.build_set", "--prompts", str(prompts), "--set", str(set_dir), "--comfyui",
+        [*launcher, str(REPO / "comfyui_build_set.py"), "--prompts", str(prompts), "--set", str(set_dir), "--comfyui",
          str(COMFYUI), "--extra-model-paths-config", str(config), "--checkpoint", CHECKPOINT, "--text-encoders", CLIP_L,
          "--width", "64", "--height", "64", "--steps", str(STEPS), "--candidates", str(M), "--k", str(K), "--seed",
          str(SEED), "--batch-size", "2", "--device", "cpu", "--no-progress"],
@@ -85,7 +85,7 @@ def test_the_headless_set_is_the_one_best_of_n_and_export_build(rfmi_nodes, pack
             positive = comfy_nodes.CLIPTextEncode().encode(clip, prompt)[0]
             scores = rfmi_nodes["RFMIBestOfN"].execute(model, SEED, STEPS, 4.5, "euler", "simple", positive, negative,
                                                        {"samples": torch.zeros(1, 16, 8, 8)}, M, 1, 2, "cfg",
-                                                       "rfmi").result[2]
+                                                       "pmi").result[2]
             rfmi_nodes["RFMIExportFinetuneSet"].execute(scores, positive, negative, prompt, "", "nodes", K, model)
     finally:
         torch.set_num_threads(previous)

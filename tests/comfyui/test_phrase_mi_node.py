@@ -15,8 +15,8 @@ import comfy.sd1_clip
 import nodes as comfy_nodes
 from comfy.ldm.modules.diffusionmodules.mmdit import OpenAISignatureMMDITWrapper
 
-from rfmi_core.analytic import TwoPartGaussianChannel
-from rfmi_core.phrase_mi import estimate_phrase_mi
+from rfmi_core.mi.analytic import TwoPartGaussianChannel
+from rfmi_core.mi.phrase_mi import estimate_phrase_mi
 
 TINY_CLIP_CONFIG = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
                     "max_position_embeddings": 77, "vocab_size": 49408, "hidden_act": "quick_gelu",

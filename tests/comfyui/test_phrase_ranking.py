@@ -12,7 +12,7 @@ import comfy.sample
 import comfy.samplers
 import nodes as comfy_nodes
 
-from rfmi_core.phrase_mi import sample_with_phrase_mi
+from rfmi_core.mi.phrase_mi import sample_with_phrase_mi
 from rfmi_core.toy import PAD_ID, tokenize_batch
 from rfmi_core.toy.model import ToyFlowTransformer
 

@@ -24,7 +24,7 @@ from test_frontend import (APP, FIT_VIEW, SETTINGS, Chromium, frontend_session, 
                            screenshot_dir, use_renderer)
 
 from comfy_server import ComfyServer, prepare_base  # noqa: E402
-from rfmi_core.picks import parse_picks  # noqa: E402
+from rfmi_core.finetune.picks import parse_picks  # noqa: E402
 from test_workflows import WORKFLOW_DIR, _node, load  # noqa: E402
 
 WORKFLOW = "toy_rfmi_loop"
@@ -372,7 +372,7 @@ def test_gallery_names_the_contrast_shows_its_rivals_and_an_edited_rival_rescore
   return ["clip", "text"].map(name => bon.inputs.find(i => i.name === name)?.link != null);
 }})()""")
     assert wired == [True, True]
-    from rfmi_core.counterfactuals import counterfactuals
+    from rfmi_core.text.counterfactuals import counterfactuals
 
     suggested = [str(r) for r in counterfactuals(PROMPT_TEXT)]
     out = queue_from_the_page(server, browser)["outputs"][str(pick_id)]

@@ -15,12 +15,12 @@ from typing import Any, Callable, Protocol
 import torch
 from torch import Tensor, nn
 
-from .counterfactuals import counterfactuals
-from .pointwise import PMI_N_T, PMI_T_EPS, condition_log_ratios_from_velocities
-from .ranking import DEFAULT_SCORE, exact_ranking, is_exact
-from .sampler import sample_with_mi
+from ..text.counterfactuals import counterfactuals
+from ..mi.pointwise import PMI_N_T, PMI_T_EPS, condition_log_ratios_from_velocities
+from ..mi.ranking import DEFAULT_SCORE, exact_ranking, is_exact
+from ..mi.sampler import sample_with_mi
 from .scores import ScoredCandidates
-from .trajectory import MIResult
+from ..mi.trajectory import MIResult
 
 __all__ = ["CandidateMaker", "VelocityCandidates", "shifted_sigmas", "module_identity", "toy_candidates"]
 
@@ -156,9 +156,9 @@ class VelocityCandidates:
 
 def toy_candidates(weights: str | None = None, **options: Any) -> VelocityCandidates:
     """The toy model shipped with the pack (or ``weights``): 3×16×16 images, its word ids as ``cross_attn``."""
-    from .toy.conditioning import conditioning_from_text
-    from .toy.train_model import load_toy_model
-    from .train.cli import toy_velocity
+    from ..toy.conditioning import conditioning_from_text
+    from ..toy.model import load_toy_model
+    from ..train.cli import toy_velocity
 
     return VelocityCandidates(load_toy_model(weights), toy_velocity,
                               lambda text: {"cross_attn": conditioning_from_text(text)}, (3, 16, 16), **options)

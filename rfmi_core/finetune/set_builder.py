@@ -24,7 +24,7 @@ import torch
 from .candidates import CandidateMaker
 from .finetune_set import FinetuneSet, candidate_records, record_settings
 from .select import top_k
-from .train.distributed import World, broadcast_from_main, current_world
+from ..train.distributed import World, broadcast_from_main, current_world
 
 __all__ = ["BuildPlan", "BuildReport", "prompt_key", "pending_prompts", "share", "build_prompt", "build_set",
            "gather_report"]

@@ -1,7 +1,7 @@
 """The shipped toy weights in one command: ``train_model``'s four runs (base, layout, repair, counting), chained.
 
-    python -m rfmi_core.toy.train_recipe                       # ≈ 1.8–2.35 h on the 2-core CPU; resumable
-    python -m rfmi_core.toy.train_recipe --work runs/recipe --out runs/toy_rf.safetensors
+    python -m research.toy.train_recipe                       # ≈ 1.8–2.35 h on the 2-core CPU; resumable
+    python -m research.toy.train_recipe --work runs/recipe --out runs/toy_rf.safetensors
 
 Each stage is a list of ``train_model`` flags (``SHIPPED``, the commands recorded in the shipped files' metadata, see
 ``train_model``'s docstring for what each stage does and measured); ``{work}`` stands for the work folder, where each
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from safetensors import safe_open
 
-from ..cli_help import CommandParser, run_cli
+from rfmi_core.util.cli_help import CommandParser, run_cli
 from .train_model import DEFAULT_WEIGHTS, main as train_model_main
 from .train_model import build_parser as train_model_parser
 
@@ -77,7 +77,7 @@ RUN_FLAGS = ("--resume", "--stop-after")  # how far a run goes, not what it trai
 def recorded_flags(path: str) -> list[str]:
     """The ``train_model`` flags a file's metadata records, less --resume and --stop-after N."""
     with safe_open(path, framework="pt") as handle:
-        words = shlex.split(handle.metadata().get("command", ""))[3:]  # after "python -m rfmi_core.toy.train_model"
+        words = shlex.split(handle.metadata().get("command", ""))[3:]  # after "python -m research.toy.train_model"
     kept, skip = [], False
     for word in words:
         if skip:
@@ -120,7 +120,7 @@ def run_recipe(stages: tuple[Stage, ...], work: str, out: str) -> list[list[str]
             if done >= stop:
                 continue
             argv = stage_argv(stage, work, done, stop, total)
-            print(f"stage {stage.name}: steps {done + 1}–{stop} of {total}: python -m rfmi_core.toy.train_model "
+            print(f"stage {stage.name}: steps {done + 1}–{stop} of {total}: python -m research.toy.train_model "
                   + shlex.join(argv), flush=True)
             train_model_main(argv)
             ran.append(argv)
@@ -136,7 +136,7 @@ def run_recipe(stages: tuple[Stage, ...], work: str, out: str) -> list[list[str]
 
 def build_parser() -> CommandParser:
     """The command's flags, each with its range (an out-of-range value is one error line before any work)."""
-    parser = CommandParser(prog="python -m rfmi_core.toy.train_recipe", description=__doc__.splitlines()[0])
+    parser = CommandParser(prog="python -m research.toy.train_recipe", description=__doc__.splitlines()[0])
     parser.add_argument("--work", default=os.path.join("runs", "toy_recipe"),
                         help="folder for each stage's weights (kept: a rerun resumes or skips finished stages)")
     parser.add_argument("--out", default=DEFAULT_WEIGHTS, help="where the final weights are copied")
@@ -152,4 +152,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    run_cli(main, "python -m rfmi_core.toy.train_recipe")
+    run_cli(main, "python -m research.toy.train_recipe")

@@ -36,7 +36,7 @@ from .checks import require_batched, require_choice, require_same_shape
 from .conventions import Velocity, cfg_velocity, t_from_sigma
 from .estimate import importance_sampled_points, inner_product, tile_condition
 from .pointwise import denoising_gain
-from .progress import progress_bar
+from ..util.progress import progress_bar
 from .sampler import check_sigma_grid
 from .stats import mean_and_standard_error
 from .trajectory import MIResult, StepIntegrand, TrajectoryMI, positionwise_squared_norm

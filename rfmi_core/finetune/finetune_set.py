@@ -31,9 +31,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
-from .safetensors_io import TMP_PREFIX as _TMP_PREFIX
-from .safetensors_io import publish_bytes, publish_safetensors, save_safetensors_atomic
-from .safetensors_io import write_bytes_atomic as _atomic_write_bytes
+from ..util.safetensors_io import TMP_PREFIX as _TMP_PREFIX
+from ..util.safetensors_io import publish_bytes, publish_safetensors, save_safetensors_atomic
+from ..util.safetensors_io import write_bytes_atomic as _atomic_write_bytes
 
 __all__ = [
     "FORMAT",

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .prompts import COLOURS, SHAPES
-from .world import CANVAS, PALETTE, _shape_masks, background, sample_positions
+from rfmi_core.toy.prompts import COLOURS, SHAPES
+from rfmi_core.toy.world import CANVAS, PALETTE, _shape_masks, background, sample_positions
 
 __all__ = ["INVALID_KINDS", "FOREIGN_COLOURS", "unknown_shapes", "render_invalid"]
 

@@ -18,7 +18,7 @@ from torch import Tensor
 from .checks import require_batched, require_choice, require_same_shape
 from .conventions import Velocity, VelocityPair, cfg_velocity, straight_path
 from .density import TruncatedRatioDensity
-from .progress import progress_bar
+from ..util.progress import progress_bar
 from .trajectory import VELOCITIES
 
 __all__ = ["estimate_mi", "estimate_mi_draws", "estimate_mi_draws_from_pairs", "draw_times", "importance_sampled_points",

@@ -1,6 +1,6 @@
 """How exact is the toy judge? Agreement with ground truth on rendered scenes, clean and under pixel noise.
 
-    python -m rfmi_core.toy.judge_report [--scenes 1000] [--seed 0] [--sigmas 0 0.05 0.1 0.2 0.3 0.4 0.5]
+    python -m research.toy.judge_report [--scenes 1000] [--seed 0] [--sigmas 0 0.05 0.1 0.2 0.3 0.4 0.5]
 
 Per category, ``scenes`` prompts drawn from all prompts (both splits) with, in turn, a scene that satisfies the prompt
 (half), a scene that satisfies a one-edit contrast prompt (a quarter), or a random scene of 1–4 objects (a quarter);
@@ -17,11 +17,11 @@ import time
 import torch
 from torch import Tensor
 
-from ..cli_help import CommandParser, run_cli, non_negative_float, non_negative_int, positive_int
+from rfmi_core.util.cli_help import CommandParser, run_cli, non_negative_float, non_negative_int, positive_int
 from .invalid import INVALID_KINDS, render_invalid
-from .judge import judge
-from .prompts import CATEGORIES, SPLITS, contrast_prompts, prompt_specs, prompts
-from .world import SHAPE_PIXELS, random_scene, render, sample_scene, satisfies
+from rfmi_core.toy.judge import judge
+from rfmi_core.toy.prompts import CATEGORIES, SPLITS, contrast_prompts, prompt_specs, prompts
+from rfmi_core.toy.world import SHAPE_PIXELS, random_scene, render, sample_scene, satisfies
 
 __all__ = ["labelled_scenes", "contrast_scenes", "invalid_scenes", "agreement", "main"]
 
@@ -82,7 +82,7 @@ def _row(label: str, values: list[float]) -> str:
 
 def build_parser() -> CommandParser:
     """The command's flags, each with its range (an out-of-range value is one error line before any work)."""
-    parser = CommandParser(prog="python -m rfmi_core.toy.judge_report", description=__doc__.splitlines()[0])
+    parser = CommandParser(prog="python -m research.toy.judge_report", description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", type=positive_int, default=1000, help="scenes per category and per set")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seeds the scenes and the pixel noise")
     parser.add_argument("--sigmas", type=non_negative_float, nargs="+", default=[0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5],
@@ -116,4 +116,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    run_cli(main, "python -m rfmi_core.toy.judge_report")
+    run_cli(main, "python -m research.toy.judge_report")

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from .select import top_k
-from .trajectory import MIResult
+from ..mi.trajectory import MIResult
 
 __all__ = ["ScoredCandidates"]
 

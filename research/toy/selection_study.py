@@ -1,7 +1,7 @@
 """Which scores pick the correct candidate? Top-1 accuracy and within-prompt AUROC of every MI score the core offers,
 and of model-only alternatives, against the exact judge, on the toy world.
 
-    python -m rfmi_core.toy.selection_study [--weights A B ...] [--cfgs 3] [--steps 20] [--m 8] [--prompts 32]
+    python -m research.toy.selection_study [--weights A B ...] [--cfgs 3] [--steps 20] [--m 8] [--prompts 32]
                                                [--figures DIR]
 
 For each condition (weights × CFG scale × Euler steps), ``--prompts`` prompts per category of ``--split`` (default: the
@@ -46,20 +46,20 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..conventions import cfg_velocity, t_from_sigma
-from ..estimate import estimate_mi
-from ..trajectory import MIResult, TrajectoryMI
-from ..cli_help import CommandParser, run_cli, non_negative_float, non_negative_int, positive_int
-from ..conventions import straight_path
-from ..plot import save_figure
-from ..progress import progress_bar
-from ..select import top_k
-from .evaluate import (DEFAULT_CFG, DEFAULT_STEPS, generate, generate_with_phrase_mi, judge_batch, noise_for,
+from rfmi_core.mi.conventions import cfg_velocity, t_from_sigma
+from rfmi_core.mi.estimate import estimate_mi
+from rfmi_core.mi.trajectory import MIResult, TrajectoryMI
+from rfmi_core.util.cli_help import CommandParser, run_cli, non_negative_float, non_negative_int, positive_int
+from rfmi_core.mi.conventions import straight_path
+from rfmi_core.present.plot import save_figure
+from rfmi_core.util.progress import progress_bar
+from rfmi_core.finetune.select import top_k
+from rfmi_core.toy.evaluate import (DEFAULT_CFG, DEFAULT_STEPS, generate, generate_with_phrase_mi, judge_batch, noise_for,
                        pick_prompts, sigma_grid, velocity_fn)
-from .exact import condition_scores, toy_rivals
-from .judge import classify_pixels
-from .pictures import mi_histogram_figure
-from .prompts import (CATEGORIES, SPLITS, contrast_prompts, parse_prompt, prompt_phrases, prompts, tokenize_batch,
+from rfmi_core.toy.exact import condition_scores, toy_rivals
+from rfmi_core.toy.judge import classify_pixels
+from rfmi_core.toy.pictures import mi_histogram_figure
+from rfmi_core.toy.prompts import (CATEGORIES, SPLITS, contrast_prompts, parse_prompt, prompt_phrases, prompts, tokenize_batch,
                       without_phrases)
 from .train_model import load_toy_model
 
@@ -340,7 +340,7 @@ def study(condition: Condition, prompts_per_category: int, n_t: int, seed: int, 
 
 def build_parser() -> CommandParser:
     """The command's flags, each with its range (an out-of-range value is one error line before any work)."""
-    parser = CommandParser(prog="python -m rfmi_core.toy.selection_study", description=__doc__.splitlines()[0])
+    parser = CommandParser(prog="python -m research.toy.selection_study", description=__doc__.splitlines()[0])
     parser.add_argument("--weights", nargs="+", default=[None], help="toy model files (default: the shipped one)")
     parser.add_argument("--cfgs", type=non_negative_float, nargs="+", default=[DEFAULT_CFG], help="guidance scales to study")
     parser.add_argument("--steps", type=positive_int, nargs="+", default=[DEFAULT_STEPS], help="Euler step counts to study")
@@ -384,4 +384,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    run_cli(main, "python -m rfmi_core.toy.selection_study")
+    run_cli(main, "python -m research.toy.selection_study")

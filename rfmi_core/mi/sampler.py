@@ -13,7 +13,7 @@ from torch import Tensor
 
 from .checks import require_batched, require_unit_interval
 from .conventions import Velocity, cfg_velocity, t_from_sigma
-from .progress import progress_bar
+from ..util.progress import progress_bar
 from .trajectory import MIResult, TrajectoryMI
 
 __all__ = ["sample_with_mi"]

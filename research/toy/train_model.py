@@ -1,6 +1,6 @@
 """Trains the toy text-to-image rectified-flow model from scratch.
 
-    python -m rfmi_core.toy.train_model --out runs/toy_rf.safetensors --save-every 1000 --snapshots runs/toy_snaps
+    python -m research.toy.train_model --out runs/toy_rf.safetensors --save-every 1000 --snapshots runs/toy_snaps
 
 The defaults are the settings of the run meant to replace the shipped weights: 14000 steps of batch 64, lr 1e-3
 (warm-up 100, cosine to 0), EMA 0.999, prompt dropout to ∅ 0.1, phrase dropout 0.15, the 0.75 M-parameter model with
@@ -10,7 +10,7 @@ machine of the session that wrote this it ran at 1–1.5 s a step.
 
 The shipped file (``weights/toy_rf.safetensors``) is four runs of this command (about 1.8–2.35 h of idle CPU in all,
 under issue 12's 2.5 h; each file's metadata records its own command), chained in one command by ``python -m
-rfmi_core.toy.train_recipe`` (resumable; ``--stop-after`` is how it pauses the base at step 6000 as the shipped base was).
+research.toy.train_recipe`` (resumable; ``--stop-after`` is how it pauses the base at step 6000 as the shipped base was).
 The first three ran on the world before numeracy had two counted groups; ``--numeracy-groups 1`` draws exactly their
 batches (checked against the earlier code on 256 draws):
 
@@ -55,7 +55,6 @@ toy world (train split only) every step. The weights are an exponential moving a
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shlex
@@ -66,16 +65,14 @@ import time
 import torch
 from safetensors import safe_open
 
-from ..cli_help import CommandParser, run_cli, non_negative_int, positive_float, positive_int, probability
-from ..conventions import straight_path
-from ..lora import save_safetensors_atomic
-from ..progress import progress_bar
-from .model import ToyFlowConfig, ToyFlowTransformer
-from .prompts import CATEGORIES, MAX_TOKENS, PAD_ID, PROMPT_VOCAB, prompt_phrases, tokenize_batch, without_phrases
+from rfmi_core.util.cli_help import CommandParser, run_cli, non_negative_int, positive_float, positive_int, probability
+from rfmi_core.mi.conventions import straight_path
+from rfmi_core.util.progress import progress_bar
+from rfmi_core.toy.model import DEFAULT_WEIGHTS, ToyFlowConfig, ToyFlowTransformer, load_toy_model, save_toy_weights
+from rfmi_core.toy.prompts import CATEGORIES, MAX_TOKENS, PAD_ID, PROMPT_VOCAB, prompt_phrases, tokenize_batch, without_phrases
 from .stable_target import stf_velocity_target
-from .world import random_training_batch, sample_scenes
+from rfmi_core.toy.world import random_training_batch, sample_scenes
 
-DEFAULT_WEIGHTS = os.path.join(os.path.dirname(__file__), "weights", "toy_rf.safetensors")
 
 
 def toy_config(width: int = 96, depth: int = 4, heads: int = 4, local_mixing: bool = True,
@@ -149,38 +146,6 @@ def stf_references(images: torch.Tensor, texts: list[str], full_texts: list[str]
     return torch.stack(rows)
 
 
-def save_toy_weights(model: ToyFlowTransformer, path: str, metadata: dict) -> None:
-    tensors = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()}
-    meta = {"config": json.dumps(model.config.to_dict()), **{k: str(v) for k, v in metadata.items()}}
-    save_safetensors_atomic(tensors, path, meta)
-
-
-def load_toy_model(path: str | None = None, grow: ToyFlowConfig | None = None) -> ToyFlowTransformer:
-    """The toy model from its safetensors file (default: the weights shipped with the package), in eval mode.
-
-    ``grow`` (for ``--init``): the file's model with the zero-initialised modules ``grow`` switches on and the file
-    lacks (``local_mixing``, ``prompt_slots``) added; it starts as the file's model does. Sizes must match."""
-    path = path or DEFAULT_WEIGHTS
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no toy weights at {path}; train them with `python -m rfmi_core.toy.train_model`")
-    with safe_open(path, framework="pt") as handle:
-        config = ToyFlowConfig(**json.loads(handle.metadata()["config"]))
-        state = {k: handle.get_tensor(k) for k in handle.keys()}
-    if grow is not None:
-        fixed = [f for f in ("vocab_size", "max_tokens", "image_size", "channels", "patch", "width", "depth", "heads")
-                 if getattr(grow, f) != getattr(config, f)]
-        if fixed:
-            raise ValueError(f"--init {path}: its {', '.join(fixed)} differ from the requested model's; only the "
-                             "optional modules (local mixing, prompt slots) can be added to a trained model")
-        config = ToyFlowConfig(**{**config.to_dict(), "local_mixing": config.local_mixing or grow.local_mixing,
-                                  "prompt_slots": config.prompt_slots or grow.prompt_slots})
-    model = ToyFlowTransformer(config)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected or (missing and grow is None) or any(".local." not in k and "slot_embedder" not in k for k in missing):
-        raise ValueError(f"{path} does not match its recorded config: missing {missing}, unexpected {unexpected}")
-    return model.eval()
-
-
 def train(steps: int, batch: int, lr: float, dropout: float, ema_decay: float, seed: int, out: str,
           resume: bool, save_every: int, snapshot_dir: str | None = None, warmup: int = 100,
           phrase_dropout: float = 0.0, config: ToyFlowConfig | None = None, init: str | None = None,
@@ -248,7 +213,7 @@ def train(steps: int, batch: int, lr: float, dropout: float, ema_decay: float, s
 
 def build_parser() -> CommandParser:
     """train_model's flags (also read by ``train_recipe``, whose stages are lists of them)."""
-    parser = CommandParser(prog="python -m rfmi_core.toy.train_model", description=__doc__.splitlines()[0])
+    parser = CommandParser(prog="python -m research.toy.train_model", description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=positive_int, default=14000, help="total steps")
     parser.add_argument("--stop-after", type=positive_int, default=None,
                         help="end this run at that step (saved; the schedule stays that of --steps); --resume goes on")
@@ -295,8 +260,8 @@ def main(argv: list[str] | None = None) -> None:
     train(args.steps, args.batch, args.lr, args.dropout, args.ema, args.seed, args.out, args.resume, args.save_every,
           args.snapshots, args.warmup, args.phrase_dropout, toy_config(args.width, args.depth, args.heads, not args.no_local_mixing, args.prompt_slots),
           args.init, args.stf, args.low_t_share, tuple(c.strip() for c in args.categories.split(",") if c.strip()), args.decay,
-          args.stop_after, "python -m rfmi_core.toy.train_model " + shlex.join(argv), args.numeracy_groups)
+          args.stop_after, "python -m research.toy.train_model " + shlex.join(argv), args.numeracy_groups)
 
 
 if __name__ == "__main__":
-    run_cli(main, "python -m rfmi_core.toy.train_model")
+    run_cli(main, "python -m research.toy.train_model")

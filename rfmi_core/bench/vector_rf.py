@@ -28,11 +28,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .conventions import straight_path
-from .density import TruncatedRatioDensity
-from .estimate import estimate_mi_draws_from_pairs
-from .progress import progress_bar
-from .stats import mean_and_standard_error
+from ..mi.conventions import straight_path
+from ..mi.density import TruncatedRatioDensity
+from ..mi.estimate import estimate_mi_draws_from_pairs
+from ..util.progress import progress_bar
+from ..mi.stats import mean_and_standard_error
 
 __all__ = ["VectorRFConfig", "EnsembleVelocityMLP", "train_vector_rf", "vector_rf_mi", "default_hidden",
            "gaussianise_marginals", "estimate_vector_mi"]

@@ -1,0 +1,1 @@
+"""Presentation: figures, heatmaps, phrase tables."""

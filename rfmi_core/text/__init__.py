@@ -1,0 +1,1 @@
+"""Prompt text: phrases, counterfactual rivals, prompt lists."""

@@ -1,0 +1,1 @@
+"""Command-line help and errors, progress bars, atomic files, folder locks, fingerprints."""

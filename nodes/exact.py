@@ -18,7 +18,7 @@ import comfy.utils
 from ..rfmi_core.mi.conventions import velocity_from_denoised
 from ..rfmi_core.text.counterfactuals import rival_lines
 from ..rfmi_core.mi.pointwise import PMI_T_EPS, ConditionRatios, condition_log_ratios_from_velocities
-from ..rfmi_core.mi.ranking import ExactRanking, exact_ranking
+from ..rfmi_core.mi.ranking import RANKING_T_MAX, ExactRanking, exact_ranking
 from ..rfmi_core.finetune.scores import ScoredCandidates
 from .model_checks import require_flow_model
 from .sampling import model_latent, scoring_sampler
@@ -42,7 +42,7 @@ class ConditionsGuider(comfy.samplers.CFGGuider):
 
 
 def score_conditions(model, latent: dict, positive, negative, rivals: list, *, seed: int, n_t: int, t_eps: float,
-                     draws_per_call: int = 1, common: bool = True) -> ConditionRatios:
+                     draws_per_call: int = 1, common: bool = True, t_max: float = RANKING_T_MAX) -> ConditionRatios:
     """log p(x|c) − log p(x|∅) for c ∈ [∅ (negative), y (positive), each rival CONDITIONING], per latent of the
     LATENT, on shared draws (``common``: every latent on the same draws, so candidates compare on equal terms and a
     candidate's score does not depend on its batch)."""
@@ -61,7 +61,7 @@ def score_conditions(model, latent: dict, positive, negative, rivals: list, *, s
         velocities,
         lambda velocity_list, x1, generator: condition_log_ratios_from_velocities(
             velocity_list, x1, 2 + len(rivals), reference=0, n_t=n_t, t_eps=t_eps, generator=generator,
-            draws_per_call=draws_per_call, common=common),
+            draws_per_call=draws_per_call, common=common, t_max=t_max),
         seed=seed, n_t=n_t, draws_per_call=draws_per_call, result=result)
     guider.sample(torch.zeros_like(latent_image), latent_image, sampler, torch.tensor([1.0, 0.0]), seed=seed,
                   disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED)
@@ -69,13 +69,13 @@ def score_conditions(model, latent: dict, positive, negative, rivals: list, *, s
 
 
 def rank_exactly(model, samples: torch.Tensor, positive, negative, rivals: list, score: str, *, seed: int, n_t: int,
-                 t_eps: float, batch_size: int, draws_per_call: int = 1) -> ExactRanking:
+                 t_eps: float, batch_size: int, draws_per_call: int = 1, t_max: float = RANKING_T_MAX) -> ExactRanking:
     """``score`` (``rfmi_core.ranking.EXACT_SCORES``) of each of N latents [N, ...], scored batch_size at a time on
     common draws seeded by ``seed`` (so the result does not depend on batch_size)."""
     parts = []
     for start in range(0, samples.shape[0], batch_size):
         ratios = score_conditions(model, {"samples": samples[start:start + batch_size]}, positive, negative, rivals,
-                                  seed=seed, n_t=n_t, t_eps=t_eps, draws_per_call=draws_per_call)
+                                  seed=seed, n_t=n_t, t_eps=t_eps, draws_per_call=draws_per_call, t_max=t_max)
         parts.append(exact_ranking(ratios, score, len(rivals)))
     return ExactRanking(*(torch.cat([getattr(p, name) for p in parts]) for name in ExactRanking._fields))
 
@@ -105,4 +105,5 @@ def exactly_scored(scores: ScoredCandidates, samples: torch.Tensor, model, posit
                           t_eps=PMI_T_EPS, batch_size=batch_size)
     return replace(scores, mi=ranked.score.cpu(), mi_standard_error=ranked.standard_error.cpu(), rivals=tuple(texts),
                    rival_margins=ranked.margins.cpu() if texts else None,
-                   settings={**scores.settings, "score": score, "n_t": n_t, "t_eps": PMI_T_EPS})
+                   settings={**scores.settings, "score": score, "n_t": n_t, "t_eps": PMI_T_EPS,
+                             "t_max": RANKING_T_MAX})

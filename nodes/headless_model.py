@@ -17,7 +17,7 @@ import comfy.utils
 import nodes as comfy_nodes
 
 from ..rfmi_core.mi.pointwise import PMI_N_T, PMI_T_EPS
-from ..rfmi_core.mi.ranking import DEFAULT_SCORE, is_exact
+from ..rfmi_core.mi.ranking import DEFAULT_SCORE, RANKING_T_MAX, is_exact
 from .best_of_n import RFMIBestOfN
 from .conditioning import conditioning_tensors, model_identity
 
@@ -86,7 +86,7 @@ class ComfyCandidates:
     def settings(self, seed: int, n: int) -> dict:
         """Best-of-N's ``all_scores.settings``."""
         o = self.options
-        exact = dict(n_t=self.n_t, t_eps=PMI_T_EPS) if is_exact(self.score) else {}
+        exact = dict(n_t=self.n_t, t_eps=PMI_T_EPS, t_max=RANKING_T_MAX) if is_exact(self.score) else {}
         return dict(sampler_name=o["sampler_name"], scheduler=o["scheduler"], steps=o["steps"], cfg=o["cfg"],
                     velocity=self.velocity, score=self.score, seed=seed, n=n, **exact)
 

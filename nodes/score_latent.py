@@ -18,13 +18,13 @@ import comfy.utils
 from comfy_api.latest import io
 
 from ..rfmi_core import PMI_N_T, PMI_T_EPS, VELOCITIES, ScoredCandidates, estimate_mi_draws_from_pairs
-from ..rfmi_core.mi.ranking import EXACT_SCORES, SCORE_HELP, is_exact
+from ..rfmi_core.mi.ranking import EXACT_SCORES, RANKING_T_MAX, SCORE_HELP, is_exact
 from ..rfmi_core.mi.stats import mean_and_standard_error
 from ..rfmi_core.mi.taps import PairTap
 from .exact import rank_exactly, rival_conditionings
 from .model_checks import require_flow_model
 from .sampling import model_latent, scoring_sampler
-from .schema_compat import schema_fields
+from .schema_compat import advanced, schema_fields
 from .sockets import CATEGORY, MAX_SEED, Scores, rival_inputs
 
 SCORE_OPTIONS = (*EXACT_SCORES, "rfmi")
@@ -82,7 +82,12 @@ class RFMIScoreLatent(io.ComfyNode):
                              tooltip="Noise levels batched into one model call (more is faster, uses more memory)."),
                 io.Combo.Input("score", options=list(SCORE_OPTIONS), default="pmi",
                                tooltip="; ".join(f"{name}: {SCORE_HELP[name]}" for name in SCORE_OPTIONS)),
-            ] + rival_inputs(),
+            ] + rival_inputs() + [
+                io.Float.Input("t_max", default=RANKING_T_MAX, min=0.5, max=1.0, step=0.01, round=0.001, optional=True,
+                               **advanced(),
+                               tooltip="Exact scores: the noise levels integrated, t ≤ t_max (1: the exact ratio; "
+                                       "0.9 ranks best on the toy: above it fine-detail terms are noise)."),
+            ],
             outputs=[
                 io.Float.Output(display_name="mi", is_output_list=True),
                 Scores.Output(display_name="scores"),
@@ -93,14 +98,17 @@ class RFMIScoreLatent(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, positive, negative, latent, seed, n_t, t_eps, cfg, velocity, draws_per_call, score="pmi",
-                clip=None, text=None, rivals="") -> io.NodeOutput:
+                clip=None, text=None, rivals="", t_max=RANKING_T_MAX) -> io.NodeOutput:
         samples = latent["samples"]
         settings = dict(n_t=n_t, t_eps=t_eps, score=score, seed=seed)
+        if is_exact(score):
+            settings["t_max"] = t_max
         rival_texts = ()
         if is_exact(score):
             rival_texts, rival_conds = rival_conditionings(clip, text, rivals, score)
             ranked = rank_exactly(model, samples, positive, negative, rival_conds, score, seed=seed, n_t=n_t,
-                                  t_eps=t_eps, batch_size=samples.shape[0], draws_per_call=draws_per_call)
+                                  t_eps=t_eps, batch_size=samples.shape[0], draws_per_call=draws_per_call,
+                                  t_max=t_max)
             mi, se, margins = ranked
             settings.update(velocity="cond", estimator="exact")
         else:

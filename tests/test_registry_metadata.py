@@ -21,7 +21,7 @@ PROJECT, COMFY = PYPROJECT["project"], PYPROJECT["tool"]["comfy"]
 ACCELERATORS = {"GPU :: NVIDIA CUDA", "GPU :: AMD ROCm", "GPU :: Intel Arc", "NPU :: Huawei Ascend", "GPU :: Apple Metal"}
 TESTED_COMFYUI = ("0.3.64", "0.33.0")  # the ComfyUI versions of CI's ComfyUI tier (../shared/comfyui)
 SHIPPED = ("__init__.py", "nodes/", "rfmi_core/", "web/", "example_workflows/", "LICENSE", "README.md",
-           "requirements.txt", "pyproject.toml")
+           "requirements.txt", "pyproject.toml", "comfyui_build_set.py")
 
 
 def requirement_names(lines) -> set[str]:
@@ -66,7 +66,7 @@ def test_no_torch_requirement_in_what_the_registry_and_manager_install():
 def test_comfyignore_leaves_out_tests_benchmarks_and_reports_but_not_the_pack():
     patterns = [line.strip() for line in (ROOT / ".comfyignore").read_text(encoding="utf-8").splitlines()
                 if line.strip() and not line.startswith("#")]
-    for folder in ("tests/", "benchmarks/", "runs/", "docs/", ".ci/"):
+    for folder in ("tests/", "benchmarks/", "research/", "runs/", "docs/", ".ci/"):
         assert f"/{folder}" in patterns  # anchored: at the top of the pack only
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.splitlines()
     if not tracked:

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from ..text.counterfactuals import counterfactuals
 from ..mi.pointwise import PMI_N_T, PMI_T_EPS, condition_log_ratios_from_velocities
-from ..mi.ranking import DEFAULT_SCORE, exact_ranking, is_exact
+from ..mi.ranking import DEFAULT_SCORE, RANKING_T_MAX, exact_ranking, is_exact
 from ..mi.sampler import sample_with_mi
 from .scores import ScoredCandidates
 from ..mi.trajectory import MIResult
@@ -105,7 +105,7 @@ class VelocityCandidates:
         return conditioning
 
     def settings(self, seed: int, n: int) -> dict:
-        exact = dict(n_t=self.n_t, t_eps=PMI_T_EPS) if is_exact(self.score) else {}
+        exact = dict(n_t=self.n_t, t_eps=PMI_T_EPS, t_max=RANKING_T_MAX) if is_exact(self.score) else {}
         return dict(sampler_name="euler", shift=self.shift, steps=self.steps, cfg=self.cfg, velocity=self.velocity,
                     score=self.score, seed=seed, n=n, **exact)
 
@@ -135,7 +135,8 @@ class VelocityCandidates:
 
         with torch.no_grad():
             ratios = condition_log_ratios_from_velocities(velocities, x1, len(conditions), n_t=self.n_t,
-                                                          t_eps=PMI_T_EPS, generator=torch.Generator().manual_seed(seed))
+                                                          t_eps=PMI_T_EPS, t_max=RANKING_T_MAX,
+                                                          generator=torch.Generator().manual_seed(seed))
         ranked = exact_ranking(ratios, self.score, len(rivals))
         return replace(scores, mi=ranked.score, mi_standard_error=ranked.standard_error, rivals=tuple(rivals),
                        rival_margins=ranked.margins if rivals else None)

@@ -37,14 +37,17 @@ def times_from_uniform(density: TruncatedRatioDensity, uniform: np.ndarray) -> n
 
 
 def draw_times(density: TruncatedRatioDensity, n_t: int, batch: int, generator: torch.Generator | None,
-               stratified: bool = True, common: bool = False) -> Tensor:
-    """[n_t, B] float64 times: n_t draws per image from q (stratified over the n_t draws when asked); with
-    ``common`` one column drawn and shared by every image (common random numbers)."""
+               stratified: bool = True, common: bool = False, t_max: float = 1.0) -> Tensor:
+    """[n_t, B] float64 times: n_t draws per image from q restricted to [0, t_max] (stratified over the n_t draws
+    when asked: t = F⁻¹(u·F(t_max))); with ``common`` one column drawn and shared by every image (common random
+    numbers)."""
     device = generator.device if generator is not None else torch.device("cpu")
     columns = 1 if common else batch
     uniform = torch.rand((n_t, columns), generator=generator, dtype=torch.float64, device=device).cpu()
     if stratified:
         uniform = (torch.arange(n_t, dtype=torch.float64).unsqueeze(1) + uniform) / n_t
+    if t_max < 1.0:
+        uniform = uniform * float(density.cdf(t_max))
     return torch.from_numpy(times_from_uniform(density, uniform.numpy())).expand(n_t, batch)
 
 
@@ -69,18 +72,24 @@ def importance_sampled_points(
     progress: bool = False,
     desc: str = "scoring",
     common: bool = False,
+    t_max: float = 1.0,
 ) -> Iterator[DrawChunk]:
     """The points where an importance-sampled estimator reads the velocities: n_t draws per sample of x1 [B, ...]
     (t ~ q, the truncated t/(1 − t) density; ε ~ N(0, I)), x_t = t·x1 + (1 − t)·ε, in chunks of ``draws_per_call``
     draws. All times are drawn first, then each chunk's noise, so every estimator built on it sees the same (t, ε)
     for a seed. ``common``: every sample of the batch gets the same t and ε at each draw (common random numbers:
-    candidates of one prompt compared on the same draws, so their differences carry less noise)."""
+    candidates of one prompt compared on the same draws, so their differences carry less noise). ``t_max`` < 1: the
+    integral over [0, t_max] only, the draws from q restricted there (each weight r/q times F(t_max)), so an
+    estimator built on them integrates its integrand below t_max."""
     require_batched("x1", x1)
     if n_t < 1 or draws_per_call < 1:
         raise ValueError(f"n_t and draws_per_call must be positive; got n_t={n_t}, draws_per_call={draws_per_call}")
     density = TruncatedRatioDensity(t_eps)
-    times = draw_times(density, n_t, x1.shape[0], generator, stratified, common)  # [n_t, B]
-    weights = torch.from_numpy(density.importance_weight(times.numpy())).to(torch.float32)
+    if not 0.0 < t_max <= 1.0:
+        raise ValueError(f"t_max must lie in (0, 1]; got {t_max}")
+    times = draw_times(density, n_t, x1.shape[0], generator, stratified, common, t_max)  # [n_t, B]
+    mass = float(density.cdf(t_max)) if t_max < 1.0 else 1.0
+    weights = torch.from_numpy(mass * density.importance_weight(times.numpy())).to(torch.float32)
     return _chunks(x1.float(), times, weights, generator, draws_per_call, progress, desc, common)
 
 

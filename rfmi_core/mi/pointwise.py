@@ -142,17 +142,20 @@ def condition_log_ratios_from_velocities(
     stratified: bool = True,
     common: bool = True,
     progress: bool = False,
+    t_max: float = 1.0,
 ) -> ConditionRatios:
     """log p(x1|c) − log p(x1|c_reference) for each of ``num_conditions`` conditions, per image of x1 [B, ...].
 
     Each draw: x_t = t·x1 + (1 − t)·ε with t ~ q and ε ~ N(0, I) shared by the conditions, one call of
     ``velocities(x_t, t)``, and r(t)/q(t)·(‖u* − u_ref‖² − ‖u* − u_c‖²) per condition. ``draws_per_call`` draws are
-    stacked draw-major into one call (image b of draw j is row j·B + b)."""
+    stacked draw-major into one call (image b of draw j is row j·B + b). ``t_max`` < 1 integrates over [0, t_max]
+    only (``RANKING_T_MAX``: the band the pack ranks by), no longer the exact ratio but its part down to noise
+    level σ = 1 − t_max."""
     if num_conditions < 1 or not 0 <= reference < num_conditions:
         raise ValueError(f"need at least one condition and a reference among them; got {num_conditions} conditions, "
                          f"reference {reference}")
     points = importance_sampled_points(x1, n_t, t_eps, generator, draws_per_call, stratified, progress,
-                                       desc="exact MI", common=common)
+                                       desc="exact MI", common=common, t_max=t_max)
     draws = torch.zeros((x1.shape[0], num_conditions, n_t), dtype=torch.float32)
     times = torch.zeros((x1.shape[0], n_t), dtype=torch.float32)
     for chunk in points:

@@ -1,7 +1,7 @@
 """The scores candidates are ranked by, named once: which are exact per image, which are the paper's.
 
 - Exact per image (``pointwise``, the I-MMSE form, read on the final image after sampling: ``n_t`` draws of the
-  conditional velocity under ∅, y and each rival, all on shared draws):
+  conditional velocity under ∅, y and each rival, all on shared draws), integrated over t ≤ ``RANKING_T_MAX``:
   ``pmi``: the point-wise MI i(x; y) = log p(x|y) − log p(x|∅);
   ``contrast``: log p(x|y) − log p(x|y′) for the nearest rival y′ (``counterfactuals`` suggests rivals; none: pmi);
   ``posterior``: p(y | x) among y and its rivals (uniform prior).
@@ -22,10 +22,17 @@ from torch import Tensor
 from .pointwise import ConditionRatios
 from .trajectory import SCORES as TRAJECTORY_SCORES
 
-__all__ = ["EXACT_SCORES", "TRAJECTORY_SCORES", "DEFAULT_SCORE", "SCORE_HELP", "ExactRanking", "is_exact",
-           "exact_ranking"]
+__all__ = ["EXACT_SCORES", "TRAJECTORY_SCORES", "DEFAULT_SCORE", "SCORE_HELP", "RANKING_T_MAX", "ExactRanking",
+           "is_exact", "exact_ranking"]
 
 EXACT_SCORES = ("pmi", "contrast", "posterior")
+RANKING_T_MAX = 0.9
+"""The pack ranks by the exact integrand over t ≤ 0.9 (down to noise level σ = 0.1), not over the whole of [0, 1]:
+above t ≈ 0.9 the toy model's terms are fine-detail noise, t/(1 − t)-weighted, that swamp what the prompt decided.
+Measured on the toy (benchmarks/toy_contrast_weighting.py, 48 held-out prompts per category, M = 8, 16 common draws,
+two seeds): within-prompt AUROC of pmi 0.675 / 0.653 over [0, 1] against 0.728 / 0.691 over [0, 0.9]; of the
+contrast with the toy grammar's rivals 0.468 / 0.474 (chance) against 0.751 / 0.768. A Gaussian channel loses
+little (its integrand is nearly zero there). ``t_max`` = 1 gives the exact ratio."""
 DEFAULT_SCORE = "pmi"
 SCORE_HELP = {
     "pmi": "exact point-wise MI log p(x|y) − log p(x|∅) of the final image (n_t draws after sampling)",

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from ..text.counterfactuals import counterfactuals
 from ..mi.pointwise import PMI_T_EPS, condition_log_ratios_from_velocities
+from ..mi.ranking import RANKING_T_MAX
 from ..util.progress import progress_bar
 from .prompts import MAX_TOKENS, PAD_ID, tokenize, tokenize_batch
 
@@ -55,12 +56,12 @@ class ExactScores:
 def condition_scores(model: nn.Module, images: Tensor, texts: list[str], rivals: list[list[str]] | None = None,
                      n_t: int = 16, seed: int = 0, t_eps: float = PMI_T_EPS, groups: Tensor | None = None,
                      cfg: float | None = None, batch: int = 64, draws_per_call: int = 4,
-                     progress: bool = False) -> ExactScores:
+                     progress: bool = False, t_max: float = RANKING_T_MAX) -> ExactScores:
     """The exact scores of each image [N, 3, 16, 16] with its prompt ``texts[i]`` and ``rivals[i]`` (none when
     None). ``groups`` [N]: images of one group are scored on the same draws (common random numbers; one group a
     call, its draws seeded by ``seed`` + group), else independent draws. ``cfg``: the CFG velocity
     u_∅ + cfg·(u_y − u_∅) stands in for u_y (and likewise for each rival), a guided variant that is no longer a
-    likelihood ratio."""
+    likelihood ratio. ``t_max``: the band of noise levels integrated (``mi.ranking.RANKING_T_MAX``; 1 = exact)."""
     rivals = rivals if rivals is not None else [[] for _ in texts]
     if not len(texts) == len(rivals) == images.shape[0]:
         raise ValueError(f"images ({images.shape[0]}), texts ({len(texts)}) and rivals ({len(rivals)}) must pair up")
@@ -89,7 +90,8 @@ def condition_scores(model: nn.Module, images: Tensor, texts: list[str], rivals:
         conditions += [tokenize_batch([rivals[i][r] for i in chunk]) for r in range(len(rivals[chunk[0]]))]
         ratios = condition_log_ratios_from_velocities(
             _toy_velocities(model, conditions, len(chunk), cfg), images[chunk].float(), len(conditions), reference=0,
-            n_t=n_t, t_eps=t_eps, generator=generator, draws_per_call=draws_per_call, common=groups is not None)
+            n_t=n_t, t_eps=t_eps, generator=generator, draws_per_call=draws_per_call, common=groups is not None,
+            t_max=t_max)
         value, error = ratios.pair(1, 0)
         pmi[chunk], se[chunk] = value, error
         if len(conditions) > 2:

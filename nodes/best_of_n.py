@@ -10,8 +10,8 @@ import comfy.utils
 import latent_preview
 from comfy_api.latest import io
 
-from ..rfmi_core import PMI_N_T, ScoredCandidates, top_k
-from ..rfmi_core.mi.ranking import is_exact
+from ..rfmi_core import ScoredCandidates, top_k
+from ..rfmi_core.mi.ranking import RANKING_N_T, is_exact
 from .exact import exactly_scored
 from .phrase_mi import ranking_phrases, with_phrase_mi
 from .sampling import model_latent, output_latent, phrase_tap, sample_scored
@@ -58,7 +58,7 @@ class RFMIBestOfN(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, n, k,
-                batch_size, velocity, score, n_t=PMI_N_T, clip=None, text=None, rivals="") -> io.NodeOutput:
+                batch_size, velocity, score, n_t=RANKING_N_T, clip=None, text=None, rivals="") -> io.NodeOutput:
         latent = model_latent(model, latent_image)
         if latent.shape[0] != 1:
             raise ValueError(f"Best-of-N makes its own batch: give it a latent of batch size 1 (got {latent.shape[0]}); "

@@ -16,8 +16,8 @@ import comfy.samplers
 import comfy.utils
 import nodes as comfy_nodes
 
-from ..rfmi_core.mi.pointwise import PMI_N_T, PMI_T_EPS
-from ..rfmi_core.mi.ranking import DEFAULT_SCORE, RANKING_T_MAX, is_exact
+from ..rfmi_core.mi.pointwise import PMI_T_EPS
+from ..rfmi_core.mi.ranking import DEFAULT_SCORE, RANKING_N_T, RANKING_T_MAX, is_exact
 from .best_of_n import RFMIBestOfN
 from .conditioning import conditioning_tensors, model_identity
 
@@ -60,7 +60,7 @@ class ComfyCandidates:
 
     def __init__(self, model, clip, *, width: int, height: int, steps: int, cfg: float, sampler_name: str,
                  scheduler: str, batch_size: int, velocity: str = "cfg", score: str = DEFAULT_SCORE,
-                 n_t: int = PMI_N_T):
+                 n_t: int = RANKING_N_T):
         if clip is None:
             raise ValueError("the checkpoint holds no text encoder: give --text-encoders")
         if sampler_name not in comfy.samplers.KSampler.SAMPLERS:

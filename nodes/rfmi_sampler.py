@@ -6,8 +6,8 @@ import comfy.sample
 import latent_preview
 from comfy_api.latest import io
 
-from ..rfmi_core import PMI_N_T, ScoredCandidates
-from ..rfmi_core.mi.ranking import is_exact
+from ..rfmi_core import ScoredCandidates
+from ..rfmi_core.mi.ranking import RANKING_N_T, is_exact
 from .exact import exactly_scored
 from .phrase_mi import ranking_phrases, with_phrase_mi
 from .sampling import model_latent, output_latent, phrase_tap, sample_scored
@@ -40,7 +40,7 @@ class RFMISampler(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, denoise,
-                velocity, score, n_t=PMI_N_T, clip=None, text=None, rivals="") -> io.NodeOutput:
+                velocity, score, n_t=RANKING_N_T, clip=None, text=None, rivals="") -> io.NodeOutput:
         latent = model_latent(model, latent_image)
         batch_index = latent_image.get("batch_index")
         noise = comfy.sample.prepare_noise(latent, seed, batch_index)

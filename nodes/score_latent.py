@@ -17,8 +17,8 @@ import comfy.sample
 import comfy.utils
 from comfy_api.latest import io
 
-from ..rfmi_core import PMI_N_T, PMI_T_EPS, VELOCITIES, ScoredCandidates, estimate_mi_draws_from_pairs
-from ..rfmi_core.mi.ranking import EXACT_SCORES, RANKING_T_MAX, SCORE_HELP, is_exact
+from ..rfmi_core import PMI_T_EPS, VELOCITIES, ScoredCandidates, estimate_mi_draws_from_pairs
+from ..rfmi_core.mi.ranking import EXACT_SCORES, RANKING_N_T, RANKING_T_MAX, SCORE_HELP, is_exact
 from ..rfmi_core.mi.stats import mean_and_standard_error
 from ..rfmi_core.mi.taps import PairTap
 from .exact import rank_exactly, rival_conditionings
@@ -69,7 +69,7 @@ class RFMIScoreLatent(io.ComfyNode):
                 io.Conditioning.Input("negative", tooltip="The ∅ of the MI: an empty-prompt encoding."),
                 io.Latent.Input("latent"),
                 io.Int.Input("seed", default=0, min=0, max=MAX_SEED, tooltip="Seeds the noise levels and the noise."),
-                io.Int.Input("n_t", default=PMI_N_T, min=1, max=4096,
+                io.Int.Input("n_t", default=RANKING_N_T, min=1, max=4096,
                              tooltip="Noise levels drawn per latent (each costs one model call per condition)."),
                 io.Float.Input("t_eps", default=PMI_T_EPS, min=0.5, max=0.9999, step=0.0001, round=0.0001,
                                tooltip="The sampling density ∝ t/(1−t) is held constant above this t (0.6 suits the "

@@ -5,9 +5,9 @@ from __future__ import annotations
 import comfy.samplers
 from comfy_api.latest import io
 
-from ..rfmi_core import PMI_N_T, SCORES, VELOCITIES
+from ..rfmi_core import SCORES, VELOCITIES
 from ..rfmi_core.mi.phrase_mi import PHRASE_SCORES
-from ..rfmi_core.mi.ranking import DEFAULT_SCORE, EXACT_SCORES, SCORE_HELP
+from ..rfmi_core.mi.ranking import DEFAULT_SCORE, EXACT_SCORES, RANKING_N_T, SCORE_HELP
 from .schema_compat import advanced
 
 CATEGORY = "RFMI"
@@ -43,7 +43,7 @@ def rfmi_option_inputs(phrase_scores: bool = False) -> list:
                                "u_y (the paper's choice for ranking); cond: u_y. The exact scores use u_y."),
         io.Combo.Input("score", options=options, default=DEFAULT_SCORE,
                        tooltip="; ".join(f"{name}: {SCORE_HELP[name]}" for name in options)),
-        io.Int.Input("n_t", default=PMI_N_T, min=1, max=4096, optional=True, **advanced(),
+        io.Int.Input("n_t", default=RANKING_N_T, min=1, max=4096, optional=True, **advanced(),
                      tooltip="For the exact scores (pmi, contrast, posterior): noise levels drawn per candidate "
                              "after sampling, each one model call per condition (∅, y, each rival)."),
     ]

@@ -38,8 +38,8 @@ from .text.prompts import parse_prompt_lines
 from .finetune.set_builder import BuildPlan, build_set, gather_report, pending_prompts
 from .train.cli import TOY, _kwargs, load_factory
 from .train.distributed import current_world, launched_by_torchrun, shutdown
-from .mi.pointwise import PMI_N_T
-from .mi.ranking import DEFAULT_SCORE, EXACT_SCORES, SCORE_HELP
+
+from .mi.ranking import DEFAULT_SCORE, EXACT_SCORES, RANKING_N_T, SCORE_HELP
 from .mi.trajectory import SCORES, VELOCITIES
 
 __all__ = ["build_parser", "main", "make_maker", "ComfyMaker"]
@@ -68,7 +68,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     sampling.add_argument("--score", choices=EXACT_SCORES + SCORES, default=DEFAULT_SCORE,
                           help="the score ranked by: " + "; ".join(f"{s}: {SCORE_HELP[s]}"
                                                                    for s in EXACT_SCORES + SCORES).replace("%", "%%"))
-    sampling.add_argument("--n-t", type=positive_int, default=PMI_N_T,
+    sampling.add_argument("--n-t", type=positive_int, default=RANKING_N_T,
                           help="draws of the exact scores per candidate (each one model call per condition)")
 
     core = parser.add_argument_group("a velocity model (no ComfyUI)")

@@ -99,7 +99,7 @@ def test_one_process_keeps_the_top_k_of_each_prompt_by_exact_mi(one_process):
         assert [r.seed for r in kept] == [5 + int(i) for i in best.indices]
         assert [r.mi for r in kept] == best.values.tolist()
         assert kept[0].sampler == {"sampler_name": "euler", "shift": 1.0, "steps": 6, "cfg": 3.0, "seed": 5, "n": 3,
-                                   "n_t": 64, "t_eps": 0.6, "t_max": 0.9}
+                                   "n_t": 32, "t_eps": 0.6, "t_max": 0.9}
         assert kept[0].score == "pmi" and kept[0].velocity == "cfg"
         assert kept[0].model == maker.identity and kept[0].candidate_index == kept[0].seed - 5
         latent = FinetuneSet.open(folder).load_latents(kept[:1])[0]

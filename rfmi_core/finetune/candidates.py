@@ -16,8 +16,8 @@ import torch
 from torch import Tensor, nn
 
 from ..text.counterfactuals import counterfactuals
-from ..mi.pointwise import PMI_N_T, PMI_T_EPS, condition_log_ratios_from_velocities
-from ..mi.ranking import DEFAULT_SCORE, RANKING_T_MAX, exact_ranking, is_exact
+from ..mi.pointwise import PMI_T_EPS, condition_log_ratios_from_velocities
+from ..mi.ranking import DEFAULT_SCORE, RANKING_N_T, RANKING_T_MAX, exact_ranking, is_exact
 from ..mi.sampler import sample_with_mi
 from .scores import ScoredCandidates
 from ..mi.trajectory import MIResult
@@ -88,7 +88,7 @@ class VelocityCandidates:
     batch_size: int = 4
     velocity: str = "cfg"
     score: str = DEFAULT_SCORE
-    n_t: int = PMI_N_T
+    n_t: int = RANKING_N_T
     latent_scale: float = 1.0
     latent_shift: float = 0.0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))

@@ -5,11 +5,11 @@
 The defaults are the settings of the run meant to replace the shipped weights: 14000 steps of batch 64, lr 1e-3
 (warm-up 100, cosine to 0), EMA 0.999, prompt dropout to ∅ 0.1, phrase dropout 0.15, the 0.75 M-parameter model with
 local mixing (``model.py``), seed 0, one torch thread. ``--out``, ``--save-every`` and ``--snapshots`` do not change
-the weights. On one thread of an idle core a step takes 0.33–0.45 s (14000 steps ≈ 1.3–1.8 h); on the shared 2-core
-machine of the session that wrote this it ran at 1–1.5 s a step.
+the weights. On one thread of an idle 2-core x86-64 CPU a step takes 0.33–0.45 s (14000 steps ≈ 1.3–1.8 h), 1–1.5 s
+when the other core is busy.
 
 The shipped file (``weights/toy_rf.safetensors``) is four runs of this command (about 1.8–2.35 h of idle CPU in all,
-under issue 12's 2.5 h; each file's metadata records its own command), chained in one command by ``python -m
+each file's metadata records its own command), chained in one command by ``python -m
 research.toy.train_recipe`` (resumable; ``--stop-after`` is how it pauses the base at step 6000 as the shipped base was).
 The first three ran on the world before numeracy had two counted groups; ``--numeracy-groups 1`` draws exactly their
 batches (checked against the earlier code on 256 draws):
@@ -38,7 +38,7 @@ batches (checked against the earlier code on 256 draws):
 Judged on held-out prompts (never trained on; CFG 3, 20 Euler steps, 200 images per category, ``python -m
 rfmi_core.toy.evaluate rfmi_core/toy/weights/toy_rf.safetensors --n 200``, and ``--seed 1`` for a second draw),
 valid / correct: binding 94.5 / 43.5 % (93.5 / 43.5), spatial 96.0 / 44.5 % (94.5 / 47.5), numeracy 86.0 / 51.5 %
-(87.5 / 49.0): issue 12's targets (valid ≥ 85 %, correct 30–70 % in every category) hold on both draws. Numeracy by
+(87.5 / 49.0): the world's design targets (valid ≥ 85 %, correct 30–70 % in every category) hold on both draws. Numeracy by
 counts (seed 0): one group 78–100 % valid, 72–100 % correct; two groups 81 / 86 % valid, 35 / 34 % correct.
 ``--resume`` continues a run from its file's step (EMA weights, fresh optimizer); ``--init`` starts a new run (its own
 steps and schedule) from a file's weights; ``--snapshots DIR`` keeps a copy at every save.

@@ -71,7 +71,7 @@ SELECTIONS = ("pmi", "contrast", "rfmi", "random", "judge", "phrase-min")
 SCORED = ("pmi", "contrast", "rfmi", "phrase-min")  # the selections that rank by a score
 EXACT_DRAWS = 32  # draws of the exact scores per candidate (benchmarks/pmi_cost.py: the AUROC curve against n_t)
 JUDGE_SELECTION = "up to k of the prompt's correct candidates; a prompt with none adds none"
-DEFAULT_LR, DEFAULT_RANK = 1e-3, 16  # the positive control's recipe (issue 12): see docs/toy_full_results.md
+DEFAULT_LR, DEFAULT_RANK = 1e-3, 16  # the positive control's recipe: see docs/toy_full_results.md
 TOY_LORA_TARGETS = r"joint_blocks\.\d+\.(?:context_block|x_block)\.(?:attn\.(?:qkv|proj)|mlp\.[02])"
 MODEL_NAMES = {"base": "base", "pmi": "FT on exact-MI-selected", "contrast": "FT on contrast-selected",
                "rfmi": "FT on Algorithm-2-selected", "random": "FT on random picks", "judge": "FT on judge-selected",

@@ -10,7 +10,7 @@ Three categories mirror T2I-CompBench:
 
 Two groups are what T2I-CompBench's numeracy prompts mostly hold (479 of its 700 training prompts join groups by
 "and", e.g. "three dogs and two cats"), and what keeps counting from being easier than the rest: with one group only,
-the previous model's valid numeracy images had the right count 88 % of the time (numeracy 78 % correct against
+a model trained on one counted group drew valid numeracy images with the right count 88 % of the time (numeracy 78 % correct against
 binding's 39 %), so counting measured little beyond drawing. The counts stop at three objects because the toy model
 draws no more than that validly often enough: two groups of four objects came out 58–67 % valid after a 2500-step
 stage (research/notes/toy_two_group_numeracy.md). "one red square and one blue disk" is a binding prompt, so (1, 1)

@@ -31,7 +31,7 @@ from rfmi_core import estimate_mi, estimate_phrase_mi, sample_with_mi, sample_wi
 from rfmi_core.mi.phrase_mi import PhraseTrajectoryMI
 from rfmi_core.mi.trajectory import TrajectoryMI
 from rfmi_core.util.cli_help import DefaultsHelpFormatter
-from rfmi_core.mi.conventions import cfg_velocity
+from rfmi_core.mi.sampler import euler_sample
 
 
 class ConditionedTiny(TinyLatentTransformer):
@@ -71,20 +71,20 @@ def paired(baseline, candidate, repeats: int, device: torch.device) -> tuple[flo
     return statistics.median(base_times), statistics.median(cand_times), statistics.median(ratios)
 
 
-@torch.no_grad()
 def batched_sampling(model: ConditionedTiny, noise, sigmas, conds: list, cfg: float, phrases: int) -> None:
-    """Euler sampling with the 2 + P conditions of a step in one forward of (2 + P)·B rows (phrases = 0: plain MI)."""
+    """``euler_sample`` with the 2 + P conditions of a step in one forward of (2 + P)·B rows (phrases = 0: plain MI)."""
     plain, phrase_acc = TrajectoryMI(), PhraseTrajectoryMI(phrases) if phrases else None
-    x, batch = noise, noise.shape[0]
     cond_rows = torch.cat(conds)  # [(2 + P)·B, width]
-    for i in range(sigmas.numel() - 1):
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        t = torch.full((batch * len(conds),), float(1 - sigma), device=x.device)
-        u = model.velocity(x.repeat(len(conds), 1, 1, 1), t, cond_rows).chunk(len(conds))
+
+    def velocities(x, t):
+        return model.velocity(x.repeat(len(conds), 1, 1, 1), t.repeat(len(conds)), cond_rows).chunk(len(conds))
+
+    def accumulate(sigma, sigma_next, x, t, u):
         plain.add_step(sigma, sigma_next, x, u[0], u[1], cfg)
         if phrase_acc is not None:
             phrase_acc.add_step(sigma, sigma_next, x, u[0], u[1], list(u[2:]), cfg)
-        x = x + (sigma - sigma_next) * cfg_velocity(u[0], u[1], cfg)
+
+    euler_sample(velocities, noise, sigmas, cfg, [accumulate])
 
 
 def main() -> None:

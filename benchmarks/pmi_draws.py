@@ -18,7 +18,9 @@ import numpy as np
 import torch
 from scipy.stats import pearsonr, spearmanr
 
-from rfmi_core import GaussianChannel, cfg_velocity, estimate_mi, exact_pointwise_mi
+from rfmi_core import GaussianChannel, estimate_mi, exact_pointwise_mi, sample_with_mi
+
+from research.path_immse import PathImmse
 
 
 def summary(values: list[torch.Tensor], truth: list[torch.Tensor]) -> str:
@@ -29,22 +31,13 @@ def summary(values: list[torch.Tensor], truth: list[torch.Tensor]) -> str:
             f"{np.mean(r):+.3f} [{min(r):+.3f}, {max(r):+.3f}]")
 
 
-@torch.no_grad()
 def trajectory_forms(channel: GaussianChannel, y: torch.Tensor, seed: int, steps: int, cfg: float):
     """(images, Algorithm 2 with u_y, the I-MMSE integrand on the path) for Euler with CFG ``cfg``."""
-    x = torch.randn(y.shape[0], channel.dim_x, generator=torch.Generator().manual_seed(seed))
-    sigmas = torch.linspace(1, 0, steps + 1)
-    vector, scalar, alg2 = torch.zeros_like(x), torch.zeros(x.shape[0]), torch.zeros(x.shape[0])
-    for i in range(steps):
-        s, s_next = float(sigmas[i]), float(sigmas[i + 1])
-        t = torch.full((x.shape[0],), 1 - s)
-        u_y, u_0 = channel.velocity(x, t, y), channel.velocity(x, t, None)
-        a, delta = (1 - s) / s * (s - s_next), u_y - u_0
-        vector += 2 * a / s * delta
-        scalar += a * (-2 / s * (delta * x).sum(1) - u_y.square().sum(1) + u_0.square().sum(1))
-        alg2 += a * (u_y * delta).sum(1)
-        x = x + (s - s_next) * cfg_velocity(u_y, u_0, cfg)
-    return x, alg2, (vector * x).sum(1) + scalar
+    noise = torch.randn(y.shape[0], channel.dim_x, generator=torch.Generator().manual_seed(seed))
+    path = PathImmse()
+    x, result = sample_with_mi(channel.velocity, noise, torch.linspace(1, 0, steps + 1), y, None, cfg=cfg,
+                               mi_velocity="cond", observers=[path])
+    return x, result.mi, path.score(x)
 
 
 def main() -> None:

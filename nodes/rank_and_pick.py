@@ -10,14 +10,13 @@ from __future__ import annotations
 import math
 import os
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 import folder_paths
 from comfy_api.latest import io
 
+from ..rfmi_core.present.plot import save_png
 from ..rfmi_core.present.heatmap import normalise_map, overlay, upsample_map
 from ..rfmi_core.present.phrase_table import phrase_masks
 from ..rfmi_core.finetune.picks import chosen_indices
@@ -43,8 +42,7 @@ def save_temp_pngs(images: torch.Tensor, prefix: str) -> list[dict]:
     refs = []
     for i, image in enumerate(images):
         name = f"{stem}_{counter + i:05}_.png"
-        array = np.clip(255.0 * image[..., :3].cpu().numpy(), 0, 255).astype(np.uint8)  # as ComfyUI's SaveImage
-        Image.fromarray(array).save(os.path.join(folder, name), compress_level=1)
+        save_png(image, os.path.join(folder, name))
         refs.append({"filename": name, "subfolder": subfolder, "type": "temp"})
     return refs
 

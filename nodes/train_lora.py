@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 import torch
-from PIL import Image
 
 import comfy.model_management
 import comfy.sd
@@ -17,7 +15,7 @@ from comfy_api.latest import io
 from ..rfmi_core import FinetuneSet
 from ..rfmi_core.util.fingerprint import set_fingerprint, stat_fingerprint
 from ..rfmi_core.train.lora import load_lora_file, make_weights_trainable, parse_target_modules, save_lora
-from ..rfmi_core.present.plot import loss_curve_image, write_atomically
+from ..rfmi_core.present.plot import loss_curve_image, save_png
 from ..rfmi_core.text.prompts import resolve_inside
 from ..rfmi_core.train import (LatentSpaceData, config_from_settings, latest_checkpoint, low_memory, setting,
                                train_lora)
@@ -201,9 +199,7 @@ def validation_grids(plan: ValidationPlan, vae, base, out_path: str) -> torch.Te
         with torch.no_grad():
             images = vae.decode(base.process_latent_out(latents.float()))[..., :3].cpu().float()
         grid = image_grid(images.reshape(-1, *images.shape[-3:]), columns=len(plan.seeds))
-        array = np.clip(255.0 * grid.numpy(), 0, 255).astype(np.uint8)
-        write_atomically(os.path.join(folder, f"step_{step:06d}.png"),  # a viewer never sees half a grid
-                         lambda handle: Image.fromarray(array).save(handle, format="PNG"))
+        save_png(grid, os.path.join(folder, f"step_{step:06d}.png"), compress_level=6)
         grids.append(grid)
     return torch.stack(grids)
 

@@ -6,7 +6,6 @@ import torch
 from matplotlib.colors import to_rgba
 from matplotlib.image import imread
 
-from rfmi_core.present import plot
 from rfmi_core.present.plot import (LOSS_LABEL, figure_to_image, histogram_axes, loss_curve_figure, loss_curve_image,
                             moving_average, new_figure, save_figure)
 from rfmi_core.toy.pictures import VERDICTS, Sample, mi_histogram_figure, sample_grid_figure, tile, write_png
@@ -43,16 +42,17 @@ def test_loss_curve_figure_takes_several_runs():
     assert ax.get_legend().get_title().get_text().startswith("thin: per step; thick: moving average")
 
 
-def test_loss_curve_without_matplotlib_is_a_bare_curve(monkeypatch):
-    def missing():
-        raise ImportError("no matplotlib here")
+def test_the_png_writer_rounds_as_comfyui_and_leaves_no_temporary_file(tmp_path):
+    """save_png writes [H, W, C] in [0, 1] as ComfyUI's SaveImage rounds it (clip(255·x)), atomically."""
+    from PIL import Image
 
-    monkeypatch.setattr(plot, "_figure_class", missing)
-    with pytest.warns(UserWarning, match="no matplotlib here; the loss curve is drawn without axes"):
-        image = loss_curve_image([3.0, 2.0, 1.0], width=100, height=50)
-    assert image.shape == (1, 50, 100, 3)
-    ink = (image[0] < 0.9).any(-1)
-    assert ink[:, 16].any() and ink[:, 83].any() and not ink[:, :16].any()  # the curve spans the plot's width
+    from rfmi_core.present.plot import save_png
+
+    image = torch.tensor([[[0.0, 0.5, 1.0], [1.2, -0.1, 0.25]]])  # [1, 2, 3]
+    path = save_png(image, str(tmp_path / "sub" / "x.png"))
+    pixels = np.asarray(Image.open(path))
+    assert pixels.tolist() == [[[0, 127, 255], [255, 0, 63]]]
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["x.png"]
 
 
 def test_histogram_bars_are_the_data_counts():
@@ -126,7 +126,7 @@ def test_png_round_trip(tmp_path):
     image = torch.rand(3, 7, 5)
     pixels = imread(write_png(str(tmp_path / "x.png"), image))
     assert pixels.shape[:2] == (7, 5)
-    assert np.allclose(pixels[..., :3], image.permute(1, 2, 0).numpy(), atol=0.5 / 255 + 1e-6)
+    assert np.allclose(pixels[..., :3], image.permute(1, 2, 0).numpy(), atol=1 / 255 + 1e-6)  # floored, as ComfyUI
     framed = tile(torch.zeros(3, 2, 2), 3, (1.0, 0.0, 0.0))
     assert framed.shape == (3, 10, 10) and framed[:, 0, 0].tolist() == [1.0, 0.0, 0.0]
     assert torch.allclose(framed[:, 2:-2, 2:-2], torch.full((3, 6, 6), 0.5))

@@ -46,9 +46,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from rfmi_core.mi.conventions import cfg_velocity, t_from_sigma
 from rfmi_core.mi.estimate import estimate_mi
-from rfmi_core.mi.trajectory import MIResult, TrajectoryMI
+from rfmi_core.mi.sampler import sample_with_mi
+from rfmi_core.mi.trajectory import MIResult
+
+from ..path_immse import PathImmse
 from rfmi_core.util.cli_help import CommandParser, run_cli, non_negative_float, non_negative_int, positive_int
 from rfmi_core.mi.conventions import straight_path
 from rfmi_core.present.plot import save_figure
@@ -129,34 +131,16 @@ def contrast_scores(model: nn.Module, images: Tensor, texts: list[str], n_t: int
 @torch.no_grad()
 def generate_with_trajectory_pmi(model: nn.Module, texts: list[str], seeds: list[int], steps: int, cfg: float,
                                  batch: int = 256) -> tuple[Tensor, MIResult, Tensor]:
-    """``evaluate.generate``'s samples and MI (the same Euler steps in the same order: the same images) and the
-    I-MMSE integrand along each path, Σ_i t_i/(1 − t_i)·(‖u*_i − u_∅‖² − ‖u*_i − u_y‖²)·Δt_i with
-    u*_i = (x_final − x_i)/(1 − t_i), accumulated as V·x_final + S (V = Σ 2a_i·δ_i/σ_i, S = Σ a_i·(−2δ_i·x_i/σ_i −
-    ‖u_y‖² + ‖u_∅‖²), a_i = t_i/σ_i·Δt_i, δ = u_y − u_∅), so no step is kept."""
-    velocity = velocity_fn(model)
+    """``evaluate.generate``'s samples and MI (the same Euler loop: the same images) and the I-MMSE integrand along
+    each path (``research.path_immse``)."""
     images, results, scores = [], [], []
     for start in progress_bar(range(0, len(texts), batch), desc="candidates"):
-        tokens = tokenize_batch(texts[start:start + batch])
-        x = noise_for(seeds[start:start + batch]).float()
-        sigmas = sigma_grid(steps)
-        accumulator = TrajectoryMI(velocity="cfg", score="rfmi", keep_map=True)
-        vector, scalar = torch.zeros_like(x), torch.zeros(x.shape[0])
-        for i in range(steps):
-            sigma, sigma_next = sigmas[i], sigmas[i + 1]
-            if sigma <= 0:
-                break
-            t = torch.full((x.shape[0],), float(t_from_sigma(sigma)), device=x.device)
-            u_cond, u_uncond = velocity(x, t, tokens).float(), velocity(x, t, None).float()
-            accumulator.add_step(sigma, sigma_next, x, u_cond, u_uncond, cfg)
-            s, a = float(sigma), float((1 - sigma) / sigma * (sigma - sigma_next))
-            delta = u_cond - u_uncond
-            vector += (2 * a / s) * delta
-            scalar += a * (-2 / s * (delta * x).flatten(1).sum(1) - u_cond.square().flatten(1).sum(1)
-                           + u_uncond.square().flatten(1).sum(1))
-            x = x + (sigma - sigma_next) * cfg_velocity(u_cond, u_uncond, cfg)
+        path = PathImmse()
+        x, result = sample_with_mi(velocity_fn(model), noise_for(seeds[start:start + batch]), sigma_grid(steps),
+                                   tokenize_batch(texts[start:start + batch]), None, cfg=cfg, observers=[path])
         images.append(x)
-        results.append(accumulator.result())
-        scores.append((vector * x).flatten(1).sum(1) + scalar)
+        results.append(result)
+        scores.append(path.score(x))
     return torch.cat(images), MIResult.concat(results), torch.cat(scores)
 
 

@@ -31,9 +31,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
-from ..util.safetensors_io import TMP_PREFIX as _TMP_PREFIX
-from ..util.safetensors_io import publish_bytes, publish_safetensors, save_safetensors_atomic
-from ..util.safetensors_io import write_bytes_atomic as _atomic_write_bytes
+from ..util.atomic import TMP_PREFIX as _TMP_PREFIX
+from ..util.atomic import publish_bytes, publish_safetensors, save_safetensors_atomic
+from ..util.atomic import write_bytes_atomic as _atomic_write_bytes
 
 __all__ = [
     "FORMAT",
@@ -152,7 +152,7 @@ class FinetuneSet:
         """Opens the set at ``path``; with ``create`` makes it (top_k kept per prompt) when absent.
 
         Several processes may create the same new set at once: the header is published whole by a hard link
-        (``safetensors_io.publish_bytes``), so exactly one header lands and every creator reads it; a creator whose
+        (``util.atomic.publish_bytes``), so exactly one header lands and every creator reads it; a creator whose
         ``top_k`` differs from the set's is refused (one set keeps one k per prompt)."""
         root = Path(path)
         header = root / "set.json"

@@ -32,12 +32,11 @@ from typing import Any, Protocol, Sequence
 import torch
 from torch import Tensor
 
-from .checks import require_batched, require_choice, require_same_shape
-from .conventions import Velocity, cfg_velocity, t_from_sigma
+from .checks import require_choice, require_same_shape
+from .conventions import Velocity, cfg_velocity
 from .estimate import importance_sampled_points, inner_product, tile_condition
 from .pointwise import denoising_gain
-from ..util.progress import progress_bar
-from .sampler import check_sigma_grid
+from .sampler import euler_sample, pair_velocities
 from .stats import mean_and_standard_error
 from .trajectory import MIResult, StepIntegrand, TrajectoryMI, positionwise_squared_norm
 
@@ -192,21 +191,15 @@ def sample_with_phrase_mi(
 
     Returns (samples, plain MIResult with velocity "cfg" for "cfg"/"cfg-y" and "cond" for "cond", PhraseMIResult).
     """
-    require_batched("noise", noise)
     require_choice("mi_velocity", mi_velocity, PHRASE_VELOCITIES)
-    sigmas = check_sigma_grid(sigmas).to(noise.device)
     plain = TrajectoryMI(velocity="cond" if mi_velocity == "cond" else "cfg", keep_map=keep_map)
     phrases = PhraseTrajectoryMI(len(ablated), velocity=mi_velocity, keep_map=keep_map)
-    x = noise.float()
-    for i in progress_bar(range(sigmas.numel() - 1), enabled=progress, desc="sampling"):
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        if sigma <= 0:
-            break
-        t = torch.full((x.shape[0],), float(t_from_sigma(sigma)), device=x.device)
-        u_cond, u_uncond = velocity(x, t, cond).float(), velocity(x, t, uncond).float()
-        plain.add_step(sigma, sigma_next, x, u_cond, u_uncond, cfg)
-        phrases.add_step(sigma, sigma_next, x, u_cond, u_uncond, [velocity(x, t, c).float() for c in ablated], cfg)
-        x = x + (sigma - sigma_next) * cfg_velocity(u_cond, u_uncond, cfg)
+
+    def accumulate(sigma, sigma_next, x, t, u):
+        plain.add_step(sigma, sigma_next, x, u[0], u[1], cfg)
+        phrases.add_step(sigma, sigma_next, x, u[0], u[1], u[2:], cfg)
+
+    x = euler_sample(pair_velocities(velocity, cond, uncond, *ablated), noise, sigmas, cfg, [accumulate], progress)
     return x, plain.result(), phrases.result()
 
 

@@ -6,7 +6,7 @@ through ComfyUI's own sampler instead.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -16,7 +16,7 @@ from .conventions import Velocity, cfg_velocity, t_from_sigma
 from ..util.progress import progress_bar
 from .trajectory import MIResult, TrajectoryMI
 
-__all__ = ["sample_with_mi"]
+__all__ = ["euler_sample", "pair_velocities", "sample_with_mi", "StepObserver"]
 
 
 def check_sigma_grid(sigmas: Tensor) -> Tensor:
@@ -28,6 +28,39 @@ def check_sigma_grid(sigmas: Tensor) -> Tensor:
     if bool((sigmas[1:] > sigmas[:-1]).any()):
         raise ValueError("sigmas must be non-increasing, from noise (1) towards data (0)")
     return sigmas
+
+
+StepObserver = Callable[[Tensor, Tensor, Tensor, Tensor, Sequence[Tensor]], None]
+"""``observer(sigma, sigma_next, x, t, velocities)``: sees each Euler step before it is taken."""
+
+
+@torch.no_grad()
+def euler_sample(velocities: Callable[[Tensor, Tensor], Sequence[Tensor]], noise: Tensor, sigmas: Tensor,
+                 cfg: float = 1.0, observers: Sequence[StepObserver] = (), progress: bool = False) -> Tensor:
+    """The one Euler loop of the core: from ``noise`` at σ = sigmas[0] to σ = sigmas[-1], each step
+    x ← x + (σ_i − σ_{i+1})·u_cfg with u_cfg = u_∅ + cfg·(u_y − u_∅).
+
+    ``velocities(x, t)`` returns [u_y, u_∅, …] at paper time t = 1 − σ ([B] per image; any further velocities, e.g.
+    of ablated prompts, ride along: one call may batch them all); every ``observer`` sees the step first (the MI
+    accumulators of Algorithm 2 are observers). A step at σ ≤ 0 ends the loop. Returns the final x (float32)."""
+    require_batched("noise", noise)
+    sigmas = check_sigma_grid(sigmas).to(noise.device)
+    x = noise.float()
+    for i in progress_bar(range(sigmas.numel() - 1), enabled=progress, desc="sampling"):
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        if sigma <= 0:
+            break
+        t = torch.full((x.shape[0],), float(t_from_sigma(sigma)), device=x.device)
+        u = [v.float() for v in velocities(x, t)]
+        for observe in observers:
+            observe(sigma, sigma_next, x, t, u)
+        x = x + (sigma - sigma_next) * cfg_velocity(u[0], u[1], cfg)
+    return x
+
+
+def pair_velocities(velocity: Velocity, cond: Any, uncond: Any, *extra: Any) -> Callable[[Tensor, Tensor], list]:
+    """``velocities`` for ``euler_sample`` from a velocity(x, t, condition): [u_y, u_∅, u(·|extra[0]), …]."""
+    return lambda x, t: [velocity(x, t, c) for c in (cond, uncond, *extra)]
 
 
 @torch.no_grad()
@@ -42,24 +75,17 @@ def sample_with_mi(
     score: str = "rfmi",
     keep_map: bool = True,
     progress: bool = False,
+    observers: Sequence[StepObserver] = (),
 ) -> tuple[Tensor, MIResult]:
     """Euler-integrates dx/dt = u_cfg from ``noise`` (σ = sigmas[0]) to σ = sigmas[-1]; returns (samples, MI result).
 
     Each step evaluates u_y = velocity(x, t, cond) and u_∅ = velocity(x, t, uncond) (the CFG pair, so MI is free),
-    moves x ← x + (σ_i − σ_{i+1})·u_cfg and feeds the pair to ``TrajectoryMI``.
+    feeds the pair to ``TrajectoryMI`` (and to any further ``observers``) and moves x ← x + (σ_i − σ_{i+1})·u_cfg.
     """
-    require_batched("noise", noise)
-    sigmas = check_sigma_grid(sigmas).to(noise.device)
     accumulator = TrajectoryMI(velocity=mi_velocity, score=score, keep_map=keep_map)
-    x = noise.float()
-    batch = x.shape[0]
-    for i in progress_bar(range(sigmas.numel() - 1), enabled=progress, desc="sampling"):
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        if sigma <= 0:
-            break
-        t = torch.full((batch,), float(t_from_sigma(sigma)), device=x.device)
-        u_cond = velocity(x, t, cond).float()
-        u_uncond = velocity(x, t, uncond).float()
-        accumulator.add_step(sigma, sigma_next, x, u_cond, u_uncond, cfg)
-        x = x + (sigma - sigma_next) * cfg_velocity(u_cond, u_uncond, cfg)
+
+    def accumulate(sigma, sigma_next, x, t, u):
+        accumulator.add_step(sigma, sigma_next, x, u[0], u[1], cfg)
+
+    x = euler_sample(pair_velocities(velocity, cond, uncond), noise, sigmas, cfg, [accumulate, *observers], progress)
     return x, accumulator.result()

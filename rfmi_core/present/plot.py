@@ -7,9 +7,6 @@ environment without it. There ``loss_curve_image`` alone falls back to a bare cu
 
 from __future__ import annotations
 
-import os
-import tempfile
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -21,7 +18,9 @@ if TYPE_CHECKING:  # only for annotations: the import itself is deferred
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["new_figure", "figure_to_image", "save_figure", "write_atomically", "moving_average", "loss_curve_figure", "loss_curve_image",
+from ..util.atomic import write_atomically
+
+__all__ = ["new_figure", "figure_to_image", "save_figure", "save_png", "png_pixels", "write_atomically", "moving_average", "loss_curve_figure", "loss_curve_image",
            "histogram_axes", "LOSS_LABEL"]
 
 LOSS_LABEL = "flow-matching loss (velocity MSE)"
@@ -53,22 +52,18 @@ def figure_to_image(figure: Figure) -> Tensor:
     return torch.from_numpy(rgba[..., :3].astype(np.float32) / 255.0)
 
 
-def write_atomically(path: str, write) -> str:
-    """Calls ``write(handle)`` on a temporary file beside ``path``, then renames it over ``path`` (a reader never sees
-    half a file); returns the path."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+def png_pixels(image: Tensor) -> np.ndarray:
+    """An image float [H, W, C] in [0, 1] as uint8 [H, W, 3], as ComfyUI's SaveImage rounds it (clip(255·x))."""
+    return np.clip(255.0 * image[..., :3].detach().cpu().float().numpy(), 0, 255).astype(np.uint8)
+
+
+def save_png(image: Tensor, path: str, compress_level: int = 1) -> str:
+    """The one PNG writer of the pack: ``image`` [H, W, C] in [0, 1] (``png_pixels``) written atomically."""
+    from PIL import Image  # pillow comes with matplotlib and with ComfyUI
+
+    pixels = png_pixels(image)
+    return write_atomically(path, lambda handle: Image.fromarray(pixels).save(handle, format="PNG",
+                                                                              compress_level=compress_level))
 
 
 def save_figure(figure: Figure, path: str, dpi: int | None = None) -> str:
@@ -138,32 +133,7 @@ def loss_curve_image(losses: Sequence[float] | Mapping[str, Sequence[float]], wi
         steps = max(len(v) for v in series.values())
         last = [v[-1] for v in series.values() if v]
         title = f"LoRA training loss: {steps} steps, final {last[0]:.4f}" if len(last) == 1 else "LoRA training loss"
-    try:
-        figure = loss_curve_figure(series, title, width / DPI, height / DPI, DPI)
-    except ImportError as error:
-        warnings.warn(f"{error}; the loss curve is drawn without axes or labels", stacklevel=2)
-        return _bare_curve(series, width, height)[None]
-    return figure_to_image(figure)[None]
-
-
-def _bare_curve(series: dict[str, list[float]], width: int, height: int, margin: int = 16) -> Tensor:
-    """Only where matplotlib is missing: each run's moving average as a dark polyline on white, no text."""
-    image = torch.ones(height, width, 3)
-    values = [torch.tensor(v, dtype=torch.float64) for v in series.values() if v]
-    low = min(float(v.min()) for v in values)
-    high = max(float(v.max()) for v in values)
-    span = high - low if high > low else 1.0
-    for v in values:
-        curve = moving_average(v, max(1, len(v) // 20))
-        xs = torch.linspace(margin, width - margin - 1, len(curve)) if len(curve) > 1 else torch.tensor([width / 2])
-        ys = (height - margin - 1) - (curve - low) / span * (height - 2 * margin - 1)
-        for i in range(max(len(curve) - 1, 1)):  # one line segment per pair of points
-            j = min(i + 1, len(curve) - 1)
-            n = int(max(abs(xs[j] - xs[i]), abs(ys[j] - ys[i])).item()) + 1
-            px = torch.linspace(float(xs[i]), float(xs[j]), n).round().long().clamp(0, width - 1)
-            py = torch.linspace(float(ys[i]), float(ys[j]), n).round().long().clamp(0, height - 1)
-            image[py, px] = torch.tensor([0.05, 0.2, 0.6], dtype=image.dtype)
-    return image
+    return figure_to_image(loss_curve_figure(series, title, width / DPI, height / DPI, DPI))[None]
 
 
 def histogram_axes(ax: Axes, groups: Mapping[str, Tensor | np.ndarray | Sequence[float]],

@@ -27,7 +27,7 @@ import torch
 from safetensors import safe_open
 from torch import Tensor, nn
 
-from ..util.safetensors_io import save_safetensors_atomic
+from ..util.atomic import save_safetensors_atomic
 
 __all__ = ["ToyFlowConfig", "ToyFlowTransformer"]
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..present.plot import histogram_axes, new_figure, write_atomically
+from ..present.plot import histogram_axes, new_figure, save_png
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -129,8 +129,5 @@ def grid(tiles: list[list[Tensor]], gap: int = 2) -> Tensor:
 
 
 def write_png(path: str, image: Tensor) -> str:
-    """Writes a float image [3, H, W] in [0, 1] as an 8-bit PNG (matplotlib's writer), atomically; returns the path."""
-    from matplotlib.image import imsave
-
-    pixels = (image.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    return write_atomically(path, lambda handle: imsave(handle, np.ascontiguousarray(pixels), format="png"))
+    """Writes a float image [3, H, W] in [0, 1] as an 8-bit PNG (``present.plot.save_png``), atomically."""
+    return save_png(image.permute(1, 2, 0), path)

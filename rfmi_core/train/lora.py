@@ -26,7 +26,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..util.safetensors_io import save_safetensors_atomic
+from ..util.atomic import save_safetensors_atomic
 
 __all__ = [
     "DEFAULT_TARGETS",

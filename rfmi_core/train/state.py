@@ -16,7 +16,7 @@ from safetensors import safe_open
 from torch import Tensor, nn
 
 from .lora import lora_parameters
-from ..util.safetensors_io import save_safetensors_atomic
+from ..util.atomic import save_safetensors_atomic
 from .config import TrainConfig
 
 __all__ = ["CHECKPOINT_KIND", "TrainCheckpoint", "save_checkpoint", "load_checkpoint", "latest_checkpoint",

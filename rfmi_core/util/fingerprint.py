@@ -7,7 +7,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from .safetensors_io import TMP_PREFIX
+from .atomic import TMP_PREFIX
 
 __all__ = ["file_fingerprint", "stat_fingerprint", "set_fingerprint"]
 

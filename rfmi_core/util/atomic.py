@@ -24,7 +24,8 @@ from typing import Callable
 from safetensors.torch import save_file
 from torch import Tensor
 
-__all__ = ["TMP_PREFIX", "save_safetensors_atomic", "write_bytes_atomic", "publish_bytes", "publish_safetensors"]
+__all__ = ["TMP_PREFIX", "save_safetensors_atomic", "write_bytes_atomic", "write_atomically", "publish_bytes",
+           "publish_safetensors"]
 
 TMP_PREFIX = ".tmp-"
 """Temporary files start with this; readers of a folder skip them."""
@@ -103,6 +104,20 @@ def _safetensors_writer(tensors: dict[str, Tensor], metadata: dict[str, str] | N
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically and durably (its folder must exist); replaces a file there."""
     return _replace(Path(path), lambda tmp: tmp.write_bytes(data))
+
+
+def write_atomically(path: str | os.PathLike, write: Callable) -> str:
+    """Calls ``write(handle)`` on a binary file beside ``path`` and puts it in place atomically and durably (the
+    folder is created if needed; a file there is replaced): figures, PNGs. Returns the path as given."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+
+    def to_file(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            write(handle)
+
+    _replace(target, to_file)
+    return str(path)
 
 
 def save_safetensors_atomic(tensors: dict[str, Tensor], path: str | os.PathLike,

@@ -74,7 +74,9 @@ def test_comfyignore_leaves_out_tests_benchmarks_and_reports_but_not_the_pack():
     # gitignore semantics for these plain patterns: "/name/" matches the top-level folder, "name/" a folder at any depth
     anchored = tuple(p[1:] for p in patterns if p.startswith("/") and p.endswith("/") and "*" not in p)
     anywhere = {p.rstrip("/") for p in patterns if not p.startswith("/") and p.endswith("/") and "*" not in p}
-    packed = [f for f in tracked if not f.startswith(anchored) and not anywhere & set(f.split("/")[:-1])]
+    files = {p[1:] for p in patterns if p.startswith("/") and not p.endswith("/") and "*" not in p}  # "/name": a file
+    packed = [f for f in tracked if not f.startswith(anchored) and not anywhere & set(f.split("/")[:-1])
+              and f not in files]
     assert all(any(f == s or f.startswith(s) for s in SHIPPED) or f.startswith(".") for f in packed), packed
     assert any(f.startswith("rfmi_core/toy/weights/") for f in packed)  # the toy model ships
     assert sum(f.startswith("web/docs/") for f in packed) >= 14  # the help pages ship

@@ -54,6 +54,7 @@ from ..path_immse import PathImmse
 from rfmi_core.util.cli_help import CommandParser, run_cli, non_negative_float, non_negative_int, positive_int
 from rfmi_core.mi.conventions import straight_path
 from rfmi_core.present.plot import save_figure
+from rfmi_core.present.statistics import auroc, bootstrap_interval, spearman
 from rfmi_core.util.progress import progress_bar
 from rfmi_core.finetune.select import top_k
 from rfmi_core.toy.evaluate import (DEFAULT_CFG, DEFAULT_STEPS, generate, generate_with_phrase_mi, judge_batch, noise_for,
@@ -175,10 +176,9 @@ def auroc_by_group(score: Tensor, correct: Tensor, groups: Tensor) -> tuple[Tens
         m = groups == g
         pos, neg = score[m & correct], score[m & ~correct]
         if len(pos) and len(neg):
-            diff = pos[:, None] - neg[None, :]
-            values.append(((diff > 0).float() + 0.5 * (diff == 0).float()).mean())
+            values.append(auroc(pos.numpy(), neg.numpy()))
             ids.append(g)
-    return torch.stack(values) if values else torch.empty(0), torch.tensor(ids)
+    return torch.tensor(values), torch.tensor(ids)
 
 
 def top1_by_group(score: Tensor, correct: Tensor, groups: Tensor) -> tuple[Tensor, Tensor]:
@@ -192,11 +192,8 @@ def top1_by_group(score: Tensor, correct: Tensor, groups: Tensor) -> tuple[Tenso
 
 
 def _bootstrap(values: Tensor, reps: int = 2000, seed: int = 0) -> tuple[float, float]:
-    if values.numel() == 0:
-        return float("nan"), float("nan")
-    g = torch.Generator().manual_seed(seed)
-    means = values[torch.randint(0, len(values), (reps, len(values)), generator=g)].mean(1)
-    return float(means.quantile(0.025)), float(means.quantile(0.975))
+    """The 95% percentile-bootstrap interval of the mean over prompts."""
+    return bootstrap_interval(values.numpy(), resamples=reps, seed=seed)
 
 
 @dataclass
@@ -209,12 +206,8 @@ class Condition:
 
 def spearman_within(score: Tensor, other: Tensor, groups: Tensor) -> float:
     """Mean over prompts of the rank correlation between two scores among the prompt's candidates."""
-    rho = []
-    for g in groups.unique().tolist():
-        m = groups == g
-        a, b = score[m].argsort().argsort().float(), other[m].argsort().argsort().float()
-        if a.std() > 0 and b.std() > 0:
-            rho.append(float(torch.corrcoef(torch.stack([a, b]))[0, 1]))
+    rho = [spearman(score[groups == g].numpy(), other[groups == g].numpy()) for g in groups.unique().tolist()]
+    rho = [r for r in rho if r == r]
     return sum(rho) / len(rho) if rho else float("nan")
 
 

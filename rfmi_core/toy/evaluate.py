@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ..present.statistics import wilson_interval
 from ..util.progress import progress_bar
 from ..util.cli_help import CommandParser, run_cli, non_negative_float, non_negative_int, positive_int
 from ..mi.phrase_mi import sample_with_phrase_mi
@@ -148,12 +149,7 @@ class Rate:
     @property
     def ci(self) -> tuple[float, float]:
         """95% Wilson interval (contains p; stays inside [0, 1] even at 0 or n successes)."""
-        if not self.n:
-            return float("nan"), float("nan")
-        z, n, p = 1.959964, self.n, self.p
-        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-        half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-        return (0.0 if self.k == 0 else max(0.0, centre - half)), (1.0 if self.k == self.n else min(1.0, centre + half))
+        return wilson_interval(self.k, self.n)
 
     def __str__(self) -> str:
         low, high = self.ci

@@ -37,6 +37,7 @@ One H100: `--gpu --sd35-medium` (both parts) is expected to take a couple of min
 from __future__ import annotations
 
 import argparse
+import importlib
 import asyncio
 import math
 import os
@@ -263,7 +264,8 @@ def tap_share(node_class, run, use_cuda: bool) -> str:
     own wall time against the run's."""
     import torch
 
-    tap_class = sys.modules[node_class.__module__.rsplit(".", 1)[0] + ".tap"].TrajectoryTap
+    pack = node_class.__module__.rsplit(".nodes.", 1)[0]
+    tap_class = importlib.import_module(pack + ".rfmi_core.mi.taps").TrajectoryTap
     names = ("attach", "post_cfg", "on_step", "finish")
     originals = {name: getattr(tap_class, name) for name in names}
     spent = [0.0]

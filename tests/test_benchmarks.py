@@ -20,7 +20,7 @@ SMOKE = {
     "toy_spatial_direction.py": ["--n", "4"],
     "train_low_memory_cpu.py": ["--steps", "1", "--dim", "32", "--depth", "1", "--latent", "8"],
 }
-IN_COMFYUI = {"comfy_sampler_overhead.py", "train_lora_memory.py"}
+IN_COMFYUI = {"comfy_sampler_overhead.py", "train_lora_memory.py"}  # tests/comfyui/test_benchmarks_in_comfyui.py
 
 
 def test_every_benchmark_has_a_smoke_run():

@@ -146,7 +146,7 @@ def rfmi_trainer(node, model, step_times: list):
             time.perf_counter()))
         values = dict(model=model, set_name=SET_NAME, lora_name=f"bench_{n}", steps=n, learning_rate=5e-6, rank=RANK,
                       alpha=float(RANK), warmup_steps=0, batch_size=1, grad_accumulation=1, max_grad_norm=0.005,
-                      t_sampling="logit_normal", bf16=True, gradient_checkpointing=True, save_every=0, resume=False,
+                      t_sampling="logit_normal", precision="bf16", gradient_checkpointing=True, save_every=0, resume=False,
                       seed=0, target_modules="", preset="custom", init_lora="(none)", validation_every=0,
                       validation_prompts=2, validation_steps=8, validation_cfg=4.5)
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import torch
 
@@ -29,6 +30,13 @@ from .training_adapter import comfy_training_mode, comfy_velocity_fn, sampling_s
 
 NO_LORA = "(none)"
 PRESETS = ("custom", "low memory")
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def uses_bf16(precision: str, device) -> bool:
+    """bf16 autocast for ``precision``: "auto" follows the device (bf16 on a GPU; float32 on a CPU, where bf16 is
+    emulated: 23× slower per step in benchmarks/train_low_memory_cpu.py), else as named."""
+    return precision == "bf16" or (precision == "auto" and getattr(device, "type", str(device)) != "cpu")
 VALIDATION_FOLDER = "{stem}_validation"  # beside the LoRA in models/loras/
 
 
@@ -99,14 +107,19 @@ class RFMITrainLoRA(io.ComfyNode):
                 io.String.Input("lora_name", default="rfmi_lora"),
                 *setting_inputs("steps", "lr", "rank"),
                 *setting_inputs("alpha", "warmup_steps", "batch_size", "grad_accum_steps", "max_grad_norm",
-                                "t_sampling", "bf16", "gradient_checkpointing", "save_every", **advanced()),
+                                "t_sampling", **advanced()),
+                io.Combo.Input("precision", options=list(PRECISIONS), default="auto", **advanced(),
+                               tooltip="auto: bf16 autocast on a GPU, float32 on a CPU (where bf16 is emulated and "
+                                       "far slower); bf16 / fp32: as named. The LoRA itself stays float32."),
+                *setting_inputs("gradient_checkpointing", "save_every", **advanced()),
                 io.Boolean.Input("resume", default=True, tooltip="Continue from this LoRA's latest checkpoint if any."),
                 *setting_inputs("seed", **advanced()),
                 io.String.Input("target_modules", default="", multiline=True, **advanced(),
                                 tooltip="Empty: attention qkv/proj of every joint/double block. Names (comma or line "
                                         "separated) or a regex over module paths."),
                 io.Combo.Input("preset", options=list(PRESETS), default=PRESETS[0],
-                               tooltip="low memory: bf16, gradient checkpointing and batch_size 1 whatever is set "
+                               tooltip="low memory: gradient checkpointing and batch_size 1 (and bf16 unless precision says fp32 or "
+                                       "auto on a CPU) whatever is set "
                                        "above (grad_accumulation keeps the effective batch); the conditioning is "
                                        "always the set's cached tensors, so no text encoder is loaded."),
                 io.Combo.Input("init_lora", options=[NO_LORA, *init_lora_files()], default=NO_LORA,
@@ -141,7 +154,8 @@ class RFMITrainLoRA(io.ComfyNode):
 
     @classmethod
     def train(cls, model, set_name, lora_name, resume, target_modules, preset, init_lora, validation_every,
-              validation_prompts, validation_steps, validation_cfg, vae=None, **settings) -> io.NodeOutput:
+              validation_prompts, validation_steps, validation_cfg, vae=None, precision="auto",
+              **settings) -> io.NodeOutput:
         require_flow_model(model)
         if validation_every and vae is None:
             raise ValueError("validation_every > 0 needs a VAE to decode the validation images: connect the vae "
@@ -152,6 +166,7 @@ class RFMITrainLoRA(io.ComfyNode):
         config = config_from_settings({**settings, "target_modules": parse_target_modules(target_modules)},
                                       node_names=True)
         config = low_memory(config) if preset == "low memory" else config
+        config = replace(config, bf16=uses_bf16(precision, model.load_device))
         init = load_lora_file(init_lora_path(init_lora)) if init_lora != NO_LORA else None
         trainee = training_copy(model)
         comfy.model_management.load_models_gpu([trainee], force_full_load=True)

@@ -41,7 +41,8 @@ def train(rfmi_nodes, model, *, steps=30, lr=3e-3, lora="l", resume=False, save_
     """Calls the node as ComfyUI does: it takes list inputs (one value each here). ``full``: the NodeOutput."""
     values = dict(model=model, set_name=set_name, lora_name=lora, steps=steps, learning_rate=lr, rank=4, alpha=8.0,
                   warmup_steps=0, batch_size=batch_size, grad_accumulation=1, max_grad_norm=1.0,
-                  t_sampling="logit_normal", bf16=bf16, gradient_checkpointing=checkpointing, save_every=save_every,
+                  t_sampling="logit_normal", precision="bf16" if bf16 else "fp32", gradient_checkpointing=checkpointing,
+                  save_every=save_every,
                   resume=resume, seed=seed, target_modules=targets, preset=preset, init_lora=init_lora,
                   validation_every=validation_every, validation_prompts=2, validation_steps=3, validation_cfg=3.0)
     if vae is not None:
@@ -170,7 +171,7 @@ def test_list_inputs_train_once_and_differing_sets_are_refused(rfmi_nodes, folde
     node = rfmi_nodes["RFMITrainLoRA"]
     values = dict(model=[model], set_name=["s", "s", "s"], lora_name=["once"], steps=[2], learning_rate=[1e-3],
                   rank=[4], alpha=[4.0], warmup_steps=[0], batch_size=[1], grad_accumulation=[1], max_grad_norm=[1.0],
-                  t_sampling=["uniform"], bf16=[False], gradient_checkpointing=[False], save_every=[0], resume=[False],
+                  t_sampling=["uniform"], precision=["fp32"], gradient_checkpointing=[False], save_every=[0], resume=[False],
                   seed=[0], target_modules=[""], preset=["custom"], init_lora=["(none)"], validation_every=[0],
                   validation_prompts=[1], validation_steps=[1], validation_cfg=[1.0])
     seen = []
@@ -236,13 +237,14 @@ def test_init_lora_continues_from_a_saved_lora_and_low_memory_is_its_preset(rfmi
     with pytest.raises(ValueError, match="set rank"):
         rfmi_nodes["RFMITrainLoRA"].execute(**{k: [v] for k, v in dict(
             model=model, set_name="s", lora_name="r2", steps=1, learning_rate=1e-3, rank=2, alpha=2.0, warmup_steps=0,
-            batch_size=1, grad_accumulation=1, max_grad_norm=1.0, t_sampling="uniform", bf16=False,
+            batch_size=1, grad_accumulation=1, max_grad_norm=1.0, t_sampling="uniform", precision="fp32",
             gradient_checkpointing=False, save_every=0, resume=False, seed=0, target_modules="", preset="custom",
             init_lora="first.safetensors", validation_every=0, validation_prompts=1, validation_steps=1,
             validation_cfg=1.0).items()})
-    # the preset overrides bf16, gradient checkpointing and the batch size: it trains what they would
+    # the preset overrides gradient checkpointing and the batch size (precision stays the precision input's: fp32
+    # here, as auto would choose on this CPU): it trains what they would
     _, _, preset = train(rfmi_nodes, model, steps=2, lora="preset", preset="low memory", batch_size=4)
-    _, _, explicit = train(rfmi_nodes, model, steps=2, lora="explicit", bf16=True, checkpointing=True, batch_size=1)
+    _, _, explicit = train(rfmi_nodes, model, steps=2, lora="explicit", checkpointing=True, batch_size=1)
     _, _, default = train(rfmi_nodes, model, steps=2, lora="default", batch_size=4)
     p, e, d = (comfy.utils.load_torch_file(x) for x in (preset, explicit, default))
     assert all(torch.equal(p[k], e[k]) for k in p) and not all(torch.equal(p[k], d[k]) for k in p)
@@ -330,7 +332,15 @@ def test_newer_schema_fields_are_used_where_this_comfyui_has_them(rfmi_nodes):
     required, optional = trainer["input"]["required"], trainer["input"].get("optional", {})
     marked = {name for name, spec in {**required, **optional}.items()
               if len(spec) > 1 and isinstance(spec[1], dict) and spec[1].get("advanced")}
-    expected = {"alpha", "warmup_steps", "batch_size", "grad_accumulation", "max_grad_norm", "t_sampling", "bf16",
+    expected = {"alpha", "warmup_steps", "batch_size", "grad_accumulation", "max_grad_norm", "t_sampling", "precision",
                 "gradient_checkpointing", "save_every", "seed", "target_modules", "validation_prompts",
                 "validation_steps", "validation_cfg"}
     assert marked == (expected if takes_advanced else set())
+
+
+def test_precision_follows_the_device_unless_named(pack_import):
+    """auto: bf16 autocast on a GPU, float32 on a CPU (bf16 is emulated there); bf16 / fp32 as named."""
+    uses_bf16 = pack_import("nodes.train_lora").uses_bf16
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    assert [uses_bf16("auto", cpu), uses_bf16("auto", gpu)] == [False, True]
+    assert [uses_bf16("bf16", cpu), uses_bf16("fp32", gpu)] == [True, False]

@@ -29,6 +29,9 @@ def test_tiny_demo_writes_its_files(tiny):
     text = (out / "results.md").read_text()
     assert "| binding | correct |" in text and "kept by pmi" in text and "kept by contrast" in text
     assert text.startswith("# Toy RFMI loop") and "- Command: `" in text and "M = 4" in text
+    assert text.split("\n")[2].startswith("**Verdict: ")  # the answer first, then the table that supports it
+    assert "| category | base correct | FT on random picks | FT on pmi picks | pmi − random [95% CI] |" in text
+    assert "[mi_histogram.png](mi_histogram.png)" in text and "Why the loss curve is nearly flat" in text
     assert "**Valid**" in text and "**Correct**" in text
     reading = text.split("## Reading\n\n")[1]
     assert "FT on exact-MI-selected changed correctness against the base by binding" in reading

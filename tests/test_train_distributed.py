@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # cond dropout, the paper's clipping (0.005) and gradient accumulation are on.
 SETTINGS = dict(steps=20, rank=4, alpha=4.0, lr=1e-3, warmup_steps=0, batch_size=1, grad_accum_steps=3,
                 cond_dropout=0.2)
-FLAGS = ["--model", "toy", "--rank", "4", "--alpha", "4", "--lr", "1e-3", "--warmup-steps", "0", "--batch-size", "1",
+FLAGS = ["--model", "toy", "--preset", "paper", "--rank", "4", "--alpha", "4", "--lr", "1e-3", "--warmup-steps", "0", "--batch-size", "1",
          "--grad-accum-steps", "3", "--cond-dropout", "0.2", "--no-progress"]
 
 

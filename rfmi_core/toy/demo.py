@@ -56,8 +56,9 @@ from ..train import TrainConfig, train_lora
 from .evaluate import (Evaluation, DEFAULT_CFG, DEFAULT_STEPS, diff_ci, generate, generate_with_phrase_mi, heldout_set,
                        judge_batch, pick_prompts, rate)
 from .exact import condition_scores, toy_rivals
+from .recipe import TOY_LORA_TARGETS, TOY_PRESET
 from .pictures import Sample, mi_histogram_figure, sample_grid_figure
-from .report import preamble, reading
+from .report import NOTES, figures, preamble, reading, verdict
 from .prompts import CATEGORIES, MAX_TOKENS, PAD_ID, prompts, tokenize_batch
 from .model import DEFAULT_WEIGHTS, load_toy_model
 
@@ -71,8 +72,7 @@ SELECTIONS = ("pmi", "contrast", "rfmi", "random", "judge", "phrase-min")
 SCORED = ("pmi", "contrast", "rfmi", "phrase-min")  # the selections that rank by a score
 EXACT_DRAWS = 32  # draws of the exact scores per candidate (benchmarks/pmi_cost.py: the AUROC curve against n_t)
 JUDGE_SELECTION = "up to k of the prompt's correct candidates; a prompt with none adds none"
-DEFAULT_LR, DEFAULT_RANK = 1e-3, 16  # the positive control's recipe: see docs/toy_full_results.md
-TOY_LORA_TARGETS = r"joint_blocks\.\d+\.(?:context_block|x_block)\.(?:attn\.(?:qkv|proj)|mlp\.[02])"
+DEFAULT_LR, DEFAULT_RANK = TOY_PRESET["lr"], TOY_PRESET["rank"]
 MODEL_NAMES = {"base": "base", "pmi": "FT on exact-MI-selected", "contrast": "FT on contrast-selected",
                "rfmi": "FT on Algorithm-2-selected", "random": "FT on random picks", "judge": "FT on judge-selected",
                "phrase-min": "FT on phrase-min-selected"}
@@ -234,6 +234,7 @@ class DemoResult:
     losses: dict[str, list[float]]
     seconds: dict[str, float] = field(default_factory=dict)
     lines: list[str] = field(default_factory=list)
+    summary: list[str] = field(default_factory=list)
 
 
 def _cache_path(out: str, name: str) -> str:
@@ -371,14 +372,19 @@ def run_demo(size: DemoSize, weights: str | None = None, out: str = "out/toy_dem
               "FT: LoRA rank {r}, lr {lr:g}, {s} steps of batch {b}; final loss ".format(
                   r=rank, lr=lr, s=size.ft_steps, b=size.ft_batch)
               + ", ".join(f"{n} {sum(v[-10:]) / len(v[-10:]):.4f}" for n, v in losses.items())]
+    ranked = next((h for h in size.selections if h in SCORED), "pmi")
+    shown = next((h for h in size.selections if h in cands.scores), "rfmi")
+    opening = verdict(evaluations, ranked)
     lines = [*preamble(command, os.path.relpath(weights or DEFAULT_WEIGHTS), size, steps, cfg, seed, lr, rank,
-                       JUDGE_SELECTION),
-             *lines, "", reading(evaluations)]
+                       JUDGE_SELECTION)[:2], *opening, *figures(shown),
+             *preamble(command, os.path.relpath(weights or DEFAULT_WEIGHTS), size, steps, cfg, seed, lr, rank,
+                       JUDGE_SELECTION)[2:],
+             *lines, "", reading(evaluations), "", *NOTES]
     result.lines = lines
+    result.summary = [line for line in opening if line][:1]
     os.makedirs(out, exist_ok=True)
     for category in CATEGORIES:
         save_figure(sample_grid(evaluations, category), os.path.join(out, f"grid_{category}.png"))
-    shown = next((h for h in size.selections if h in cands.scores), "rfmi")
     save_figure(mi_histogram_figure({category: {"correct": cands.scores[shown][mask & cands.correct],
                                                 "wrong": cands.scores[shown][mask & ~cands.correct]}
                                      for category in CATEGORIES
@@ -434,8 +440,9 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> None:
     result = run_demo(size, args.weights, args.out, args.steps, args.cfg, args.seed, args.lr, args.rank,
                       progress=True, command=" ".join(["python -m rfmi_core.toy.demo", *(argv if argv is not None
                                                                                          else sys.argv[1:])]))
-    print("\n" + "\n".join(result.lines))
-    print(f"\nwrote {args.out}/results.md, grid_*.png, mi_histogram.png, loss_curve.png, lora_*.safetensors "
+    print("\n" + "\n".join(line.replace("**", "") for line in result.summary))
+    print(f"\nthe tables, figures and how to read them: {args.out}/results.md (with grid_*.png, mi_histogram.png, "
+          f"loss_curve.png, lora_*.safetensors) "
           f"({time.perf_counter() - start:.0f} s)")
 
 

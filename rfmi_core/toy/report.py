@@ -14,7 +14,7 @@ from .evaluate import Evaluation, Rate, diff_ci
 from .prompts import CATEGORIES
 
 
-__all__ = ["DEFINITIONS", "preamble", "reading"]
+__all__ = ["DEFINITIONS", "preamble", "reading", "verdict", "figures", "NOTES"]
 
 DEFINITIONS = [
     "**Valid**: the exact judge (`rfmi_core/toy/judge.py`) recognises every coloured blob in the image as one of the "
@@ -107,3 +107,61 @@ def reading(evaluations: dict[str, Evaluation]) -> str:
     return "## Reading\n\n" + " ".join(sentences) + (
         " Intervals are 95% (Wilson per rate, Newcombe for differences); a difference whose interval contains 0 is "
         "not a measured effect.")
+
+
+def verdict(evaluations: dict[str, Evaluation], ranked: str) -> list[str]:
+    """The opening of results.md: one sentence that answers the job's question (does fine-tuning on the ``ranked``
+    picks beat fine-tuning on random picks?), and the table of correctness that supports it."""
+    if ranked not in evaluations:
+        return []
+    diffs = {c: diff_ci(_correct(evaluations["random"], c), _correct(evaluations[ranked], c)) for c in CATEGORIES} \
+        if "random" in evaluations else {}
+    above = [c for c, d in diffs.items() if d[1] > 0]
+    below = [c for c, d in diffs.items() if d[2] < 0]
+    name = SCORE_NAMES.get(ranked, ranked)
+    if not diffs:
+        sentence = f"Fine-tuned on the picks of {name}; no random control ran (add --controls)."
+    elif above and not below:
+        sentence = (f"**Verdict: fine-tuning on the picks of {name} beat fine-tuning on random picks in "
+                    f"{', '.join(above)}** (95% intervals above 0), and lost in no category.")
+    elif below and not above:
+        sentence = (f"**Verdict: fine-tuning on the picks of {name} did worse than fine-tuning on random picks in "
+                    f"{', '.join(below)}** (95% intervals below 0), and beat it in no category.")
+    elif above:
+        sentence = (f"**Verdict: mixed: the picks of {name} beat random picks in {', '.join(above)} and lost in "
+                    f"{', '.join(below)}** (95% intervals).")
+    else:
+        sentence = (f"**Verdict: fine-tuning on the picks of {name} did no better and no worse than on random picks** "
+                    "in any category (every 95% interval of the difference contains 0).")
+    table = ["| category | base correct | FT on random picks | FT on " + ranked + " picks | " + ranked
+             + " − random [95% CI] |", "|---|---|---|---|---|"]
+    for c in CATEGORIES:
+        cells = [str(_correct(evaluations[n], c)) for n in ("base", "random", ranked) if n in evaluations]
+        d = diffs.get(c)
+        table.append(f"| {c} | " + " | ".join(cells) + (f" | {_points(d)} |" if d else " | — |"))
+    return [sentence, "", *table, ""]
+
+
+def figures(shown: str) -> list[str]:
+    """Links to the job's figures, each with what to see in it."""
+    return ["## Figures", "",
+            "- [grid_binding.png](grid_binding.png), [grid_spatial.png](grid_spatial.png), "
+            "[grid_numeracy.png](grid_numeracy.png): evaluation prompts (rows), the same seeds for every model "
+            "(columns in blocks); frames: green correct, amber valid but wrong, red invalid. Look for green frames "
+            "that the fine-tunes add or lose against the base.",
+            f"- [mi_histogram.png](mi_histogram.png): {shown} of every candidate, correct against wrong (the judge): "
+            "the further right the correct ones lie, the better the score ranks.",
+            "- [loss_curve.png](loss_curve.png): each fine-tune's flow-matching loss per step.", ""]
+
+
+NOTES = [
+    "## Reading the numbers", "",
+    "- **Why the loss curve is nearly flat.** The flow-matching loss ‖u_θ(x_t) − (x1 − ε)‖² is mostly the noise ε's "
+    "own unpredictable part, the same for any model: its floor is the conditional variance of x1 − ε given x_t, "
+    "which no fine-tune can lower. What the LoRA changes is a small part on top (a few hundredths here); compare the "
+    "runs' curves with each other, not with zero.",
+    "- **Why MI rises after fine-tuning.** A LoRA trained on images of its prompts makes u(x_t|y) predict those "
+    "images better and leaves u(x_t|∅) behind, so log p(x|y) − log p(x|∅) grows for images like them: a larger MI "
+    "after fine-tuning says the model became more prompt-specific, not that it became more correct (the judge "
+    "measures that).", "",
+]

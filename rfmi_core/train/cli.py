@@ -170,6 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--resume", help="a checkpoint file, or a folder (its latest), to continue from (default: none)")
     io.add_argument("--init-lora", help="a LoRA .safetensors (this pack's keys, as ComfyUI's LoraLoader reads them) the "
                                         "adapters start from instead of zero (same rank; default: none)")
+    io.add_argument("--preset", choices=PRESETS, default=None,
+                    help="the settings the flags start from: paper (Table 2, for SD3.5) or toy (toy.recipe: rank 16, "
+                         "lr 1e-3, 600 steps of batch 32); default: toy for --model toy, else paper. Flags you give "
+                         "override it")
     io.add_argument("--low-memory", action="store_true",
                     help="the low-memory preset: --bf16 --gradient-checkpointing --batch-size 1")
     io.add_argument("--no-progress", action="store_true", help="no tqdm bar")
@@ -185,19 +189,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The TrainConfig of the parsed flags (each field's flag is its name with dashes)."""
+PRESETS = ("paper", "toy")
+
+
+def preset_values(args: argparse.Namespace) -> dict:
+    """The preset's TrainConfig values: "paper" (Table 2, the defaults) or "toy" (``toy.recipe.TOY_PRESET``); the
+    default preset follows the model (toy for ``--model toy``, else the paper's)."""
+    preset = args.preset or (TOY if args.model == TOY else "paper")
+    if preset == "paper":
+        return {}
+    from ..toy.recipe import TOY_PRESET
+
+    return dict(TOY_PRESET)
+
+
+def config_from_args(args: argparse.Namespace, given: set[str] = frozenset()) -> TrainConfig:
+    """The TrainConfig of the parsed flags (each field's flag is its name with dashes): the preset's values, then every
+    flag the user gave (``given``: their destinations) over them."""
     values = {item.name: getattr(args, item.name) for item in settings() if hasattr(args, item.name)}
-    values["target_modules"] = args.target_regex or tuple(args.target_names or ()) or TrainConfig().target_modules
+    for name, value in preset_values(args).items():
+        if name not in given and not (name == "target_modules" and (args.target_regex or args.target_names)):
+            values[name] = value
+    if args.target_regex or args.target_names or "target_modules" not in preset_values(args):
+        values["target_modules"] = args.target_regex or tuple(args.target_names or ()) or TrainConfig().target_modules
     config = config_from_settings(values)
     return low_memory(config) if getattr(args, "low_memory", False) else config
+
+
+def given_flags(parser: argparse.ArgumentParser, argv: list[str] | None) -> set[str]:
+    """The destinations of the options typed in ``argv`` (a preset fills only the others)."""
+    typed = {a.split("=", 1)[0] for a in (sys.argv[1:] if argv is None else argv) if a.startswith("--")}
+    return {action.dest for action in parser._actions if typed & set(action.option_strings)}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        config = config_from_args(args)
+        config = config_from_args(args, given_flags(parser, argv))
         if (args.set is None) == (args.data is None):
             raise ValueError("give either a fine-tune SET folder or --data MODULE:FACTORY (one of the two)")
         model_factory = toy_model if args.model == TOY else load_factory(args.model, "--model")

@@ -40,6 +40,7 @@ __all__ = [
     "save_lora",
     "load_lora_file",
     "load_lora_weights",
+    "merge_lora_weights",
     "save_safetensors_atomic",
     "make_weights_trainable",
 ]
@@ -285,3 +286,19 @@ def make_weights_trainable(net: nn.Module) -> int:
                     module._parameters[name] = nn.Parameter(param.clone(), requires_grad=param.requires_grad)
                     count += 1
     return count
+
+
+def merge_lora_weights(model: nn.Module, state_dict: dict[str, Tensor], key_prefix: str = "diffusion_model.") -> int:
+    """Adds a saved LoRA (``lora_state_dict``'s keys) into ``model``'s Linear weights, W ← W + (α/r)·B·A, as ComfyUI's
+    LoraLoader applies it; returns the number of modules changed. Every adapted module must exist in ``model``."""
+    adapters = _adapters_in(state_dict, key_prefix)
+    with torch.no_grad():
+        for path, tensors in adapters.items():
+            try:
+                module = model.get_submodule(path)
+            except AttributeError:
+                raise ValueError(f"the LoRA adapts {path}, which this model does not have") from None
+            a, b = tensors["lora_A"].float(), tensors["lora_B"].float()
+            scale = float(tensors.get("alpha", torch.tensor(a.shape[0]))) / a.shape[0]
+            module.weight += (scale * b @ a).to(module.weight.dtype)
+    return len(adapters)

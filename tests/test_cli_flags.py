@@ -13,6 +13,8 @@ from rfmi_core.util.cli_help import NUMBER_TYPES
 COMMANDS = [
     ("rfmi_core.toy.demo", [], "python -m rfmi_core.toy.demo"),
     ("rfmi_core.toy.evaluate", ["weights.safetensors"], "python -m rfmi_core.toy.evaluate"),
+    ("rfmi_core.toy.compare", ["lora.safetensors"], "python -m rfmi_core.toy.compare"),
+    ("rfmi_core.toy.prompt_list", [], "python -m rfmi_core.toy.prompt_list"),
     ("research.toy.selection_study", [], "python -m research.toy.selection_study"),
     ("research.toy.train_model", [], "python -m research.toy.train_model"),
     ("research.toy.train_recipe", [], "python -m research.toy.train_recipe"),

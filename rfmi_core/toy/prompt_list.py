@@ -1,0 +1,52 @@
+"""A prompt list of the toy world, one prompt a line, for ``python -m rfmi_core.build_set --model toy``.
+
+    python -m rfmi_core.toy.prompt_list [--per-category 8] [--split finetune] [--seed 0] [--out FILE]
+
+``--per-category`` prompts of each category (binding, spatial, numeracy) drawn reproducibly from one split of the toy
+grammar (``prompts.SPLITS``): ``finetune`` by default, the held-out half that the base model never trained on and
+that ``python -m rfmi_core.toy.compare`` does not evaluate on (it uses the ``evaluation`` half), as the demo's
+fine-tuning prompts. Written to ``--out`` in one piece (atomic), or to standard output.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from ..util.atomic import write_bytes_atomic
+from ..util.cli_help import CommandParser, non_negative_int, positive_int, run_cli
+from .evaluate import pick_prompts
+from .prompts import CATEGORIES, SPLITS, prompts
+
+__all__ = ["prompt_list", "main"]
+
+PROG = "python -m rfmi_core.toy.prompt_list"
+
+
+def prompt_list(per_category: int, split: str = "finetune", seed: int = 0) -> list[str]:
+    """``per_category`` prompts of each category of ``split`` (all of a category's prompts before any repeats)."""
+    return [text for c, category in enumerate(CATEGORIES)
+            for text in pick_prompts(prompts(category, split), per_category, seed + c)]
+
+
+def build_parser() -> CommandParser:
+    """The command's flags, each with its range (an out-of-range value is one error line before any work)."""
+    parser = CommandParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser.add_argument("--per-category", type=positive_int, default=8, help="prompts of each category")
+    parser.add_argument("--split", choices=SPLITS, default="finetune", help="which prompts of the toy grammar")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seeds the draw")
+    parser.add_argument("--out", default=None, help="a text file to write (default: standard output)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    text = "".join(line + "\n" for line in prompt_list(args.per_category, args.split, args.seed))
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        write_bytes_atomic(args.out, text.encode("utf-8"))
+        print(f"wrote {args.per_category * len(CATEGORIES)} prompts ({args.split} split) to {args.out}")
+
+
+if __name__ == "__main__":
+    run_cli(main, PROG)

@@ -5,7 +5,7 @@ import torch
 from rfmi_core.mi.sampler import sample_with_mi
 from rfmi_core.toy.evaluate import sigma_grid, velocity_fn
 from rfmi_core.toy.model import ToyFlowTransformer
-from rfmi_core.toy.prompts import tokenize_batch
+from rfmi_core.toy.prompts import parse_prompt, tokenize_batch
 from research.toy.selection_study import auroc_by_group, contrast_scores, top1_by_group, trajectory_scores
 from research.toy.train_model import toy_config
 
@@ -107,3 +107,27 @@ def test_phrase_mi_along_the_trajectory_keeps_the_samples_and_the_prompt_order()
     scores = phrase_scores(phrase_mi)
     assert scores["phrase-min"].tolist() == [float(p.min()) for p in phrase_mi]
     torch.testing.assert_close(scores["phrase-mean"], torch.stack([p.mean() for p in phrase_mi]))
+
+
+def test_count_probe_splits_the_rivals_into_count_and_attribute_edits():
+    from research.toy.count_probe import rival_kinds
+
+    count, attribute = rival_kinds("two blue squares")
+    assert sorted(count) == ["four blue squares", "one blue square", "three blue squares"]
+    assert all(parse_prompt(r).counts == (2,) for r in attribute) and len(attribute) == 5  # 3 colours + 2 shapes
+    count, attribute = rival_kinds("one red square and two green disks")
+    assert count == ["two red squares and one green disk"]
+    assert len(attribute) == 7 and all(sorted(parse_prompt(r).counts) == [1, 2] for r in attribute)
+    assert rival_kinds("a red square and a blue disk")[0] == []
+
+
+def test_count_probe_integrands_vanish_for_a_model_that_ignores_the_prompt():
+    from research.toy.count_probe import T_GRID, integrands
+
+    class Blind(torch.nn.Module):
+        def forward(self, x, t, tokens):
+            return -x  # the same velocity whatever the prompt
+    images = torch.randn(3, 3, 16, 16)
+    out = integrands(Blind(), images, "two blue squares", 2, torch.Generator().manual_seed(0))
+    for name in ("pmi", "count", "attribute"):
+        assert out[name].shape == (3, len(T_GRID)) and torch.equal(out[name], torch.zeros(3, len(T_GRID)))

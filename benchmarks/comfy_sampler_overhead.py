@@ -14,6 +14,10 @@ random-weight SD3-family MMDiT loaded through ``comfy.sd.load_diffusion_model_st
       overhead. Target: ratio <= 1.02 (<= 1.01 for SD3.5-M).
   (b) Best-of-N by MI (n candidates in chunks of batch_size) vs KSampler at the same batch size, run n/batch_size times:
       images/s of each and their ratio. Target: >= 0.95.
+  (c) the exact score's cost: RFMI Sampler with score pmi at each --pmi-n-t against score rfmi (sampling alone, the
+      score read along the way), rounds of both; (pmi − rfmi) / rfmi is the scoring time as a share of the sampling
+      time. Rule of thumb: n_t calls of the model on (y, ∅) against steps calls on (y, ∅) for CFG, so n_t / steps
+      (32 / 28 = 1.14 for SD3.5 at its 28 steps).
 
 Options:
   default            a tiny MMDiT (depth 4: hidden 256, 4 heads; latent 16x32x32, batch 2) on CPU, float32.
@@ -91,7 +95,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--bon-n", type=int, help="Best-of-N candidates; tiny 8, SD3.5-M 4")
     p.add_argument("--bon-batch", type=int, help="Best-of-N batch_size = KSampler batch in (b); tiny 4, SD3.5-M 2")
     p.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], default="bf16", help="weights of --sd35-medium")
-    p.add_argument("--only", choices=["a", "b"], help="run one part")
+    p.add_argument("--only", choices=["a", "b", "c"], help="run one part")
+    p.add_argument("--pmi-n-t", type=int, nargs="+", help="n_t of the exact score in part (c); default 8 16 32")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads on CPU runs (default 1)")
     a = p.parse_args()
@@ -100,7 +105,8 @@ def parse_args() -> argparse.Namespace:
     big = a.sd35_medium and not a.dry_run
     defaults = dict(depth=24 if big else 2 if a.dry_run else 4, latent=128 if big else 16 if a.dry_run else 32,
                     batch=1 if a.sd35_medium else 2, steps=10 if big else 2 if a.dry_run else 20,
-                    repeats=1 if a.dry_run else 5, bon_n=4 if a.sd35_medium else 8, bon_batch=2 if a.sd35_medium else 4)
+                    repeats=1 if a.dry_run else 5, bon_n=4 if a.sd35_medium else 8, bon_batch=2 if a.sd35_medium else 4,
+                    pmi_n_t=[2] if a.dry_run else [8, 16, 32])
     for key, value in defaults.items():
         if getattr(a, key) is None:
             setattr(a, key, value)
@@ -422,6 +428,22 @@ def main() -> None:
                 if not use_cuda:  # images/s ratio = (stock time / stock images) / (Best-of-N time / n)
                     print(cpu_time_line([c * chunks * bs for c in c_bon], [c * n for c in c_stock],
                                         "images/s Best-of-N / KSampler"))
+            if opts.only in (None, "c"):
+                latent = {"samples": torch.zeros(opts.batch, 16, side, side)}
+
+                def sampler(score: str, n_t: int = 32):
+                    return lambda: rfmi_sampler.execute(model=model, seed=opts.seed, latent_image=latent, denoise=1.0,
+                                                        velocity="cfg", score=score, n_t=n_t, **common)
+
+                print(f"\n(c) the exact score's cost: RFMI Sampler score pmi against score rfmi, batch {opts.batch}, "
+                      f"{opts.steps} steps")
+                for n_t in opts.pmi_n_t:
+                    (t_rfmi, _), (t_pmi, _) = rounds(timed, {"rfmi": sampler("rfmi"), "pmi": sampler("pmi", n_t)},
+                                                     opts.repeats).values()
+                    share = [p / r - 1 for r, p in zip(t_rfmi, t_pmi)]
+                    print(f"  n_t {n_t:3d}: rfmi runs {fmt(t_rfmi)} s, pmi runs {fmt(t_pmi)} s; scoring / sampling "
+                          f"time: median of rounds {statistics.median(share):.3f} (rule of thumb n_t / steps "
+                          f"{n_t / opts.steps:.3f})")
             if use_cuda:
                 print(f"\npeak CUDA memory allocated {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB")
             print(f"\nload average at end {load_average()}")

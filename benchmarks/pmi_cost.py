@@ -7,7 +7,9 @@ Candidates: ``--prompts`` held-out prompts per category × M, sampled as the sel
 20 Euler steps), judged. For each n_t: the exact point-wise MI (``pmi``, common draws per prompt) and the contrast
 against the editor's rivals (``contrast``; one pass gives both), the within-prompt AUROC of each against the judge's
 "correct" over the prompts with both outcomes (95% bootstrap interval), and the seconds of each pass over the
-seconds of sampling. ``--smoke`` runs a seconds-long version (CI). Prints a table; asserts nothing.
+seconds of sampling. A second table, at ``--rivals-n-t``: the contrast with each prompt's first r rivals (the editor's
+order) for r = 1, 2, 4 and all, its AUROC and its time (every rival adds one model call per draw).
+``--smoke`` runs a seconds-long version (CI). Prints tables; asserts nothing.
 """
 
 from __future__ import annotations
@@ -40,10 +42,11 @@ def main() -> None:
     parser.add_argument("--n-t", type=int, nargs="+", default=[4, 8, 16, 32, 64])
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rivals-n-t", type=int, default=32, help="n_t of the table against the number of rivals")
     parser.add_argument("--smoke", action="store_true", help="2 prompts per category, M = 4, n_t 2 and 4 (CI)")
     args = parser.parse_args()
     if args.smoke:
-        args.prompts, args.m, args.n_t = 2, 4, [2, 4]
+        args.prompts, args.m, args.n_t, args.rivals_n_t = 2, 4, [2, 4], 2
     torch.set_num_threads(args.threads)
     model = load_toy_model(None)
     texts, groups, seeds = candidates(args.prompts, args.m, args.seed)
@@ -69,6 +72,19 @@ def main() -> None:
             low, high = _bootstrap(auc)
             cells.append(f"{auc.mean():.3f} [{low:.3f}, {high:.3f}]")
         print(f"| {n_t} | {cells[0]} | {cells[1]} | {pmi_seconds / sampling:.2f} | {both_seconds / sampling:.2f} |")
+    counts = [len(r) for r in rivals]
+    print(f"\nrivals per prompt (the editor's): median {sorted(counts)[len(counts) // 2]}, range {min(counts)}–"
+          f"{max(counts)}; n_t {args.rivals_n_t}")
+    print("| rivals r | contrast AUROC [95% CI] | pmi+contrast time / sampling |")
+    print("|---|---|---|")
+    for r in (1, 2, 4, None):
+        clock = time.perf_counter()
+        scores = condition_scores(model, images, texts, [found[:r] for found in rivals], n_t=args.rivals_n_t,
+                                  seed=args.seed, groups=groups)
+        seconds = time.perf_counter() - clock
+        auc, _ = auroc_by_group(scores.contrast, correct, groups)
+        low, high = _bootstrap(auc)
+        print(f"| {r or 'all'} | {auc.mean():.3f} [{low:.3f}, {high:.3f}] | {seconds / sampling:.2f} |")
 
 
 if __name__ == "__main__":

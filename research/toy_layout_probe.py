@@ -12,7 +12,7 @@ column displacement of the mean x̂1 at t = 0.02 over 16 train and 16 held-out l
 - ``mean``: a fresh width-64 model as shipped (adaLN from the mean prompt embedding);
 - ``slots``: the same with ``prompt_slots`` (adaLN also reads the token embeddings in their slots);
 - ``slots-from-file``: ``--weights`` (default: the shipped file) with zero-initialised prompt slots added if it
-  has none. From the model shipped before the layout stage (step 14000, commit 24da8d1): +6.32 px on training pairs
+  has none. From the model as it was before the layout stage (step 14000): +6.32 px on training pairs
   and +6.44 px on held-out ones at step 300 (+0.07 / +0.08 at step 200).
 """
 

@@ -35,8 +35,7 @@ def phrase_count_table(categories: dict[str, list[str]], relations: bool) -> lis
 def build_parser() -> CommandParser:
     """The command's flags, each with its range (an out-of-range value is one error line before any work)."""
     parser = CommandParser(prog="python -m rfmi_core.phrase_report", description=__doc__.splitlines()[0])
-    parser.add_argument("folder", nargs="?", default="../shared/data/t2i-compbench",
-                        help="a folder of CATEGORY_*.txt prompt lists")
+    parser.add_argument("folder", help="a folder of CATEGORY_*.txt prompt lists (T2I-CompBench's examples/dataset)")
     return parser
 
 

@@ -1,7 +1,7 @@
 """The rivals (counterfactual prompts) of prompts, and the editor's coverage of prompt lists.
 
     python -m rfmi_core.rivals "a red book and a blue vase"       # each rival with the edit that made it
-    python -m rfmi_core.rivals --coverage ../shared/data/t2i-compbench/   # per file: share with a rival, examples
+    python -m rfmi_core.rivals --coverage T2I-CompBench/examples/dataset/   # per file: share with a rival, examples
 
 The editor is ``rfmi_core.counterfactuals``.
 """

@@ -21,7 +21,7 @@ COMMANDS = [
     ("research.toy.judge_report", [], "python -m research.toy.judge_report"),
     ("rfmi_core.build_set", ["--prompts", "p.txt", "--set", "s"], "python -m rfmi_core.build_set"),
     ("rfmi_core.rivals", ["a red cube"], "python -m rfmi_core.rivals"),
-    ("rfmi_core.phrase_report", [], "python -m rfmi_core.phrase_report"),
+    ("rfmi_core.phrase_report", ["prompt_lists"], "python -m rfmi_core.phrase_report"),
     ("rfmi_core.bench.synthetic", [], "python -m rfmi_core.bench.synthetic"),
     ("rfmi_core.train.cli", ["--model", "toy", "--out", "x.safetensors"], "python -m rfmi_core.train"),
 ]

@@ -16,9 +16,8 @@ import comfy.samplers
 import comfy.utils
 
 from ..rfmi_core.mi.conventions import velocity_from_denoised
-from ..rfmi_core.text.counterfactuals import rival_lines
 from ..rfmi_core.mi.pointwise import PMI_T_EPS, ConditionRatios, condition_log_ratios_from_velocities
-from ..rfmi_core.mi.ranking import RANKING_T_MAX, ExactRanking, exact_ranking
+from ..rfmi_core.mi.ranking import RANKING_T_MAX, ExactRanking, exact_ranking, rival_texts
 from ..rfmi_core.finetune.scores import ScoredCandidates
 from .model_checks import require_flow_model
 from .sampling import model_latent, scoring_sampler
@@ -81,18 +80,22 @@ def rank_exactly(model, samples: torch.Tensor, positive, negative, rivals: list,
 
 
 def rival_conditionings(clip, text: str | None, rivals: str, score: str) -> tuple[list[str], list]:
-    """(rival texts, their CONDITIONINGs) for ``score``: the typed rivals (one per line), else the editor's
-    suggestions for ``text``; none for pmi. A contrast or posterior needs a clip to encode them."""
+    """(rival texts, their CONDITIONINGs) for ``score`` (``ranking.rival_texts``): none for pmi; the prompt less each
+    phrase for phrase-pmi (split by the clip's own rule when it brings one); for contrast and posterior the typed
+    rivals (one per line), else the editor's suggestions for ``text``. All but pmi need a clip to encode them."""
     if score == "pmi":
         return [], []
+    if score == "phrase-pmi" and (clip is None or not (text or "").strip()):
+        raise ValueError("score phrase-pmi compares the prompt with itself less each phrase: connect clip (the CLIP "
+                         "that encoded positive) and text (positive's prompt), or choose score pmi")
     if not (rivals or "").strip() and not (text or "").strip():
         raise ValueError(f"score {score} compares the prompt with rival prompts: type them in rivals (one per line), "
                          "or connect text (positive's prompt) for the editor's suggestions, or choose score pmi")
-    texts = rival_lines(rivals, text or "")
+    from .phrase_mi import encode_text, split_for
+
+    texts = rival_texts(score, text or "", rivals, split=lambda prompt: split_for(clip, prompt))
     if texts and clip is None:
         raise ValueError(f"score {score} encodes the rival prompts: connect the clip that encoded positive")
-    from .phrase_mi import encode_text
-
     return texts, [encode_text(clip, t) for t in texts]
 
 

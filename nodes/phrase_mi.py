@@ -27,7 +27,7 @@ from ..rfmi_core.text.phrases import SplitPrompt, split_prompt
 from .exact import ConditionsGuider
 from .model_checks import require_flow_model
 from .sampling import model_latent, scoring_sampler
-from .sockets import CATEGORY, MAX_SEED, Scores
+from .sockets import CATEGORY, Scores, score_seed_input
 
 
 def encode_text(clip, text: str) -> list:
@@ -135,7 +135,7 @@ class RFMIPhraseMI(io.ComfyNode):
                                 tooltip="The prompt the latents were made with, e.g. 'a red square | left of | a blue "
                                         "disk' (| marks phrases; otherwise commas and 'and' do)."),
                 io.Latent.Input("latent", optional=True, tooltip="The candidates (or connect scores instead)."),
-                io.Int.Input("seed", default=0, min=0, max=MAX_SEED, tooltip="Seeds the noise levels and the noise."),
+                score_seed_input(),
                 io.Int.Input("n_t", default=32, min=2, max=4096, tooltip="Noise levels drawn per latent."),
                 io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01,
                                tooltip="Scale of u_cfg for the cfg velocities (1.0: all three velocities agree)."),

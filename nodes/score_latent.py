@@ -25,7 +25,7 @@ from .exact import rank_exactly, rival_conditionings
 from .model_checks import require_flow_model
 from .sampling import model_latent, scoring_sampler
 from .schema_compat import advanced, schema_fields
-from .sockets import CATEGORY, MAX_SEED, Scores, rival_inputs
+from .sockets import CATEGORY, Scores, rival_inputs, score_seed_input
 
 SCORE_OPTIONS = (*EXACT_SCORES, "rfmi")
 
@@ -68,7 +68,7 @@ class RFMIScoreLatent(io.ComfyNode):
                 io.Conditioning.Input("positive"),
                 io.Conditioning.Input("negative", tooltip="The ∅ of the MI: an empty-prompt encoding."),
                 io.Latent.Input("latent"),
-                io.Int.Input("seed", default=0, min=0, max=MAX_SEED, tooltip="Seeds the noise levels and the noise."),
+                score_seed_input(),
                 io.Int.Input("n_t", default=RANKING_N_T, min=1, max=4096,
                              tooltip="Noise levels drawn per latent (each costs one model call per condition)."),
                 io.Float.Input("t_eps", default=PMI_T_EPS, min=0.5, max=0.9999, step=0.0001, round=0.0001,

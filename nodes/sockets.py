@@ -17,6 +17,14 @@ Scores = io.Custom("RFMI_SCORES")
 """N candidates with their MI, per-step trace, per-position map and seeds (rfmi_core.ScoredCandidates)."""
 
 
+def score_seed_input() -> io.Int.Input:
+    """The seed of a score's noise levels and noises. ``control_after_generate`` is declared, as on every seed: the
+    frontend (1.49 and later) counts declared control widgets when it migrates saved widget values, and a seed whose
+    control it adds by name alone shifts the values after a forced-input socket by one."""
+    return io.Int.Input("seed", default=0, min=0, max=MAX_SEED, control_after_generate=True,
+                        tooltip="Seeds the noise levels and the noise: the same seed gives the same score.")
+
+
 def ksampler_inputs() -> list:
     """The stock KSampler's widgets and sockets, in its order (model, seed, steps, cfg, sampler, scheduler, ...)."""
     return [
@@ -44,8 +52,8 @@ def rfmi_option_inputs(phrase_scores: bool = False) -> list:
         io.Combo.Input("score", options=options, default=DEFAULT_SCORE,
                        tooltip="; ".join(f"{name}: {SCORE_HELP[name]}" for name in options)),
         io.Int.Input("n_t", default=RANKING_N_T, min=1, max=4096, optional=True, **advanced(),
-                     tooltip="For the exact scores (pmi, contrast, posterior): noise levels drawn per candidate "
-                             "after sampling, each one model call per condition (∅, y, each rival)."),
+                     tooltip="For the exact scores (pmi, contrast, posterior, phrase-pmi): noise levels drawn per "
+                             "candidate after sampling, each one model call per condition (∅, y, each rival or y∖p)."),
     ]
 
 
@@ -53,11 +61,11 @@ def phrase_inputs() -> list:
     """Optional clip and text: what a sampler node needs to rank by phrase-min / phrase-mean."""
     return [
         io.Clip.Input("clip", optional=True,
-                      tooltip="For score phrase-min / phrase-mean / contrast / posterior: the CLIP that encoded "
-                              "positive (each prompt without one phrase, and each rival, is encoded with it, as CLIP "
-                              "Text Encode does)."),
+                      tooltip="For score phrase-pmi / phrase-min / phrase-mean / contrast / posterior: the CLIP that "
+                              "encoded positive (each prompt without one phrase, and each rival, is encoded with it, "
+                              "as CLIP Text Encode does)."),
         io.String.Input("text", optional=True, force_input=True,
-                        tooltip="For score phrase-min / phrase-mean / contrast / posterior: positive's prompt ('|' "
+                        tooltip="For score phrase-pmi / phrase-min / phrase-mean / contrast / posterior: positive's prompt ('|' "
                                 "marks phrases, else commas and 'and' do; rivals are suggested from it), e.g. from the "
                                 "String node that feeds CLIP Text Encode."),
     ]
@@ -68,11 +76,11 @@ def rival_inputs(clip_and_text: bool = True) -> list:
     posterior scores need to encode the rival prompts."""
     return ([
         io.Clip.Input("clip", optional=True,
-                      tooltip="For contrast / posterior: the CLIP that encoded positive (the rivals are encoded with "
-                              "it, as CLIP Text Encode does)."),
+                      tooltip="For contrast / posterior / phrase-pmi: the CLIP that encoded positive (the rivals, or "
+                              "the prompt less each phrase, are encoded with it, as CLIP Text Encode does)."),
         io.String.Input("text", optional=True, force_input=True,
                         tooltip="positive's prompt, e.g. from the String node that feeds CLIP Text Encode: its rivals "
-                                "are suggested from it when rivals is empty."),
+                                "are suggested from it when rivals is empty; phrase-pmi splits it into phrases."),
     ] if clip_and_text else []) + [
         io.String.Input("rivals", multiline=True, default="", optional=True,
                         tooltip="Rival prompts for contrast / posterior, one per line (near-misses: 'a blue book and a "

@@ -113,14 +113,14 @@ class RFMITrainLoRA(io.ComfyNode):
                                        "far slower); bf16 / fp32: as named. The LoRA itself stays float32."),
                 *setting_inputs("gradient_checkpointing", "save_every", **advanced()),
                 io.Boolean.Input("resume", default=True, tooltip="Continue from this LoRA's latest checkpoint if any."),
-                *setting_inputs("seed", **advanced()),
+                *setting_inputs("seed", **advanced(), control_after_generate=True),
                 io.String.Input("target_modules", default="", multiline=True, **advanced(),
                                 tooltip="Empty: attention qkv/proj of every joint/double block. Names (comma or line "
                                         "separated) or a regex over module paths."),
                 io.Combo.Input("preset", options=list(PRESETS), default=PRESETS[0],
                                tooltip="low memory: gradient checkpointing and batch_size 1 (and bf16 unless precision says fp32 or "
                                        "auto on a CPU) whatever is set "
-                                       "above (grad_accumulation keeps the effective batch); the conditioning is "
+                                       "above, at the same effective batch (grad_accumulation × batch_size micro-batches of one); the conditioning is "
                                        "always the set's cached tensors, so no text encoder is loaded."),
                 io.Combo.Input("init_lora", options=[NO_LORA, *init_lora_files()], default=NO_LORA,
                                tooltip="Start from this LoRA (a .safetensors this node wrote, or any with the same "

@@ -247,3 +247,16 @@ def test_an_exact_maker_scores_final_images_independently_of_the_batch():
     torch.testing.assert_close(one.rival_margins.min(dim=1).values, one.mi, rtol=0, atol=1e-4)
     torch.testing.assert_close(one.mi, three.mi, rtol=1e-3, atol=1e-2)  # batched kernels: the last bits of images
     assert one.settings["score"] == "contrast" and one.settings["n_t"] == 4
+
+
+def test_a_phrase_pmi_maker_compares_the_prompt_with_itself_less_each_phrase():
+    """score phrase-pmi with the toy model: the rivals are y∖p for each phrase (the toy's own split), each candidate's
+    score is its smallest margin log p(x|y) − log p(x|y∖p)."""
+    from rfmi_core.toy.prompts import split_toy_prompt
+
+    prompt = "a red square to the left of a green disk"
+    maker = toy_candidates(steps=4, cfg=3.0, batch_size=3, score="phrase-pmi", n_t=4)
+    scored = maker.best_of_n(maker.encode(prompt), maker.encode(""), 0, 3, text=prompt)
+    assert scored.rivals == tuple(split_toy_prompt(prompt).ablations()) and len(scored.rivals) == 3
+    torch.testing.assert_close(scored.rival_margins.min(dim=1).values, scored.mi, rtol=0, atol=1e-4)
+    assert scored.settings["score"] == "phrase-pmi"

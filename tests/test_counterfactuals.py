@@ -109,3 +109,19 @@ def test_typed_rivals_win_over_the_editors():
     typed = "  a red book  and a green vase \n\na red book and a blue vase\n a red book and a green vase"
     assert rival_lines(typed, "a red book and a blue vase") == ["a red book and a green vase"]  # prompt, repeat out
     assert rival_lines("", "a cat next to a dog") == []
+
+
+def test_each_exact_score_names_the_prompts_it_compares_with():
+    from rfmi_core.mi.ranking import rival_texts
+    from rfmi_core.text.counterfactuals import counterfactuals
+
+    prompt = "a red book and a blue vase"
+    assert rival_texts("pmi", prompt) == []
+    assert rival_texts("phrase-pmi", prompt) == ["a blue vase", "a red book"]  # y∖p for each phrase, in order
+    assert rival_texts("phrase-pmi", "a red book") == [""]  # one phrase: y∖p is ∅, and the score is the pmi
+    assert rival_texts("contrast", prompt) == [str(r) for r in counterfactuals(prompt)]
+    assert rival_texts("posterior", prompt, "a green book\n\n" + prompt) == ["a green book"]  # typed ones win
+    with pytest.raises(ValueError, match="give the prompt's text"):
+        rival_texts("phrase-pmi", "  ")
+    with pytest.raises(ValueError, match="score must be one of"):
+        rival_texts("rfmi", prompt)

@@ -484,9 +484,10 @@ def test_headless_command_trains_the_toy_model_on_a_fine_tune_set(tmp_path):
     with safe_open(str(out), framework="pt") as f:
         keys = sorted(f.keys())
     from research.toy.train_model import load_toy_model
+    from rfmi_core.toy.recipe import TOY_LORA_TARGETS
 
-    targets = resolve_targets(load_toy_model())
-    assert len(targets) >= 8 and keys == sorted(f"diffusion_model.{t}.{k}" for t in targets
+    targets = resolve_targets(load_toy_model(), TOY_LORA_TARGETS)  # the toy preset's layers: attention and MLPs
+    assert len(targets) >= 16 and keys == sorted(f"diffusion_model.{t}.{k}" for t in targets
                                                  for k in ("lora_A.weight", "lora_B.weight", "alpha"))
     both = subprocess.run([sys.executable, "-m", "rfmi_core.train", str(tmp_path / "set"), "--data", "x:y",
                            "--model", "toy", "--out", str(out)], env=env, capture_output=True, text=True, timeout=60)
@@ -552,15 +553,17 @@ def test_init_lora_refuses_other_formats_ranks_and_modules(tmp_path):
 
 
 def test_cli_init_lora_and_low_memory_preset(tmp_path):
+    from rfmi_core.toy.recipe import TOY_PRESET
     from rfmi_core.train.lora import load_lora_file
     from rfmi_core.train import LOW_MEMORY
-    from rfmi_core.train.cli import build_parser, config_from_args
+    from rfmi_core.train.cli import build_parser, config_from_args, given_flags
 
-    args = build_parser().parse_args(["--model", "toy", "--out", "x.safetensors", "--low-memory", "--batch-size", "8"])
-    config = config_from_args(args)
+    argv = ["--model", "toy", "--out", "x.safetensors", "--low-memory", "--batch-size", "8"]
+    parser = build_parser()
+    config = config_from_args(parser.parse_args(argv), given_flags(parser, argv))
     assert (config.bf16, config.gradient_checkpointing, config.batch_size) == (True, True, 1) == tuple(
         LOW_MEMORY[k] for k in ("bf16", "gradient_checkpointing", "batch_size"))
-    assert config.grad_accum_steps == TrainConfig().grad_accum_steps  # the effective batch is the user's
+    assert config.grad_accum_steps == 8 * TOY_PRESET["grad_accum_steps"]  # the effective batch stays the user's 8
 
     first = train_lora(tiny_model(), tiny_data(6), velocity, TrainConfig(steps=20, **FAST))
     init = save_lora(first.lora_state_dict, tmp_path / "init.safetensors")

@@ -58,8 +58,9 @@ function galleryHeight(node) {
   return HEADER + rivalsHeight(node) + Math.ceil(n / cols) * (cell + barsHeight(node) + GAP) + 2 * MARGIN + 8;
 }
 
-function hasRivals(node) {
+function hasRivals(node) {  // phrase-pmi's conditions are the prompt less each phrase: nothing to edit
   const state = node.__rfmiGallery;
+  if (state?.score === "phrase-pmi") return false;
   return (state?.rivals?.length ?? 0) > 0 || state?.score === "contrast" || state?.score === "posterior";
 }
 

@@ -143,7 +143,8 @@ export function viewPath(ref) {
 
 /** What each score is called in the gallery's header (the node's names, rfmi_core/ranking.py). */
 export const SCORE_LABELS = {
-  pmi: "exact MI", contrast: "contrast vs rivals", posterior: "posterior vs rivals", rfmi: "the paper's RFMI",
+  pmi: "exact MI", contrast: "contrast vs rivals", posterior: "posterior vs rivals",
+  "phrase-pmi": "weakest phrase, exact MI", rfmi: "the paper's RFMI",
   mitune: "the paper's mitune", squared: "squared MI", "phrase-min": "weakest phrase MI", "phrase-mean": "mean phrase MI",
 };
 

@@ -15,9 +15,9 @@ from typing import Any, Callable, Protocol
 import torch
 from torch import Tensor, nn
 
-from ..text.counterfactuals import counterfactuals
+from ..text.phrases import SplitPrompt, split_prompt
 from ..mi.pointwise import PMI_T_EPS, condition_log_ratios_from_velocities
-from ..mi.ranking import DEFAULT_SCORE, RANKING_N_T, RANKING_T_MAX, exact_ranking, is_exact
+from ..mi.ranking import DEFAULT_SCORE, RANKING_N_T, RANKING_T_MAX, exact_ranking, is_exact, rival_texts
 from ..mi.sampler import sample_with_mi
 from .scores import ScoredCandidates
 from ..mi.trajectory import MIResult
@@ -74,7 +74,8 @@ class VelocityCandidates:
     Candidate j: noise ~ N(0, I) of ``latent_shape`` from ``torch.Generator().manual_seed(seed + j)`` (CPU), Euler with
     CFG over ``shifted_sigmas(steps, shift)``, the paper's MI along the trajectory (``sample_with_mi``); with an exact
     ``score`` (``ranking.EXACT_SCORES``, the default pmi) the candidates are then scored on their final images,
-    ``n_t`` common draws seeded by the seed, rivals from ``counterfactuals`` of the prompt. Its latent is stored in
+    ``n_t`` common draws seeded by the seed, the rivals ``ranking.rival_texts`` names (the editor's for contrast, the
+    prompt less each phrase for phrase-pmi, split by ``split_phrases``). Its latent is stored in
     ComfyUI's LATENT space, latent = x1 / latent_scale + latent_shift (the inverse of the trainer's map).
     """
 
@@ -93,6 +94,7 @@ class VelocityCandidates:
     latent_shift: float = 0.0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     identity: str = ""
+    split_phrases: Callable[[str], SplitPrompt] = split_prompt  # the prompt's phrases, for score phrase-pmi
 
     def __post_init__(self) -> None:
         self.module = self.module.to(self.device).eval()
@@ -126,7 +128,7 @@ class VelocityCandidates:
     def _exactly_scored(self, scores: ScoredCandidates, positive: dict, negative: dict, seed: int,
                         text: str) -> ScoredCandidates:
         """The candidates ranked by the exact score of their final images, on common draws (``ranking``)."""
-        rivals = [str(r) for r in counterfactuals(text)] if self.score != "pmi" else []
+        rivals = rival_texts(self.score, text, split=self.split_phrases)
         conditions = [negative, positive, *(self.encode(r) for r in rivals)]
         x1 = ((scores.latents - self.latent_shift) * self.latent_scale).to(self.device)
 
@@ -161,5 +163,8 @@ def toy_candidates(weights: str | None = None, **options: Any) -> VelocityCandid
     from ..toy.model import load_toy_model
     from ..train.cli import toy_velocity
 
+    from ..toy.prompts import split_toy_prompt
+
     return VelocityCandidates(load_toy_model(weights), toy_velocity,
-                              lambda text: {"cross_attn": conditioning_from_text(text)}, (3, 16, 16), **options)
+                              lambda text: {"cross_attn": conditioning_from_text(text)}, (3, 16, 16),
+                              **{"split_phrases": split_toy_prompt, **options})

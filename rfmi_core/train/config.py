@@ -120,13 +120,16 @@ class TrainConfig:
 
 
 LOW_MEMORY = {"bf16": True, "gradient_checkpointing": True, "batch_size": 1}
-"""The low-memory preset: bf16 autocast, gradient checkpointing, micro-batches of one sample (grad_accum_steps keeps
-the effective batch). The conditioning is always the set's cached tensors: no text encoder is loaded to train."""
+"""The low-memory preset: bf16 autocast, gradient checkpointing, micro-batches of one sample (``low_memory`` multiplies
+grad_accum_steps by the batch size it replaces, so each optimiser step still averages batch_size × grad_accum_steps
+samples). The conditioning is always the set's cached tensors: no text encoder is loaded to train."""
 
 
 def low_memory(config: TrainConfig) -> TrainConfig:
-    """``config`` with the low-memory preset's settings (``LOW_MEMORY``)."""
-    return replace(config, **LOW_MEMORY)
+    """``config`` with the low-memory preset's settings (``LOW_MEMORY``) at the same effective batch: micro-batches of
+    one sample, batch_size × grad_accum_steps of them per optimiser step."""
+    effective = config.batch_size * config.grad_accum_steps
+    return replace(config, **LOW_MEMORY, grad_accum_steps=effective // LOW_MEMORY["batch_size"])
 
 
 def _finite(value: Any) -> bool:

@@ -149,3 +149,18 @@ def test_the_pack_does_not_opt_into_process_isolation():
 
     pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text(encoding="utf-8"))
     assert "comfy" in pyproject["tool"] and "isolation" not in pyproject["tool"]["comfy"]
+
+
+def test_every_seed_declares_its_control_widget(rfmi_nodes):
+    """Frontends from 1.49 migrate saved widget values by the declared inputs: a seed whose control widget is added by
+    name alone, on a node with a forced-input socket, loads every later value one widget off."""
+    seeds = {}
+    for name, node in rfmi_nodes.items():
+        if not name.startswith("RFMI"):
+            continue
+        info = node.GET_NODE_INFO_V1()["input"]
+        for spec_name, spec in {**info["required"], **info.get("optional", {})}.items():
+            if spec[0] == "INT" and "seed" in spec_name:
+                seeds[name] = spec[1].get("control_after_generate")
+    assert {"RFMIScoreLatent", "RFMIPhraseMI", "RFMIBestOfN"} <= set(seeds)
+    assert seeds == {name: True for name in seeds}

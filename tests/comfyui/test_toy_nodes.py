@@ -122,6 +122,25 @@ def test_rank_and_pick_outputs_the_picks_in_pick_order_else_the_top_k(rfmi_nodes
         node.execute(scores, images[:3], 2, "")
 
 
+def test_best_of_n_by_phrase_pmi_compares_the_prompt_with_itself_less_each_phrase(rfmi_nodes, toy):
+    """score phrase-pmi in the node: the toy CLIP's own phrase split names y∖p for each phrase, each candidate's score
+    is its smallest margin log p(x|y) − log p(x|y∖p); without the clip and text the node says what to connect."""
+    from rfmi_core.toy.prompts import split_toy_prompt
+
+    clip = rfmi_nodes["RFMIToyModelLoader"].execute("shipped").result[1]
+    positive, negative = encode(rfmi_nodes, PROMPT), encode(rfmi_nodes, "")
+    latent = rfmi_nodes["RFMIToyEmptyLatent"].execute(1).result[0]
+    node = rfmi_nodes["RFMIBestOfN"]
+    scores = node.execute(toy, 30, 6, 3.0, "euler", "simple", positive, negative, latent, 4, 2, 4, "cfg",
+                          "phrase-pmi", n_t=4, clip=clip, text=PROMPT).result[2]
+    assert scores.rivals == tuple(split_toy_prompt(PROMPT).ablations()) and len(scores.rivals) == 3
+    torch.testing.assert_close(scores.rival_margins.min(dim=1).values, scores.mi, rtol=0, atol=1e-4)
+    assert scores.settings["score"] == "phrase-pmi"
+    with pytest.raises(ValueError, match="connect clip .* and text"):
+        node.execute(toy, 30, 6, 3.0, "euler", "simple", positive, negative, latent, 4, 2, 4, "cfg", "phrase-pmi",
+                     n_t=4)
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # the bundled workflow through the real server
 

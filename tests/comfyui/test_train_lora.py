@@ -37,10 +37,10 @@ def make_set(rfmi_nodes, model, name="s"):
 
 def train(rfmi_nodes, model, *, steps=30, lr=3e-3, lora="l", resume=False, save_every=0, seed=0, targets="",
           set_name="s", bf16=False, checkpointing=False, batch_size=4, preset="custom", init_lora="(none)",
-          validation_every=0, vae=None, full=False):
+          validation_every=0, vae=None, full=False, grad_accumulation=1):
     """Calls the node as ComfyUI does: it takes list inputs (one value each here). ``full``: the NodeOutput."""
     values = dict(model=model, set_name=set_name, lora_name=lora, steps=steps, learning_rate=lr, rank=4, alpha=8.0,
-                  warmup_steps=0, batch_size=batch_size, grad_accumulation=1, max_grad_norm=1.0,
+                  warmup_steps=0, batch_size=batch_size, grad_accumulation=grad_accumulation, max_grad_norm=1.0,
                   t_sampling="logit_normal", precision="bf16" if bf16 else "fp32", gradient_checkpointing=checkpointing,
                   save_every=save_every,
                   resume=resume, seed=seed, target_modules=targets, preset=preset, init_lora=init_lora,
@@ -241,10 +241,11 @@ def test_init_lora_continues_from_a_saved_lora_and_low_memory_is_its_preset(rfmi
             gradient_checkpointing=False, save_every=0, resume=False, seed=0, target_modules="", preset="custom",
             init_lora="first.safetensors", validation_every=0, validation_prompts=1, validation_steps=1,
             validation_cfg=1.0).items()})
-    # the preset overrides gradient checkpointing and the batch size (precision stays the precision input's: fp32
-    # here, as auto would choose on this CPU): it trains what they would
+    # the preset overrides gradient checkpointing and the batch size, at the same effective batch (precision stays
+    # the precision input's: fp32 here, as auto would choose on this CPU): it trains what they would
     _, _, preset = train(rfmi_nodes, model, steps=2, lora="preset", preset="low memory", batch_size=4)
-    _, _, explicit = train(rfmi_nodes, model, steps=2, lora="explicit", checkpointing=True, batch_size=1)
+    _, _, explicit = train(rfmi_nodes, model, steps=2, lora="explicit", checkpointing=True, batch_size=1,
+                           grad_accumulation=4)
     _, _, default = train(rfmi_nodes, model, steps=2, lora="default", batch_size=4)
     p, e, d = (comfy.utils.load_torch_file(x) for x in (preset, explicit, default))
     assert all(torch.equal(p[k], e[k]) for k in p) and not all(torch.equal(p[k], d[k]) for k in p)

@@ -151,6 +151,7 @@ test("scores carry their name, standard error and rivals: labels, '±' text, riv
   const { formatWithError, parseRivals, rivalsText, scoreLabel } = await import("../../web/rfmi_gallery_logic.js");
   assert.equal(scoreLabel("pmi"), "exact MI");
   assert.equal(scoreLabel("rfmi"), "the paper's RFMI");
+  assert.equal(scoreLabel("phrase-pmi"), "weakest phrase, exact MI");
   assert.equal(scoreLabel(undefined), "MI");
   assert.equal(formatWithError(1.23456, 0.0567), "1.235 ± 0.057");
   assert.equal(formatWithError(1.23456, null), "1.235");

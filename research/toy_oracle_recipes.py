@@ -6,8 +6,7 @@ LoRA on judge-selected (correct-only) or other candidates, judged against the ba
 
 Candidates: ``--instances`` prompts per category from the held-out split's "finetune" half (spatial split by object
 pair, binding and numeracy by position: the halves of ``prompts.heldout_half``) × ``--m``; evaluation: ``--eval``
-images per category of the "evaluation" half. docs/toy_full_results_previous.md quotes its run on the step-6000 snapshot of
-``python -m research.toy.train_model --snapshots DIR`` (numeracy +14.0 [+4.2, +23.4] points for the oracle).
+images per category of the "evaluation" half.
 Caches candidates and the base evaluation under runs/oc/ as safetensors, keyed by the weights' SHA-256 and the
 settings (a cache of other weights or settings is recomputed; ``--tag`` only names the files).
 """

@@ -1,7 +1,7 @@
 """The LoRA recipe that suits the toy model: Table 2's shape (AdamW, linear warm-up, constant lr, clipping) scaled to
 a 0.7 M-parameter model trained for minutes. Table 2's own values (lr 5e-6, 400 warm-up steps, clip 0.005) are for
 SD3.5 and barely move the toy model in hundreds of steps; these are the ones whose judge-selected (oracle) fine-tune
-gains on held-out prompts (docs/toy_full_results.md). The trainer's ``--model toy`` takes them by default
+gains on held-out prompts (docs/results.md, the toy loop). The trainer's ``--model toy`` takes them by default
 (``--preset toy``); the toy demo fine-tunes with them."""
 
 from __future__ import annotations

@@ -24,3 +24,12 @@ def test_the_command_writes_the_file_the_set_builder_reads(tmp_path, capsys):
     assert "wrote 12 prompts" in capsys.readouterr().out
     main(["--per-category", "2"])
     assert capsys.readouterr().out.splitlines() == prompt_list(2, "finetune", seed=0)
+
+
+def test_a_category_with_fewer_prompts_than_asked_gives_each_once(tmp_path, capsys):
+    available = {category: len(prompts(category, "finetune")) for category in CATEGORIES}
+    assert min(available.values()) < 8 < max(available.values())  # the finetune half: 6 binding prompts
+    texts = prompt_list(8, "finetune", seed=0)
+    assert len(texts) == len(set(texts)) == sum(min(8, n) for n in available.values())
+    main(["--per-category", "8", "--out", str(tmp_path / "new" / "p.txt")])  # its folder is made
+    assert f"wrote {len(texts)} prompts ({available['binding']} binding, 8 spatial, 8 numeracy" in capsys.readouterr().out

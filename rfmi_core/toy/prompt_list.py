@@ -2,14 +2,16 @@
 
     python -m rfmi_core.toy.prompt_list [--per-category 8] [--split finetune] [--seed 0] [--out FILE]
 
-``--per-category`` prompts of each category (binding, spatial, numeracy) drawn reproducibly from one split of the toy
-grammar (``prompts.SPLITS``): ``finetune`` by default, the held-out half that the base model never trained on and
+``--per-category`` distinct prompts of each category (binding, spatial, numeracy; all of them where the split has
+fewer: the ``finetune`` half holds 6 binding, 24 spatial and 18 numeracy prompts) drawn reproducibly from one split
+of the toy grammar (``prompts.SPLITS``): ``finetune`` by default, the held-out half that the base model never trained on and
 that ``python -m rfmi_core.toy.compare`` does not evaluate on (it uses the ``evaluation`` half), as the demo's
 fine-tuning prompts. Written to ``--out`` in one piece (atomic), or to standard output.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 from ..util.atomic import write_bytes_atomic
@@ -23,9 +25,11 @@ PROG = "python -m rfmi_core.toy.prompt_list"
 
 
 def prompt_list(per_category: int, split: str = "finetune", seed: int = 0) -> list[str]:
-    """``per_category`` prompts of each category of ``split`` (all of a category's prompts before any repeats)."""
+    """``per_category`` distinct prompts of each category of ``split`` (all of them where it has fewer): a set
+    holds each prompt's top k once, so a repeated line would add nothing."""
     return [text for c, category in enumerate(CATEGORIES)
-            for text in pick_prompts(prompts(category, split), per_category, seed + c)]
+            for text in pick_prompts(prompts(category, split), min(per_category, len(prompts(category, split))),
+                                     seed + c)]
 
 
 def build_parser() -> CommandParser:
@@ -40,12 +44,15 @@ def build_parser() -> CommandParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    text = "".join(line + "\n" for line in prompt_list(args.per_category, args.split, args.seed))
+    lines = prompt_list(args.per_category, args.split, args.seed)
+    text = "".join(line + "\n" for line in lines)
     if args.out is None:
         sys.stdout.write(text)
     else:
+        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
         write_bytes_atomic(args.out, text.encode("utf-8"))
-        print(f"wrote {args.per_category * len(CATEGORIES)} prompts ({args.split} split) to {args.out}")
+        counts = ", ".join(f"{sum(t in set(prompts(c, args.split)) for t in lines)} {c}" for c in CATEGORIES)
+        print(f"wrote {len(lines)} prompts ({counts}; {args.split} split) to {args.out}")
 
 
 if __name__ == "__main__":

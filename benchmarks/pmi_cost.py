@@ -14,6 +14,11 @@ order) for r = 1, 2, 4 and all, its AUROC and its time (every rival adds one mod
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's root: research/ beside rfmi_core/
+
 import argparse
 import time
 

@@ -12,6 +12,11 @@ at CFG 1 and CFG 3, against those images' closed form. Prints tables; asserts no
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's root: research/ beside rfmi_core/
+
 import argparse
 
 import numpy as np

@@ -12,6 +12,11 @@ score, the within-prompt AUROC (95% bootstrap interval) and top-1 against a rand
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's root: research/ beside rfmi_core/
+
 import argparse
 import time
 

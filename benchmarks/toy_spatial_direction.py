@@ -19,6 +19,11 @@ this script's first version, shrink toward the canvas centre with the leftover n
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's root: research/ beside rfmi_core/
+
 import argparse
 import collections
 

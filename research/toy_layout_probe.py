@@ -1,8 +1,9 @@
 """Can the toy model learn the layout a spatial prompt implies at high noise? A short probe. Not a test: it prints
 figures.
 
-    git show 24da8d1:rfmi_core/toy/weights/toy_rf.safetensors > runs/base.safetensors   # the model before the layout
-    python -m research.toy_layout_probe --arm slots-from-file --weights runs/base.safetensors --steps 300
+    python -m research.toy.train_recipe --work runs/recipe   # its first stage writes runs/recipe/base.safetensors,
+                                                             # the model before the layout stage (stop it there)
+    python -m research.toy_layout_probe --arm slots-from-file --weights runs/recipe/base.safetensors --steps 300
 
 Trains on spatial train prompts only, at t uniform in [0, --t-max) (or exactly --t-max with --fixed-t), with stable
 targets (``stable_target``, K = 16 scenes per prompt), batch 32, lr 1e-3 (warm-up 50); every 100 steps it prints the

@@ -35,7 +35,8 @@ def test_tiny_demo_writes_its_files(tiny):
     assert "**Valid**" in text and "**Correct**" in text
     reading = text.split("## Reading\n\n")[1]
     assert "FT on exact-MI-selected changed correctness against the base by binding" in reading
-    for score in ("the exact point-wise MI", "the contrast with rival prompts", "the paper's Algorithm 2", "phrase-min"):
+    for score in ("the exact point-wise MI", "the contrast with rival prompts", "the paper's Algorithm 2", "phrase-min",
+                  "the weakest phrase's exact MI"):
         assert f"{score}-selected against random-selected fine-tuning, same budget" in reading
 
 
@@ -52,7 +53,7 @@ def test_tiny_demo_rates_and_intervals(tiny):
                 assert r.n == size.eval_images and 0 <= low <= r.p <= high <= 1
     cands = result.candidates
     assert len(cands.texts) == size.ft_prompts * size.m * len(CATEGORIES)
-    assert set(cands.scores) == {"pmi", "contrast", "rfmi", "phrase-min"}
+    assert set(cands.scores) == {"pmi", "contrast", "rfmi", "phrase-min", "phrase-pmi"}
     assert all(bool(torch.isfinite(v).all()) for v in cands.scores.values())
     for how, kept in result.kept.items():
         if how == "judge":  # the oracle keeps correct candidates only, up to k per prompt
@@ -169,3 +170,28 @@ def test_numeracy_by_count_rates_each_count_from_the_judges_verdicts():
     assert (valid4.k, valid4.n, correct4.k, correct4.n) == (1, 1, 1, 1)
     valid21, correct21 = by_count[(2, 1)]
     assert (valid21.k, valid21.n, correct21.k, correct21.n) == (2, 2, 1, 2)
+
+
+def test_phrase_pmi_selection_scores_the_weakest_phrase_by_the_chain_rule():
+    """phrase-pmi = min over phrases p of log p(x|y) − log p(x|y∖p), which on common draws is pmi(y) − pmi(y∖p): the
+    same images scored once with y∖p as their prompt give it by subtraction."""
+    from rfmi_core.toy.demo import EXACT_DRAWS, DemoSize, add_scores, make_candidates
+    from rfmi_core.toy.exact import condition_scores
+    from rfmi_core.toy.model import load_toy_model
+    from rfmi_core.toy.prompts import split_toy_prompt
+
+    torch.manual_seed(0)
+    model = load_toy_model()
+    cands = make_candidates(model, DemoSize(ft_prompts=1, m=2, k=1, ft_steps=1, eval_images=1), 3, 3.0, 0,
+                            progress=False)
+    add_scores(model, cands, ("pmi", "phrase-pmi"), 3, 3.0, 0, progress=False)
+    less = [list(split_toy_prompt(t).ablations()) for t in cands.texts]
+    assert {len(p) for p in less} >= {2, 3}  # two- and three-phrase prompts (binding, spatial)
+    expected = torch.full((len(less),), float("inf"))
+    for j in range(max(len(p) for p in less)):
+        rows = torch.tensor([i for i, p in enumerate(less) if len(p) > j])
+        without_j = condition_scores(model, cands.images[rows], [less[i][j] for i in rows.tolist()], None,
+                                     n_t=EXACT_DRAWS, seed=0, groups=cands.groups[rows]).pmi
+        expected[rows] = torch.minimum(expected[rows], cands.scores["pmi"][rows] - without_j)
+    torch.testing.assert_close(cands.scores["phrase-pmi"], expected, rtol=0, atol=1e-4)
+    assert not torch.allclose(cands.scores["phrase-pmi"], cands.scores["pmi"])

@@ -16,7 +16,8 @@ evaluation prompts, no held-out object pair or numeracy prompt shared between th
    (``toy.exact.condition_scores``: ``EXACT_DRAWS`` common draws per prompt's candidates; rivals from the generic
    editor, ``rfmi_core.counterfactuals``).
 2. Selection (Algorithm 1): the top-k per prompt (``rfmi_core.top_k``) by ``pmi`` (the exact point-wise MI), by
-   ``contrast`` (against the nearest rival prompt), by ``rfmi`` (the paper's Algorithm 2) or by ``phrase-min``;
+   ``contrast`` (against the nearest rival prompt), by ``rfmi`` (the paper's Algorithm 2), by ``phrase-min`` (the
+   weakest phrase's MI along the trajectory) or by ``phrase-pmi`` (the weakest phrase's exact i(x; p | y∖p));
    controls at the same k per prompt: k at random, and the judge's pick (the oracle: up to k correct candidates; a
    prompt with none gives none).
 3. RFMI FT: a LoRA on the toy transformer's attention and MLP layers (``TOY_LORA_TARGETS``,
@@ -52,6 +53,7 @@ from ..train.lora import save_lora, save_safetensors_atomic
 from ..util.cli_help import CommandParser, run_cli, non_negative_float, non_negative_int, positive_float, positive_int
 from ..present.plot import loss_curve_figure, save_figure
 from ..finetune.select import top_k
+from ..mi.ranking import rival_texts
 from ..train import TrainConfig, train_lora
 from .evaluate import (Evaluation, DEFAULT_CFG, DEFAULT_STEPS, diff_ci, generate, generate_with_phrase_mi, heldout_set,
                        judge_batch, pick_prompts, rate)
@@ -59,7 +61,7 @@ from .exact import condition_scores, toy_rivals
 from .recipe import TOY_LORA_TARGETS, TOY_PRESET
 from .pictures import Sample, mi_histogram_figure, sample_grid_figure
 from .report import NOTES, figures, preamble, reading, verdict
-from .prompts import CATEGORIES, MAX_TOKENS, PAD_ID, prompts, tokenize_batch
+from .prompts import CATEGORIES, MAX_TOKENS, PAD_ID, prompts, split_toy_prompt, tokenize_batch
 from .model import DEFAULT_WEIGHTS, load_toy_model
 
 if TYPE_CHECKING:
@@ -68,14 +70,14 @@ if TYPE_CHECKING:
 __all__ = ["DemoSize", "SIZES", "Candidates", "make_candidates", "select", "FinetuneData", "finetune", "evaluate",
            "run_demo", "main"]
 
-SELECTIONS = ("pmi", "contrast", "rfmi", "random", "judge", "phrase-min")
-SCORED = ("pmi", "contrast", "rfmi", "phrase-min")  # the selections that rank by a score
+SELECTIONS = ("pmi", "contrast", "rfmi", "random", "judge", "phrase-min", "phrase-pmi")
+SCORED = ("pmi", "contrast", "rfmi", "phrase-min", "phrase-pmi")  # the selections that rank by a score
 EXACT_DRAWS = 32  # draws of the exact scores per candidate (benchmarks/pmi_cost.py: the AUROC curve against n_t)
 JUDGE_SELECTION = "up to k of the prompt's correct candidates; a prompt with none adds none"
 DEFAULT_LR, DEFAULT_RANK = TOY_PRESET["lr"], TOY_PRESET["rank"]
 MODEL_NAMES = {"base": "base", "pmi": "FT on exact-MI-selected", "contrast": "FT on contrast-selected",
                "rfmi": "FT on Algorithm-2-selected", "random": "FT on random picks", "judge": "FT on judge-selected",
-               "phrase-min": "FT on phrase-min-selected"}
+               "phrase-min": "FT on phrase-min-selected", "phrase-pmi": "FT on phrase-pmi-selected"}
 
 
 @dataclass
@@ -130,7 +132,8 @@ def phrase_min_along_trajectories(model: nn.Module, cands: Candidates, steps: in
 def add_scores(model: nn.Module, cands: Candidates, names: tuple[str, ...], steps: int, cfg: float, seed: int,
                progress: bool = True) -> None:
     """Reads the scores ``names`` asks for that ``cands`` lacks: pmi and contrast in one exact pass (common draws per
-    prompt, the editor's rivals), phrase-min along re-run trajectories."""
+    prompt, the editor's rivals), phrase-pmi in another (the prompt less each phrase as the rivals), phrase-min along
+    re-run trajectories."""
     missing = [n for n in names if n in SCORED and n not in cands.scores]
     if "pmi" in missing or "contrast" in missing:
         rivals = [toy_rivals(t) for t in cands.texts] if "contrast" in missing else None
@@ -139,6 +142,10 @@ def add_scores(model: nn.Module, cands: Candidates, names: tuple[str, ...], step
         cands.scores["pmi"] = exact.pmi
         if rivals is not None:
             cands.scores["contrast"] = exact.contrast
+    if "phrase-pmi" in missing:
+        less_each = [rival_texts("phrase-pmi", t, split=split_toy_prompt) for t in cands.texts]
+        cands.scores["phrase-pmi"] = condition_scores(model, cands.images, cands.texts, less_each, n_t=EXACT_DRAWS,
+                                                      seed=seed, groups=cands.groups, progress=progress).contrast
     if "phrase-min" in missing:
         cands.scores["phrase-min"] = phrase_min_along_trajectories(model, cands, steps, cfg, seed, progress)
 

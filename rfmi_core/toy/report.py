@@ -27,9 +27,11 @@ DEFINITIONS = [
 
 NAMES = {"pmi": "FT on exact-MI-selected", "contrast": "FT on contrast-selected",
          "rfmi": "FT on Algorithm-2-selected (the paper's)", "random": "FT on random picks",
-         "judge": "FT on judge-selected (oracle)", "phrase-min": "FT on phrase-min-selected"}
+         "judge": "FT on judge-selected (oracle)", "phrase-min": "FT on phrase-min-selected",
+         "phrase-pmi": "FT on phrase-pmi-selected"}
 SCORE_NAMES = {"pmi": "the exact point-wise MI", "contrast": "the contrast with rival prompts",
-               "rfmi": "the paper's Algorithm 2", "phrase-min": "phrase-min"}
+               "rfmi": "the paper's Algorithm 2", "phrase-min": "phrase-min",
+               "phrase-pmi": "the weakest phrase's exact MI"}
 
 
 def preamble(command: str, weights: str, size: Any, steps: int, cfg: float, seed: int, lr: float, rank: int,
@@ -45,9 +47,10 @@ def preamble(command: str, weights: str, size: Any, steps: int, cfg: float, seed
         f"Euler {steps} steps, "
         f"CFG {cfg:g}, seed {seed}; scores in nats: pmi, the exact point-wise MI of each final image; contrast, "
         "log p(x|y) − log p(x|y′) against the nearest of the editor's rival prompts; rfmi, the paper's Algorithm 2 "
-        "read along each trajectory (CFG velocity)",
+        "read along each trajectory (CFG velocity); phrase-pmi, the smallest exact log p(x|y) − log p(x|y∖p) over "
+        "the prompt's phrases; phrase-min, the same along the trajectory",
         f"- Selection, per prompt, each a fine-tune of its own: {', '.join(size.selections)} (pmi / contrast / rfmi "
-        f"/ phrase-min: top k = {size.k} by that score; random: k at random; judge, the oracle: " + judge_selection
+        f"/ phrase-min / phrase-pmi: top k = {size.k} by that score; random: k at random; judge, the oracle: " + judge_selection
         + ")",
         f"- Fine-tuning (one LoRA per selection, each from the same base): rank {rank}, alpha {rank}, lr {lr:g}, "
         f"{size.ft_steps} steps of batch {size.ft_batch}, AdamW, warm-up {max(1, size.ft_steps // 10)} steps, "

@@ -65,9 +65,9 @@ def phrase_inputs() -> list:
                               "encoded positive (each prompt without one phrase, and each rival, is encoded with it, "
                               "as CLIP Text Encode does)."),
         io.String.Input("text", optional=True, force_input=True,
-                        tooltip="For score phrase-pmi / phrase-min / phrase-mean / contrast / posterior: positive's prompt ('|' "
-                                "marks phrases, else commas and 'and' do; rivals are suggested from it), e.g. from the "
-                                "String node that feeds CLIP Text Encode."),
+                        tooltip="For score phrase-pmi / phrase-min / phrase-mean / contrast / posterior: positive's "
+                                "prompt ('|' marks phrases, else commas and 'and' do; rivals are suggested from it), "
+                                "e.g. from the String node that feeds CLIP Text Encode."),
     ]
 
 

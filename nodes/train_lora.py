@@ -118,9 +118,9 @@ class RFMITrainLoRA(io.ComfyNode):
                                 tooltip="Empty: attention qkv/proj of every joint/double block. Names (comma or line "
                                         "separated) or a regex over module paths."),
                 io.Combo.Input("preset", options=list(PRESETS), default=PRESETS[0],
-                               tooltip="low memory: gradient checkpointing and batch_size 1 (and bf16 unless precision says fp32 or "
-                                       "auto on a CPU) whatever is set "
-                                       "above, at the same effective batch (grad_accumulation × batch_size micro-batches of one); the conditioning is "
+                               tooltip="low memory: gradient checkpointing and batch_size 1 (and bf16 unless precision "
+                                       "says fp32 or auto on a CPU) whatever is set above, at the same effective batch "
+                                       "(grad_accumulation × batch_size micro-batches of one); the conditioning is "
                                        "always the set's cached tensors, so no text encoder is loaded."),
                 io.Combo.Input("init_lora", options=[NO_LORA, *init_lora_files()], default=NO_LORA,
                                tooltip="Start from this LoRA (a .safetensors this node wrote, or any with the same "

@@ -9,8 +9,8 @@
 
 Each prompt's M candidates (seeds seed … seed + M − 1) are sampled and scored (``--score``: by default the exact
 point-wise MI of each final image, ``pmi``; ``contrast`` / ``posterior`` against the editor's rival prompts;
-``phrase-pmi`` against the prompt less each phrase; or the paper's Algorithm 2 along the trajectory, ``rfmi``), the top k go into the set (``finetune.finetune_set``, one
-atomic append per prompt) with the prompt's and the negative's conditioning. Under torchrun the pending prompts are shared by the processes (one per
+``phrase-pmi`` against the prompt less each phrase; or the paper's Algorithm 2 along the trajectory, ``rfmi``), the
+top k go into the set (``finetune.finetune_set``, one atomic append per prompt) with the prompt's and the negative's conditioning. Under torchrun the pending prompts are shared by the processes (one per
 GPU, ``cuda:LOCAL_RANK``); a rerun skips the prompts already complete in the set (``finetune.set_builder``).
 
 Models: ``toy`` (shipped with the pack); ``MODULE:FACTORY`` returning a candidate maker (``finetune.candidates``)

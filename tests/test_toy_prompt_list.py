@@ -32,4 +32,5 @@ def test_a_category_with_fewer_prompts_than_asked_gives_each_once(tmp_path, caps
     texts = prompt_list(8, "finetune", seed=0)
     assert len(texts) == len(set(texts)) == sum(min(8, n) for n in available.values())
     main(["--per-category", "8", "--out", str(tmp_path / "new" / "p.txt")])  # its folder is made
-    assert f"wrote {len(texts)} prompts ({available['binding']} binding, 8 spatial, 8 numeracy" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"wrote {len(texts)} prompts ({available['binding']} binding, 8 spatial, 8 numeracy" in printed

@@ -13,8 +13,8 @@ one was: steps 1–6000, then resumed to 14000. The last stage's file is copied 
 Measured for the shipped file, on the shared 2-core CPU: base 8454 s (one thread; about 1.8 h on an idle core), layout
 stage 95 s and repair stage 902 s (two threads each), counting stage 964 s (one thread, another run on the other
 core). On an idle core the base's step takes 0.33–0.45 s (200 steps timed, two measurements), so the recipe needs
-about 1.8–2.35 h idle (the four stages were run one by one; the chained command has not been timed end to end). The first three stages draw one-group numeracy only (``--numeracy-groups 1``: the world they were
-trained in). The counting stage's batches under this code equal those of the run that made the shipped file (256
+about 1.8–2.35 h idle (the four stages were run one by one; the chained command has not been timed end to end). The
+first three stages draw one-group numeracy only (``--numeracy-groups 1``: the world they were trained in). The counting stage's batches under this code equal those of the run that made the shipped file (256
 draws compared); an earlier numeracy stage rerun from its start file gave its shipped tensors bitwise (one thread,
 this CPU).
 """

@@ -161,9 +161,8 @@ def toy_candidates(weights: str | None = None, **options: Any) -> VelocityCandid
     """The toy model shipped with the pack (or ``weights``): 3×16×16 images, its word ids as ``cross_attn``."""
     from ..toy.conditioning import conditioning_from_text
     from ..toy.model import load_toy_model
-    from ..train.cli import toy_velocity
-
     from ..toy.prompts import split_toy_prompt
+    from ..train.cli import toy_velocity
 
     return VelocityCandidates(load_toy_model(weights), toy_velocity,
                               lambda text: {"cross_attn": conditioning_from_text(text)}, (3, 16, 16),

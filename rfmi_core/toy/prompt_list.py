@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import os
 import sys
+from collections import Counter
 
 from ..util.atomic import write_bytes_atomic
 from ..util.cli_help import CommandParser, non_negative_int, positive_int, run_cli
 from .evaluate import pick_prompts
-from .prompts import CATEGORIES, SPLITS, prompts
+from .prompts import CATEGORIES, SPLITS, parse_prompt, prompts
 
 __all__ = ["prompt_list", "main"]
 
@@ -27,9 +28,11 @@ PROG = "python -m rfmi_core.toy.prompt_list"
 def prompt_list(per_category: int, split: str = "finetune", seed: int = 0) -> list[str]:
     """``per_category`` distinct prompts of each category of ``split`` (all of them where it has fewer): a set
     holds each prompt's top k once, so a repeated line would add nothing."""
-    return [text for c, category in enumerate(CATEGORIES)
-            for text in pick_prompts(prompts(category, split), min(per_category, len(prompts(category, split))),
-                                     seed + c)]
+    out: list[str] = []
+    for c, category in enumerate(CATEGORIES):
+        texts = prompts(category, split)
+        out += pick_prompts(texts, min(per_category, len(texts)), seed + c)
+    return out
 
 
 def build_parser() -> CommandParser:
@@ -51,7 +54,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
         write_bytes_atomic(args.out, text.encode("utf-8"))
-        counts = ", ".join(f"{sum(t in set(prompts(c, args.split)) for t in lines)} {c}" for c in CATEGORIES)
+        by_category = Counter(parse_prompt(t).category for t in lines)
+        counts = ", ".join(f"{by_category[c]} {c}" for c in CATEGORIES)
         print(f"wrote {len(lines)} prompts ({counts}; {args.split} split) to {args.out}")
 
 

@@ -50,8 +50,8 @@ def preamble(command: str, weights: str, size: Any, steps: int, cfg: float, seed
         "read along each trajectory (CFG velocity); phrase-pmi, the smallest exact log p(x|y) − log p(x|y∖p) over "
         "the prompt's phrases; phrase-min, the same along the trajectory",
         f"- Selection, per prompt, each a fine-tune of its own: {', '.join(size.selections)} (pmi / contrast / rfmi "
-        f"/ phrase-min / phrase-pmi: top k = {size.k} by that score; random: k at random; judge, the oracle: " + judge_selection
-        + ")",
+        f"/ phrase-min / phrase-pmi: top k = {size.k} by that score; random: k at random; judge, the oracle: "
+        + judge_selection + ")",
         f"- Fine-tuning (one LoRA per selection, each from the same base): rank {rank}, alpha {rank}, lr {lr:g}, "
         f"{size.ft_steps} steps of batch {size.ft_batch}, AdamW, warm-up {max(1, size.ft_steps // 10)} steps, "
         "attention and MLP layers",
